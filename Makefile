@@ -1,0 +1,46 @@
+# Every command a developer or CI needs. `make help` lists them.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+# PostgreSQL run of the database tests; the test database name can be changed so that
+# several checkouts on one machine do not share it.
+PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+PG_TEST_NAME ?= test_hosting
+
+.PHONY: help venv lint fmt test test-sqlite test-pg demo bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(BIN)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+venv: $(BIN)/.installed  ## create .venv with the pinned requirements
+
+lint: venv  ## ruff check and ruff format --check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: venv  ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test-sqlite: venv
+	$(PY) -m pytest
+
+test-pg: venv  ## the database tests again on PostgreSQL
+	DATABASE_URL=$(PG_URL) DATABASE_TEST_NAME=$(PG_TEST_NAME) $(PY) -m pytest -m django_db -p no:cacheprovider
+
+test: lint test-sqlite test-pg  ## everything CI runs: lint, all tests on SQLite, database tests on PostgreSQL
+
+demo: venv  ## run the whole platform on this machine
+	$(PY) -m scripts.demo
+
+bench: venv  ## run every benchmark in bench/
+	for b in bench/*_bench.py; do $(PY) $$b || exit 1; done
+
+clean:  ## remove the virtualenv and local state
+	rm -rf $(VENV) var

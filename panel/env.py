@@ -1,0 +1,66 @@
+"""Typed readers for settings that come from the environment.
+
+Each helper fails loudly with ``ImproperlyConfigured`` naming the variable, so a typo in a
+deployment stops the process at start-up instead of surfacing as odd behaviour later.
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use 1/0, true/false, yes/no)")
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name}={value} is below the minimum of {minimum}")
+    return value
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return list(default)
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_redis_url(name: str, default: str) -> str:
+    raw = os.environ.get(name, default)
+    parts = urlsplit(raw)
+    if parts.scheme not in {"redis", "rediss", "unix"}:
+        raise ImproperlyConfigured(f"{name}={raw!r} must be a redis://, rediss:// or unix:// URL")
+    if parts.scheme != "unix":
+        try:
+            parts.port  # noqa: B018 - raises ValueError on a malformed port
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}={raw!r} has an invalid port") from None
+        if not parts.hostname:
+            raise ImproperlyConfigured(f"{name}={raw!r} has no host")
+    return raw

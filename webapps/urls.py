@@ -1,0 +1,3 @@
+"""URLs of the Web tab and API v0."""
+
+urlpatterns: list = []

@@ -49,6 +49,10 @@ NODE_NAME = env_str("NODE_NAME", "")
 NODE_EXPOSE_NAME = env_bool("NODE_EXPOSE_NAME", True)
 RELOAD_THROTTLE_PER_MINUTE = env_int("RELOAD_THROTTLE_PER_MINUTE", 40, minimum=1)
 ROUTES_REPUBLISH_SECONDS = env_int("ROUTES_REPUBLISH_SECONDS", 30, minimum=1)
+# How a reload is carried out: the node that hosts this panel process sets its own reloader
+# (and the control socket it talks to); a panel outside any node reports that no node is here.
+WEBAPPS_RELOADER = env_str("WEBAPPS_RELOADER", "webapps.reload.NoNodeReloader")
+NODE_CONTROL_SOCKET = env_str("NODE_CONTROL_SOCKET", "")
 
 ALLOWED_HOSTS = [PANEL_HOST, *env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "testserver"])]
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])

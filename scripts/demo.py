@@ -4,7 +4,10 @@ import sys
 
 
 def main() -> int:
-    print("demo: the platform's processes are not wired up yet; see issues in the tracker", file=sys.stderr)
+    print(
+        "demo: the platform's processes are not wired up yet; see issues in the tracker",
+        file=sys.stderr,
+    )
     return 1
 
 

@@ -1,0 +1,3 @@
+"""Staff API for the backend pool and the route table (mounted under /api/v0/)."""
+
+urlpatterns: list = []

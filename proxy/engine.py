@@ -500,8 +500,7 @@ class ClientConnection(asyncio.Protocol):
         if state == _IDLE:
             self.state = _HEAD
             self.timer.arm(_T_HEADER, self.config.header_timeout)
-        if self.in_head:
-            self.head_bytes += len(data)
+        was_in_head = self.in_head
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -524,6 +523,8 @@ class ClientConnection(asyncio.Protocol):
             status = 505 if "HTTP version" in msg else 400
             self._refuse(HttpError(status, msg))
             return
+        if was_in_head and self.in_head:
+            self.head_bytes += len(data)
         if self.in_head and self.head_bytes > (
             self.limits.max_request_line + self.limits.max_header_bytes + 4
         ):
@@ -922,6 +923,7 @@ class Exchange:
         "upstream_framing_known",
         "upstream_head",
         "upstream_keep_alive",
+        "waiting_body",
     )
 
     def __init__(self, client: ClientConnection, head: RequestHead) -> None:
@@ -949,12 +951,23 @@ class Exchange:
         self.attempt = 0
         self.upgraded = False
         self.done = False
+        self.waiting_body = False
         self.started_at = client.loop.time()
         if head.websocket:
             self.keep_alive = False  # after anything but a 101 the parser cannot go on
 
     # --- routing ------------------------------------------------------------------------------
     def start(self) -> None:
+        # A body up to HIGH_WATER is read before anything goes upstream, so a request whose
+        # body turns out malformed (a bad chunk) never reaches the backend. Larger bodies
+        # stream. Expect: 100-continue cannot wait: the client waits for us.
+        if not self.request_done and self.buffered <= HIGH_WATER and not self.head.expect_continue:
+            self.waiting_body = True
+            return
+        self.route_request()
+
+    def route_request(self) -> None:
+        self.waiting_body = False
         try:
             route = self.engine.resolver(self.head, self.client.client)  # type: ignore[arg-type]
         except HttpError as exc:
@@ -1098,7 +1111,10 @@ class Exchange:
             self.body_buffer.append(body)
             self.buffered += len(body)
             if self.buffered > HIGH_WATER:
-                self.client._pause_reading()
+                if self.waiting_body:
+                    self.route_request()
+                else:
+                    self.client._pause_reading()
 
     def client_body_end(self) -> None:
         if self.head.websocket:
@@ -1106,6 +1122,9 @@ class Exchange:
         self.request_done = True
         if self.head.chunked:
             self.client_body_raw(b"0\r\n\r\n")
+        if self.waiting_body:
+            self.route_request()
+            return
         conn = self.upconn
         if conn is not None and self.head_sent:
             conn.timer.arm(_U_FIRST_BYTE, self.config.first_byte_timeout)

@@ -1211,6 +1211,8 @@ class Exchange:
         self.upstream_keep_alive = upstream_keep_alive
 
     def response_body(self, body: bytes) -> None:
+        if self.finished:
+            return  # e.g. a body after a HEAD response: dropped, the connection is closed
         if self.client_framing == CHUNKED:
             self.out.append(b"%x\r\n%b\r\n" % (len(body), body))
         else:
@@ -1230,6 +1232,8 @@ class Exchange:
     def flush(self) -> None:
         """Called after each upstream read: one write for everything it produced."""
         out = self.out
+        if self.finished and not self.upgraded:
+            self._record(self.status)  # before the write, so a client never outruns the count
         if out:
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()

@@ -8,6 +8,7 @@ The origin answers by path:
   /eof         200, a body ended by closing the connection
   /slow-head   the response head after ``slow_seconds``
   /garbage     an invalid response
+  /drop        closes the connection without answering
   /ws          101 when asked for a WebSocket, then echoes bytes back
   anything     200 "ok"
 """
@@ -126,6 +127,8 @@ class OriginProtocol(asyncio.Protocol):
         elif path == "/eof":
             t.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end")
             t.close()
+        elif path.startswith("/drop"):
+            t.close()  # read the request, answer nothing
         elif path == "/garbage":
             t.write(b"HTTP/9 what\r\n\r\n")
         elif path == "/hop":

@@ -16,10 +16,12 @@ The origin answers by path:
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Coroutine
 from typing import Any
 
@@ -133,7 +135,8 @@ class OriginProtocol(asyncio.Protocol):
             t.write(b"HTTP/9 what\r\n\r\n")
         elif path == "/hop":
             t.write(b"HTTP/1.1 200 OK\r\nConnection: X-Secret, keep-alive\r\nX-Secret: 1\r\n"
-                    b"Keep-Alive: timeout=5\r\nX-Public: 1\r\nContent-Length: 2\r\n\r\nok")  # fmt: skip
+                    b"Keep-Alive: timeout=5\r\nX-Public: 1\r\n"
+                    b"Content-Length: 2\r\n\r\nok")  # fmt: skip
         elif path == "/ws":
             if any(k.lower() == "upgrade" for k, _ in self.headers):
                 t.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
@@ -201,27 +204,38 @@ class Response:
                 return v
         return None
 
-    def all(self, name: str) -> list[str]:
-        return [v for k, v in self.headers if k.lower() == name.lower()]
 
-    # httptools callbacks
+class _Reader:
+    """Parses a connection's responses, keeping bytes that belong to the next one."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.current = Response()
+        self.done: collections.deque[Response] = collections.deque()
+        self.stopped = False
+
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        self.current.headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
-        code = self._parser.get_status_code()
+        code = self.parser.get_status_code()
         if code < 200 and code != 101:
-            self.interim.append(code)
-            self.headers = []
+            self.current.interim.append(code)
+            self.current.headers = []
         else:
-            self.status = code
+            self.current.status = code
 
     def on_body(self, body: bytes) -> None:
-        self.body += body
+        self.current.body += body
 
     def on_message_complete(self) -> None:
-        if self.status:
-            self.complete = True
+        if self.current.status:
+            self.current.complete = True
+            self.done.append(self.current)
+            self.current = Response()
+
+
+_readers: weakref.WeakKeyDictionary[socket.socket, _Reader] = weakref.WeakKeyDictionary()
 
 
 def connect(port: int, timeout: float = 5.0) -> socket.socket:
@@ -232,23 +246,26 @@ def connect(port: int, timeout: float = 5.0) -> socket.socket:
 
 def read_response(sock: socket.socket, head_request: bool = False) -> Response:
     """Read one response; EOF ends it (a close-delimited body or a closed connection)."""
-    resp = Response()
-    parser = httptools.HttpResponseParser(resp)
-    resp._parser = parser  # type: ignore[attr-defined]
-    while not resp.complete:
-        if head_request and resp.status:
-            break
+    reader = _readers.get(sock)
+    if reader is None:
+        reader = _readers[sock] = _Reader()
+    while not reader.done:
+        if head_request and reader.current.status:
+            resp, reader.current = reader.current, Response()
+            reader.parser = httptools.HttpResponseParser(reader)
+            return resp
         try:
             data = sock.recv(65536)
         except ConnectionResetError:
             data = b""
-        if not data:
-            break
+        if not data or reader.stopped:
+            resp, reader.current = reader.current, Response()
+            return resp
         try:
-            parser.feed_data(data)
+            reader.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            break
-    return resp
+            reader.stopped = True
+    return reader.done.popleft()
 
 
 def exchange(port: int, raw: bytes, timeout: float = 5.0) -> Response:

@@ -124,6 +124,15 @@ DATABASES = {
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Many processes share the SQLite file in a local run (every node's panel, Celery): WAL lets
+    # readers run beside one writer, IMMEDIATE takes the write lock up front instead of failing
+    # on upgrade, and the timeout makes a writer wait for the lock rather than error at once.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
 if env_str("DATABASE_TEST_NAME", ""):
     DATABASES["default"]["TEST"] = {"NAME": env_str("DATABASE_TEST_NAME", "")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -166,6 +175,13 @@ AXES_RESET_ON_SUCCESS = True
 # --- API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Token first, so an unauthenticated call gets 401 with WWW-Authenticate: Token.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "webapps.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "EXCEPTION_HANDLER": "webapps.api_errors.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
         "rest_framework.parsers.JSONParser",

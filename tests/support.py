@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from scripts.services import redis_server_binary
+
 T = TypeVar("T")
 
 
@@ -68,9 +70,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> RedisServer:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        binary = redis_server_binary()
         self.process = subprocess.Popen(
             [
                 binary,

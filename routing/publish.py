@@ -59,8 +59,6 @@ def publish_table(client: redis.Redis, table: RouteTable, prefix: str = DEFAULT_
     or a newer version (a duplicate or out-of-order publish: nothing changes). Connection errors
     propagate as ``redis.RedisError`` so that the caller can retry.
     """
-    if not isinstance(table.version, int) or table.version < 1:
-        raise ValueError(f"route table version must be a positive integer, not {table.version!r}")
     script = client.register_script(STORE_IF_NEWER_LUA)
     keys = [table_key(prefix), channel(prefix)]
     stored = script(keys=keys, args=[table.version, table.to_json()])

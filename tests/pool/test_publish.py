@@ -88,12 +88,6 @@ def test_it_keeps_prefixes_apart(redis_client):
     assert stored_version(redis_client, "b:") == 2
 
 
-def test_it_rejects_a_version_below_one(redis_client):
-    with pytest.raises(ValueError, match="positive integer"):
-        publish_table(redis_client, make_table(0))
-    assert redis_client.get(table_key()) is None
-
-
 def test_stored_version_is_none_for_a_missing_or_unreadable_table(redis_client):
     assert stored_version(redis_client) is None
     redis_client.set(table_key(), b"{")

@@ -6,28 +6,22 @@ on that node: it asks its own node, over the control socket, to reload the app t
 
 from __future__ import annotations
 
-import time
-
 from django.conf import settings
 
 from webapps.node import client
 from webapps.node.control import ControlError
-from webapps.reload import Reloader, ReloadResult
+from webapps.reload import Reloader, ReloadError, ReloadResult
 
 
 class NodeReloader(Reloader):
     def reload(self, webapp) -> ReloadResult:
-        node = settings.NODE_NAME or "this node"
-        started = time.monotonic()
         try:
             answer = client.reload(webapp.domain)
         except ControlError as exc:
-            return ReloadResult(
-                ok=False,
-                backend=settings.NODE_NAME,
-                duration_ms=int((time.monotonic() - started) * 1000),
-                message=f"node {node} did not answer: {exc}",
-            )
+            # reload_app records it as a failed reload with this message
+            raise ReloadError(
+                f"node {settings.NODE_NAME or '(unnamed)'} did not answer: {exc}"
+            ) from exc
         return ReloadResult(
             ok=answer.get("status") == "OK",
             backend=str(answer.get("backend") or settings.NODE_NAME),

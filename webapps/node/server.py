@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from proxy.engine import Answer, Client, Engine, EngineConfig, Route, Upstream
-
 from routing import InvalidHost, RouteTable, canonical_host
 from webapps.node import pages
 from webapps.node.control import ControlServer
@@ -149,6 +148,8 @@ class NodeServer:
             EngineConfig(
                 first_byte_timeout=float(config.request_timeout),
                 max_attempts=1,  # one app, one socket: there is nowhere else to try
+                # below gunicorn's 2 s keep-alive, so a pooled connection is never stale
+                pool_idle_timeout=1.5,
                 trusted_proxies=config.trusted_proxies,
                 via=config.name,
             ),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from routing import actions
-from routing.models import Backend, RouteVersion, Revision
+from routing.models import Backend, Revision, RouteVersion
 from tests.pool.conftest import make_apps
 from webapps.actions import Origin
 from webapps.models import Via

@@ -208,6 +208,16 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
+# Anti-entropy: republish the route table every period; a run older than one period is dropped
+# (a newer one reads the same database).
+CELERY_BEAT_SCHEDULE = {
+    "republish-routes": {
+        "task": "routing.publish_routes",
+        "schedule": float(ROUTES_REPUBLISH_SECONDS),
+        "options": {"expires": float(ROUTES_REPUBLISH_SECONDS)},
+    },
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 LOGGING = {
     "version": 1,

@@ -82,10 +82,15 @@ class ProxyProcess:
             env=child_env(),
             start_new_session=True,
         )
-        wait_until(lambda: port_open("127.0.0.1", self.admin), 20, what="proxy admin port")
+        self.wait(lambda: port_open("127.0.0.1", self.admin), "proxy admin port")
         if ready:
-            wait_until(lambda: self.admin_get("/healthz")[0] == 200, 20, what="proxy ready")
+            self.wait(lambda: self.admin_get("/healthz")[0] == 200, "proxy ready")
         return self
+
+    def wait(self, predicate, what: str) -> None:
+        assert self.process is not None
+        wait_until(lambda: predicate() or self.process.poll() is not None, 20, what=what)
+        assert self.process.poll() is None, f"the proxy exited with {self.process.returncode}"
 
     def admin_get(self, path: str) -> tuple[int, str]:
         try:

@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 HIGH_WATER = 64 * 1024  # bytes buffered for one direction before the reader is paused
+MAX_RESPONSE_HEAD = 64 * 1024
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -756,8 +757,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.write_paused = False
         self.read_paused = False
         self.tunnel = False
-        self.reason = b""
-        self.headers: list[tuple[bytes, bytes]] = []
+        # Response heads are taken raw from the byte stream (httptools validates them, the
+        # core rewrites them in one regex pass): no Python call per header field.
+        self.head_buf = b""
+        self.raw_heads: collections.deque[bytes] = collections.deque()
         self.got_bytes = False  # any byte of the current exchange's response arrived
         self.in_head = True
 
@@ -777,8 +780,8 @@ class UpstreamConnection(asyncio.Protocol):
     def attach(self, exchange: Exchange) -> None:
         self.exchange = exchange
         self.got_bytes = False
-        self.reason = b""
-        self.headers = []
+        self.head_buf = b""
+        self.raw_heads.clear()
         self.in_head = True
         self.pool.active += 1
 
@@ -841,6 +844,9 @@ class UpstreamConnection(asyncio.Protocol):
         if self.timer.kind:
             self.timer.kind = _U_READ
             self.timer.deadline = self.loop.time() + exchange.config.idle_timeout
+        if self.in_head and not self._scan_heads(data):
+            exchange.upstream_invalid(self, "response head too large")
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -859,24 +865,37 @@ class UpstreamConnection(asyncio.Protocol):
             return
         exchange.flush()
 
+    def _scan_heads(self, data: bytes) -> bool:
+        """Cut complete response heads (interim ones, then the final one) off the stream;
+        the bytes after the final head are body and are not scanned. False: head too large."""
+        buf = self.head_buf + data if self.head_buf else data
+        pos = 0
+        while True:
+            end = buf.find(b"\r\n\r\n", pos)
+            if end < 0:
+                self.head_buf = buf[pos:]
+                return len(self.head_buf) <= MAX_RESPONSE_HEAD
+            self.raw_heads.append(buf[pos : end + 2])
+            status = buf[pos + 9 : pos + 12]
+            pos = end + 4
+            if not status.startswith(b"1") or status == b"101":
+                self.head_buf = b""
+                return end - pos <= MAX_RESPONSE_HEAD
+
     # --- httptools callbacks ------------------------------------------------------------------
-    def on_status(self, reason: bytes) -> None:
-        self.reason += reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self.in_head:
-            self.headers.append((name, value))
-
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
-        headers, self.headers = self.headers, []
-        reason, self.reason = self.reason, b""
+        exchange = self.exchange
+        if not self.raw_heads:
+            # llhttp found a head where we did not: treat the response as invalid.
+            raise HttpError(502, "unrecognised response head")
+        raw = self.raw_heads.popleft()
         if status < 200 and status != 101:
-            self.exchange.interim(status, reason, headers)  # type: ignore[union-attr]
+            exchange.interim(status, raw)  # type: ignore[union-attr]
             return
         self.in_head = False
-        self.exchange.response_head(  # type: ignore[union-attr]
-            self, status, reason, headers, self.parser.should_keep_alive()
+        exchange.response_head(  # type: ignore[union-attr]
+            self, status, raw, self.parser.should_keep_alive()
         )
 
     def on_body(self, body: bytes) -> None:
@@ -1155,21 +1174,19 @@ class Exchange:
             conn.resume_reading()
 
     # --- response -----------------------------------------------------------------------------
-    def interim(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    def interim(self, status: int, raw_head: bytes) -> None:
         # 100 Continue is ours to send (see send_on); other 1xx go to HTTP/1.1 clients.
         if status != 100 and self.head.version == b"1.1":
             rh = core.response_head_for_client(
-                status, reason, headers, (), client_version=b"1.1", keep_alive=True,
-                head_request=False,
-            )  # fmt: skip
+                raw_head, (), client_version=b"1.1", keep_alive=True, head_request=False
+            )
             self.out.append(rh.head)
 
     def response_head(
         self,
         conn: UpstreamConnection,
         status: int,
-        reason: bytes,
-        headers: list[tuple[bytes, bytes]],
+        raw_head: bytes,
         upstream_keep_alive: bool,
     ) -> None:
         route = self.route
@@ -1182,9 +1199,7 @@ class Exchange:
         # request once we answer early, so keep-alive only when the body is done or follows.
         keep_alive = self.keep_alive and not self.client.closing
         rh = core.response_head_for_client(
-            status,
-            reason,
-            headers,
+            raw_head,
             route.response_headers if route is not None else (),
             client_version=head.version,
             keep_alive=keep_alive,
@@ -1197,9 +1212,7 @@ class Exchange:
         self.client_framing = rh.framing
         self.upgraded = websocket
         # Does the upstream frame its body (length or chunked) or end it by closing?
-        self.upstream_framing_known = any(
-            n.lower() in (b"content-length", b"transfer-encoding") for n, _ in headers
-        )
+        self.upstream_framing_known = rh.upstream_framed
         if head.method == b"HEAD" and (status >= 200 and status not in (204, 304)):
             # llhttp would wait for a body a HEAD response never has; finish here and do not
             # reuse the connection (its parser believes a body is coming).

@@ -18,6 +18,7 @@ costs a float store, the handle re-arms itself when it fires early.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import inspect
 import ipaddress
@@ -187,11 +188,7 @@ class Stats:
     def record(self, label: str, status: int, seconds: float) -> None:
         self.requests[(label, status)] += 1
         self.latency_sum += seconds
-        for i, bound in enumerate(self.BUCKETS):
-            if seconds <= bound:
-                self.latency[i] += 1
-                return
-        self.latency[-1] += 1
+        self.latency[bisect.bisect_left(self.BUCKETS, seconds)] += 1
 
 
 class Engine:

@@ -20,6 +20,7 @@ from routing import InvalidHost, RouteTable, route_key
 __all__ = ["AdminResolver", "FrontResolver"]
 
 MEMO_KEYS = 50_000
+NO_ROUTE = Route()
 
 
 class FrontResolver:
@@ -33,26 +34,44 @@ class FrontResolver:
         self.panel_host = panel_host
         self.engine = engine
         self._table: RouteTable | None = None
-        self._routes: dict[str, tuple[Upstream, ...]] = {}
+        self._routes: dict[str, Route] = {}
         self._upstreams: dict[tuple[str, str], Upstream] = {}
+        # Host header value -> its key, for hosts other than the panel's (whose key also
+        # depends on the path). Filled by route_key itself, so it never disagrees with it.
+        self._host_keys: dict[bytes, str] = {}
 
     def key(self, head: RequestHead) -> str:
+        key = self._host_keys.get(head.host)
+        if key is not None:
+            return key
         try:
-            return route_key(head.host.decode("ascii"), head.path, self.panel_host)
+            host = head.host.decode("ascii")
+            key = route_key(host, head.path, self.panel_host)
+            if route_key(host, "/", self.panel_host) != route_key(
+                self.panel_host, "/", self.panel_host
+            ):
+                if len(self._host_keys) >= MEMO_KEYS:
+                    del self._host_keys[next(iter(self._host_keys))]
+                self._host_keys[head.host] = key
+            return key
         except InvalidHost as exc:
             raise HttpError(400, str(exc)) from None
 
-    def upstreams(self, table: RouteTable, key: str) -> tuple[Upstream, ...]:
+    def route(self, table: RouteTable, key: str) -> Route:
         if table is not self._table:
             self._table = table
             self._routes = {}
-        ups = self._routes.get(key)
-        if ups is None:
+        route = self._routes.get(key)
+        if route is None:
             ups = tuple(self._upstream(b.name, b.address) for b in table.ranking(key))
+            route = Route(upstreams=ups)
             if len(self._routes) >= MEMO_KEYS:
                 del self._routes[next(iter(self._routes))]
-            self._routes[key] = ups
-        return ups
+            self._routes[key] = route
+        return route
+
+    def upstreams(self, table: RouteTable, key: str) -> tuple[Upstream, ...]:
+        return self.route(table, key).upstreams
 
     def _upstream(self, name: str, address: str) -> Upstream:
         up = self._upstreams.get((name, address))
@@ -63,11 +82,14 @@ class FrontResolver:
     def __call__(self, head: RequestHead, client: Client) -> Route:
         table = self.source()
         if table is None:
-            return Route()  # 503 with Retry-After: no table yet
-        ups = self.upstreams(table, self.key(head))
-        if self.engine is not None:
-            ups = self.engine.health.order(ups)
-        return Route(upstreams=ups)
+            return NO_ROUTE  # 503 with Retry-After: no table yet
+        route = self.route(table, self.key(head))
+        engine = self.engine
+        if engine is not None and engine.health.down_until:
+            ordered = engine.health.order(route.upstreams)
+            if ordered != route.upstreams:
+                return Route(upstreams=ordered)
+        return route
 
 
 class AdminResolver:

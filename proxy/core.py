@@ -338,12 +338,29 @@ class ResponseHead:
 
 
 # Fields of a response that are not passed through as they are: framing, hop-by-hop.
+def _passes_through(specials: list[tuple[bytes, bytes]]) -> bool:
+    """A Content-Length and at most ``Connection: keep-alive``: nothing to rewrite."""
+    length = False
+    for name, value in specials:
+        if name == b"content-length":
+            length = True
+        elif name != b"connection" or value.strip(b" \t") != b"keep-alive":
+            return False
+    return length
+
+
+def _fields(fields: tuple[tuple[bytes, bytes], ...]) -> bytes:
+    return b"".join(b"%b: %b\r\n" % pair for pair in fields)
+
+
 # Matched on a lower-cased copy (a case-sensitive pattern with a literal start is twice as
 # fast); llhttp allows no whitespace before the colon, so ``name:`` is exact.
-_RESPONSE_SPECIAL = re.compile(
-    rb"\r\n(content-length|connection|transfer-encoding|keep-alive|proxy-connection|te"
-    rb"|trailer|upgrade|proxy-authenticate|proxy-authorization):"
+_SPECIAL_NAMES = (
+    rb"content-length|connection|transfer-encoding|keep-alive|proxy-connection|te|trailer"
+    rb"|upgrade|proxy-authenticate|proxy-authorization"
 )
+_RESPONSE_SPECIAL = re.compile(rb"\r\n(" + _SPECIAL_NAMES + rb"):")
+_RESPONSE_SPECIAL_VALUES = re.compile(rb"\r\n(" + _SPECIAL_NAMES + rb"):([^\r]*)")
 
 
 def response_head_for_client(
@@ -366,14 +383,30 @@ def response_head_for_client(
     client close-delimited.
     """
     eol = raw_head.index(b"\r\n")
+    status = int(raw_head[9:12])
+    low = raw_head.lower()
+    if (
+        keep_alive
+        and client_version == b"1.1"
+        and not head_request
+        and not websocket
+        and raw_head[:9] == b"HTTP/1.1 "
+        and 200 <= status != 204
+        and status != 304
+        and _passes_through(_RESPONSE_SPECIAL_VALUES.findall(low, eol))
+    ):
+        # The common response: a length, perhaps "Connection: keep-alive" (the same connection
+        # option this hop uses), nothing else hop-by-hop: the head goes out as it came.
+        if extra:
+            return ResponseHead(raw_head + _fields(extra) + b"\r\n", LENGTH, True, True)
+        return ResponseHead(raw_head + b"\r\n", LENGTH, True, True)
     status_line = raw_head[:eol]
-    status = int(status_line[9:12])
     parts = [b"HTTP/1.1", status_line[8:], b"\r\n"]
     content_length: bytes | None = None
     chunked = False
     listed: list[bytes] = []
     pos = eol + 2  # start of the bytes not yet copied
-    for m in _RESPONSE_SPECIAL.finditer(raw_head.lower(), eol):
+    for m in _RESPONSE_SPECIAL.finditer(low, eol):
         start = m.start() + 2
         if start > pos:
             parts.append(raw_head[pos:start])

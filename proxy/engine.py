@@ -913,64 +913,37 @@ class UpstreamConnection(asyncio.Protocol):
 class Exchange:
     """One request and its response."""
 
-    __slots__ = (
-        "attempt",
-        "body_buffer",
-        "body_received",
-        "buffered",
-        "client",
-        "client_framing",
-        "config",
-        "done",
-        "engine",
-        "finished",
-        "head",
-        "head_sent",
-        "keep_alive",
-        "out",
-        "request_done",
-        "response_started",
-        "route",
-        "started_at",
-        "status",
-        "upconn",
-        "upgraded",
-        "upstream",
-        "upstream_framing_known",
-        "upstream_head",
-        "upstream_keep_alive",
-        "waiting_body",
-    )
+    # Class-level defaults: an exchange sets only what differs (one per request, so the
+    # attribute stores it saves are worth the instance dict).
+    route: Route | None = None
+    upconn: UpstreamConnection | None = None
+    upstream: Upstream | None = None
+    upstream_head = b""
+    head_sent = False
+    body_buffer: list[bytes] | None = None
+    buffered = 0
+    body_received = 0
+    response_started = False
+    finished = False
+    client_framing = LENGTH
+    upstream_keep_alive = False
+    upstream_framing_known = True
+    status = 0
+    attempt = 0
+    upgraded = False
+    done = False
+    waiting_body = False
 
     def __init__(self, client: ClientConnection, head: RequestHead) -> None:
         self.client = client
         self.engine = client.engine
         self.config = client.config
         self.head = head
-        self.route: Route | None = None
-        self.upconn: UpstreamConnection | None = None
-        self.upstream: Upstream | None = None
-        self.upstream_head = b""
-        self.head_sent = False
-        self.body_buffer: list[bytes] = []
-        self.buffered = 0
-        self.body_received = 0
-        self.request_done = not head.has_body
-        self.response_started = False
-        self.finished = False
+        self.request_done = not (head.chunked or head.content_length)
         self.out: list[bytes] = []
-        self.client_framing = LENGTH
-        self.keep_alive = head.keep_alive
-        self.upstream_keep_alive = False
-        self.upstream_framing_known = True
-        self.status = 0
-        self.attempt = 0
-        self.upgraded = False
-        self.done = False
-        self.waiting_body = False
+        self.keep_alive = head.keep_alive and not head.websocket
+        # (after anything but a 101 to a WebSocket request the parser cannot go on)
         self.started_at = client.loop.time()
-        if head.websocket:
-            self.keep_alive = False  # after anything but a 101 the parser cannot go on
 
     # --- routing ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -990,6 +963,16 @@ class Exchange:
             self.answer_error(exc.status, exc.detail)
             return
         if type(route) is Route:
+            if route.answer is None and route.upstreams:
+                # The common case, inline: a pooled connection to the first candidate.
+                self.route = route
+                upstream = self.upstream = route.upstreams[0]
+                pool = self.engine.pools.get(upstream.key)
+                if pool is not None:
+                    conn = pool.take()
+                    if conn is not None:
+                        self.send_on(conn)
+                        return
             self.routed(route)
         elif inspect.isawaitable(route):
             task = asyncio.ensure_future(route)
@@ -1099,7 +1082,7 @@ class Exchange:
         self.head_sent = True
         if self.body_buffer:
             conn.transport.write(b"".join([head, *self.body_buffer]))  # type: ignore[union-attr]
-            self.body_buffer = []
+            self.body_buffer = None
             self.buffered = 0
             if client.read_paused and client.active is self:
                 client._resume_reading()
@@ -1124,6 +1107,8 @@ class Exchange:
             if conn.write_paused:
                 self.client._pause_reading()
         elif not self.finished:
+            if self.body_buffer is None:
+                self.body_buffer = []
             self.body_buffer.append(body)
             self.buffered += len(body)
             if self.buffered > HIGH_WATER:
@@ -1153,6 +1138,8 @@ class Exchange:
         if conn is not None and self.head_sent and not self.finished:
             conn.transport.write(data)  # type: ignore[union-attr]
         elif not self.finished:
+            if self.body_buffer is None:
+                self.body_buffer = []
             self.body_buffer.append(data)
 
     def upstream_write_paused(self, paused: bool) -> None:

@@ -74,8 +74,7 @@ def test_response_rewriting_drops_hop_by_hop_fields_and_those_named_in_connectio
         raw, ((b"X-Backend", b"b1"),), client_version=b"1.1", keep_alive=True, head_request=False
     )
     assert rh.head == (
-        b"HTTP/1.1 200 Fine\r\nServer: s\r\nX-Kept: 2\r\nX-Backend: b1\r\n"
-        b"Content-Length: 2\r\n\r\n"
+        b"HTTP/1.1 200 Fine\r\nServer: s\r\nX-Kept: 2\r\nX-Backend: b1\r\nContent-Length: 2\r\n\r\n"
     )
     assert rh.framing == core.LENGTH
 

@@ -5,8 +5,9 @@ Prints, over the same domains: balance (max/mean load, with what uniform random 
 gives), keys moved divided by the minimum that must move for each kind of pool change, share
 error with mixed weights, and lookup microseconds (with and without this core's memo).
 
-    python bench/routing_bench.py                 # 200,000 domains, about a minute
+    python bench/routing_bench.py                 # 200,000 domains, about two minutes
     python bench/routing_bench.py --domains 20000 # a quicker, noisier run
+    python bench/routing_bench.py --only lookups  # just the timings
 """
 
 from __future__ import annotations
@@ -166,27 +167,21 @@ def time_per_call(
     return best
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--domains", type=int, default=200_000, help="number of domains")
-    parser.add_argument("--seed", type=int, default=1, help="seed of the generated domains")
-    args = parser.parse_args(argv)
-    if args.domains < 1000:
-        parser.error("--domains must be at least 1000")
-    started = time.perf_counter()
-    keys = make_domains(args.domains, args.seed)
-    print(f"routing benchmark: {len(keys):,} domains, algorithm {ALGORITHM}, seed {args.seed}")
-    names = [name for name, _ in SCHEMES]
-    width = max(len(n) for n in names)
+NAMES = [name for name, _ in SCHEMES]
+WIDTH = max(len(n) for n in NAMES)
 
+
+def balance(keys: Sequence[str], seed: int) -> None:
     print("\nbalance: max/mean load, equal weights (uniform random assignment for reference)")
-    print(f"  {'N':>5}  {'random':>8}  " + "  ".join(f"{n:>{width}}" for n in names))
+    print(f"  {'N':>5}  {'random':>8}  " + "  ".join(f"{n:>{WIDTH}}" for n in NAMES))
     for n in (4, 10, 64, 256):
         pool = equal_pool(n)
-        reference = random_max_over_mean(n, len(keys), trials=5, seed=args.seed)
+        reference = random_max_over_mean(n, len(keys), trials=5, seed=seed)
         row = [max_over_mean(assign(scheme, pool, keys), pool) for _, scheme in SCHEMES]
-        print(f"  {n:>5}  {reference:>8.3f}  " + "  ".join(f"{v:>{width}.3f}" for v in row))
+        print(f"  {n:>5}  {reference:>8.3f}  " + "  ".join(f"{v:>{WIDTH}.3f}" for v in row))
 
+
+def moves(keys: Sequence[str]) -> None:
     print("\nkeys moved / minimum that must move for the weighted shares (1.000 is ideal)")
     changes: list[tuple[str, Pool, Pool]] = [
         ("N -> N+1 (10 -> 11)", equal_pool(10), equal_pool(11)),
@@ -204,25 +199,27 @@ def main(argv: list[str] | None = None) -> int:
         ("4 big (weight 2) -> 8 small (weight 1)", equal_pool(4, weight=2), equal_pool(8)),
     ]
     label = max(len(c[0]) for c in changes)
-    print(f"  {'change':<{label}}  " + "  ".join(f"{n:>{width}}" for n in names))
+    print(f"  {'change':<{label}}  " + "  ".join(f"{n:>{WIDTH}}" for n in NAMES))
     exact = []
     for title, before, after in changes:
         row = [moved_ratios(scheme, before, after, keys) for _, scheme in SCHEMES]
-        print(f"  {title:<{label}}  " + "  ".join(f"{v[0]:>{width}.3f}" for v in row))
+        print(f"  {title:<{label}}  " + "  ".join(f"{v[0]:>{WIDTH}.3f}" for v in row))
         exact.append((title, [v[1] for v in row]))
     print("\nkeys moved / keys that had to move to reach the loads each scheme reached")
-    print(f"  {'change':<{label}}  " + "  ".join(f"{n:>{width}}" for n in names))
+    print(f"  {'change':<{label}}  " + "  ".join(f"{n:>{WIDTH}}" for n in NAMES))
     for title, row in exact:
-        print(f"  {title:<{label}}  " + "  ".join(f"{v:>{width}.3f}" for v in row))
+        print(f"  {title:<{label}}  " + "  ".join(f"{v:>{WIDTH}.3f}" for v in row))
 
+
+def shares(keys: Sequence[str]) -> None:
     mixed = [(f"b{i}", w) for i, w in enumerate([1, 2, 3, 4, 5], start=1)]
     print("\nweighted share error, weights 1, 2, 3, 4, 5: max relative error (max absolute)")
-    cells = []
-    for _, scheme in SCHEMES:
+    for name, scheme in SCHEMES:
         rel, absolute = share_errors(assign(scheme, mixed, keys), mixed)
-        cells.append(f"{rel:6.2%} ({absolute:.2f} pp)")
-    print("  " + "  ".join(f"{n}: {c}" for n, c in zip(names, cells, strict=True)))
+        print(f"  {name:<{WIDTH}}  {rel:6.2%} ({absolute:.2f} percentage points)")
 
+
+def lookups(keys: Sequence[str]) -> None:
     print("\nlookup microseconds per call, best of 5 runs")
     print("(ours: miss = first lookup of a key in a table, hit = a repeated lookup)")
     header = ["ours miss", "ours hit", "ketama", "hash % N"]
@@ -240,11 +237,35 @@ def main(argv: list[str] | None = None) -> int:
         # uhashring builds its ring with insort, O(points^2): hours at 1.6 million points.
         ring = "n/a"
         if n <= 256:
-            built = ketama(pool)
-            ring = f"{time_per_call(lambda r=built: r, keys[:5_000]):.2f}"
+            get_node = ketama(pool)
+            ring = f"{time_per_call(lambda g=get_node: g, keys[:5_000]):.2f}"
         plain = time_per_call(lambda p=pool: modulo(p), keys[:5_000])
         print(f"  {n:>6}  {miss:>10.2f}  {hit:>10.2f}  {ring:>10}  {plain:>10.2f}")
 
+
+SECTIONS = {"balance": balance, "moves": moves, "shares": shares, "lookups": lookups}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--domains", type=int, default=200_000, help="number of domains")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the generated domains")
+    parser.add_argument(
+        "--only", choices=sorted(SECTIONS), action="append", help="run only these sections"
+    )
+    args = parser.parse_args(argv)
+    if args.domains < 1000:
+        parser.error("--domains must be at least 1000")
+    started = time.perf_counter()
+    keys = make_domains(args.domains, args.seed)
+    print(f"routing benchmark: {len(keys):,} domains, algorithm {ALGORITHM}, seed {args.seed}")
+    for name, section in SECTIONS.items():
+        if args.only and name not in args.only:
+            continue
+        if name == "balance":
+            balance(keys, args.seed)
+        else:
+            section(keys)
     print(f"\ntotal run time {time.perf_counter() - started:.0f} s")
     return 0
 

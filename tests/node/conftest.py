@@ -64,3 +64,40 @@ def supervisor_factory(short_tmp, home_root, loop_thread):
         for pid in pids:  # belt and braces: no process group may outlive a test
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory):
+    from tests.node.nodes import migrated_template
+
+    return migrated_template(tmp_path_factory.mktemp("node-db"))
+
+
+@pytest.fixture
+def platform(short_tmp, template_db):
+    """A database copy, an environment for node processes, and a way to start nodes."""
+    from tests.node.nodes import NodeProcess, copy_db, platform_env
+
+    database = copy_db(template_db, short_tmp)
+    env = platform_env(short_tmp, database)
+    (short_tmp / "home").mkdir(exist_ok=True)
+    nodes: list[NodeProcess] = []
+
+    class Platform:
+        workdir = short_tmp
+        home = short_tmp / "home"
+
+        def __init__(self) -> None:
+            self.env = env
+
+        def node(self, name: str, *args: str) -> NodeProcess:
+            node = NodeProcess(name, self.env, short_tmp, *args)
+            nodes.append(node)
+            return node.start()
+
+    yield Platform()
+    left = []
+    for node in nodes:
+        node.stop()
+        left += node.kill_leftovers()
+    assert left == [], f"app processes outlived their node: {left}"

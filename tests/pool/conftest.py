@@ -1,0 +1,79 @@
+"""Fixtures for the pool's tests: a Redis of the test's own that it may stop, flush or restart."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from routing.table import ALGORITHM, Backend, RouteTable
+from tests.support import RedisServer
+
+
+@pytest.fixture
+def redis_server():
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def redis_client(redis_server):
+    client = redis.Redis.from_url(redis_server.url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def make_table(version: int, *names: str) -> RouteTable:
+    """A table with active backends ``names`` (default b1, b2) on made-up loopback ports."""
+    names = names or ("b1", "b2")
+    backends = tuple(
+        Backend(name=name, address=f"127.0.0.1:{9100 + i}", weight=1, state="active")
+        for i, name in enumerate(names)
+    )
+    return RouteTable(version=version, algorithm=ALGORITHM, backends=backends)
+
+
+# --- database fixtures (tests marked django_db) ---------------------------------------------
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def pool_settings(settings, redis_server):
+    """Point the panel at the test's own Redis, under a prefix of its own."""
+    settings.REDIS_URL = redis_server.url
+    settings.CELERY_BROKER_URL = redis_server.url
+    settings.REDIS_PREFIX = "pooltest:"
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.ALLOWED_HOSTS = ["testserver", "panel.localhost"]
+    return settings
+
+
+@pytest.fixture
+def operator(db):
+    from webapps.models import User
+
+    return User.objects.create_user("stella", password=PASSWORD, is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def outsider(db):
+    from webapps.models import User
+
+    return User.objects.create_user("mallory", password=PASSWORD)
+
+
+def make_apps(count: int, owner_name: str = "appowner") -> list[str]:
+    """``count`` web apps (mixed-case owner on purpose); returns their canonical domains."""
+    from webapps.models import User, WebApp
+
+    owner, _ = User.objects.get_or_create(username=owner_name)
+    domains = [f"app{i}.example.com" for i in range(count)]
+    WebApp.objects.bulk_create(
+        WebApp(owner=owner, domain=d, source_directory=f"/srv/{d}") for d in domains
+    )
+    return domains

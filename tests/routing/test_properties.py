@@ -247,6 +247,7 @@ def test_the_choice_and_ranking_follow_the_definition(backends, key):
     )
     assert table.ranking(key) == tuple(expected)
     assert table.backend_for(key) == expected[0]
+    assert table.ranking(key, 2) == tuple(expected[:2])
 
 
 @SETTINGS

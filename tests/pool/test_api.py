@@ -6,7 +6,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from routing import actions, tasks
-from routing.models import Backend, RouteVersion, Revision
+from routing.models import Backend, Revision, RouteVersion
 from tests.pool.conftest import make_apps
 from webapps import actions as webapp_actions
 from webapps.models import Via

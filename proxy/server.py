@@ -138,9 +138,8 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
 
 
 async def run_worker(args: argparse.Namespace, worker: str, reuse_port: bool) -> int:
-    from routing.subscriber import RouteSubscriber
-
     from proxy.front import AdminResolver, FrontResolver
+    from routing.subscriber import RouteSubscriber
 
     ssl_ctx = None
     if args.tls_listen:

@@ -23,7 +23,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from routing.pool import current_table
-from routing.publish import publish_table
+from routing.publish import publish_table, stored_version
 
 logger = logging.getLogger(__name__)
 
@@ -98,13 +98,21 @@ def publish_routes(version: int | None = None) -> int | None:
         return None
     client = redis_client()
     try:
-        stored = publish_table(client, table, settings.REDIS_PREFIX)
+        if publish_table(client, table, settings.REDIS_PREFIX):
+            logger.info("published route table version %d (queued for %s)", table.version, version)
+            return table.version
+        held = stored_version(client, settings.REDIS_PREFIX)
     finally:
         client.close()
-    if stored:
-        logger.info("published route table version %d (queued for %s)", table.version, version)
-        return table.version
-    logger.debug("Redis already holds route table version %d or newer", table.version)
+    if held is not None and held > table.version:
+        # Proxies keep the newer table and never see this database's changes: an operator must
+        # decide (a restored database backup, or a second panel writing the same prefix).
+        logger.error(
+            "Redis holds route table version %d, newer than the database's %d; changes are not "
+            "reaching the proxies. Run `manage.py routing publish --bump` to move past it.",
+            held,
+            table.version,
+        )
     return None
 
 

@@ -436,6 +436,7 @@ class ClientConnection(asyncio.Protocol):
         self.closing = False  # close once the current exchange ends (shutdown, errors)
         self.error: HttpError | None = None
         self.upgrade_tail = b""
+        self.feeding = 0  # length of the chunk being fed to the parser
         self.upgrade_pending = False
         self.head_started = False
         self._reset_head()
@@ -444,7 +445,6 @@ class ClientConnection(asyncio.Protocol):
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_bytes = 0
-        self.header_size = 0
         self.in_head = True
 
     # --- asyncio.Protocol -------------------------------------------------------------------
@@ -499,6 +499,7 @@ class ClientConnection(asyncio.Protocol):
             self.state = _HEAD
             self.timer.arm(_T_HEADER, self.config.header_timeout)
         was_in_head = self.in_head
+        self.feeding = len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -559,13 +560,16 @@ class ClientConnection(asyncio.Protocol):
             return
         headers = self.headers
         headers.append((name, value))
-        self.header_size += len(name) + len(value) + 4
         if len(headers) > self.limits.max_header_count:
             self.error = HttpError(431, f"more than {self.limits.max_header_count} header fields")
             raise self.error
 
     def on_headers_complete(self) -> None:
-        if self.header_size > self.limits.max_header_bytes:
+        # The head came in the bytes fed so far: only when those could exceed the limit is
+        # the exact size worth adding up.
+        if self.head_bytes + self.feeding > self.limits.max_header_bytes and (
+            sum(len(n) + len(v) + 4 for n, v in self.headers) > self.limits.max_header_bytes
+        ):
             self.error = HttpError(431, "header block too large")
             raise self.error
         parser = self.parser
@@ -1249,7 +1253,8 @@ class Exchange:
                 conn.close()
         if self.client_framing == CLOSE:
             self.keep_alive = False
-        self._record(self.status)
+        if not self.done:
+            self._record(self.status)
         self.client.exchange_done(self, self.keep_alive)
 
     def _record(self, status: int) -> None:

@@ -845,9 +845,31 @@ class UpstreamConnection(asyncio.Protocol):
         if self.timer.kind:
             self.timer.kind = _U_READ
             self.timer.deadline = self.loop.time() + exchange.config.idle_timeout
-        if self.in_head and not self._scan_heads(data):
-            exchange.upstream_invalid(self, "response head too large")
-            return
+        if self.in_head:
+            if not self.head_buf:
+                head = exchange.head
+                if (
+                    exchange.keep_alive
+                    and head.version == b"1.1"
+                    and head.method != b"HEAD"
+                    and not head.websocket
+                    and not exchange.client.closing
+                ):
+                    route = exchange.route
+                    out = core.pass_through_response(data, route.response_headers)  # type: ignore[union-attr]
+                    if out is not None:
+                        # The whole response in one read, nothing to rewrite: no parser.
+                        self.in_head = False
+                        exchange.status = int(data[9:12])
+                        exchange.response_started = True
+                        exchange.upstream_keep_alive = True
+                        exchange.finished = True
+                        exchange.out.append(out)
+                        exchange.flush()
+                        return
+            if not self._scan_heads(data):
+                exchange.upstream_invalid(self, "response head too large")
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:

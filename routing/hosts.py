@@ -259,7 +259,11 @@ def reload_domain(path: str) -> str | None:
     raw_segments = path[1:].split("/")
     if raw_segments[-1] == "":
         raw_segments.pop()  # one trailing slash is optional
-    decoded = [unquote_to_bytes(s).decode("utf-8", "surrogateescape") for s in raw_segments]
+    # surrogatepass: a str path may carry lone surrogates; they come out as undecodable bytes.
+    decoded = [
+        unquote_to_bytes(s.encode("utf-8", "surrogatepass")).decode("utf-8", "surrogateescape")
+        for s in raw_segments
+    ]
     if any(("/" in s or "\\" in s) for s in decoded):
         # The panel's server decodes once and then splits, so this path may look different
         # there; if either view is a reload path, refuse rather than route by a guess.

@@ -1013,6 +1013,12 @@ class Exchange:
 
     def _resolved(self, task: asyncio.Future) -> None:
         if self.finished:
+            # The client went away while the resolver worked: the route is not used, but its
+            # on_done still runs once, so the resolver's bookkeeping stays balanced.
+            if not task.cancelled() and task.exception() is None:
+                route = task.result()
+                if route.on_done is not None:
+                    route.on_done(0)
             return
         if task.cancelled():
             self.answer_error(503, "no route")

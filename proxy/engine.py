@@ -708,8 +708,9 @@ class ClientConnection(asyncio.Protocol):
 
     def shutdown(self) -> None:
         self.closing = True
-        if self.state in (_IDLE, _LINGER) and self.active is None:
-            self.close()
+        idle = self.active is None and not self.queue and not self.head_started
+        if idle and self.state in (_IDLE, _HEAD, _LINGER):
+            self.close()  # no request under way: nothing to finish
 
     def close(self) -> None:
         if self.transport is not None and self.state != _CLOSED:

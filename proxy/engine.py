@@ -708,8 +708,9 @@ class ClientConnection(asyncio.Protocol):
 
     def shutdown(self) -> None:
         self.closing = True
-        if self.state in (_IDLE, _LINGER) and self.active is None:
-            self.close()
+        idle = self.active is None and not self.queue and not self.head_started
+        if idle and self.state in (_IDLE, _HEAD, _LINGER):
+            self.close()  # no request under way: nothing to finish
 
     def close(self) -> None:
         if self.transport is not None and self.state != _CLOSED:
@@ -1013,6 +1014,12 @@ class Exchange:
 
     def _resolved(self, task: asyncio.Future) -> None:
         if self.finished:
+            # The client went away while the resolver worked: the route is not used, but its
+            # on_done still runs once, so the resolver's bookkeeping stays balanced.
+            if not task.cancelled() and task.exception() is None:
+                route = task.result()
+                if route.on_done is not None:
+                    route.on_done(0)
             return
         if task.cancelled():
             self.answer_error(503, "no route")

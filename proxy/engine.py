@@ -139,6 +139,8 @@ class Health:
         self.down_until: dict[str, float] = {}
 
     def failed(self, name: str) -> None:
+        if self.is_down(name):
+            return  # requests that chose it before it was marked; it stays down as marked
         count = self.failures.get(name, 0) + 1
         if count >= self.threshold:
             self.down_until[name] = self.clock() + self.down_seconds

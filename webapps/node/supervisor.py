@@ -42,6 +42,9 @@ CAPTURE_MAX_BYTES = 8 * 1024
 _READY_LINE_MAX = 64  # a ready line is a pid; anything longer is not ours
 
 
+_SERVING = (Phase.RUNNING, Phase.RELOADING)
+
+
 class AppUnavailable(Exception):
     """The app cannot serve now; the HTTP side answers 502 naming the app and its error log."""
 
@@ -163,6 +166,17 @@ class Supervisor:
         self._kill_stale_groups()
 
     # --- public API ------------------------------------------------------------------------
+    def ready_socket(self, spec: AppSpec) -> str | None:
+        """The socket when the app's process already serves with these settings, else None.
+
+        The request path's fast lane: no coroutine, no waiting. Counts as a request (idle time).
+        """
+        app = self._apps.get(spec.name)
+        if app is None or app.spec != spec or app.state.phase not in _SERVING:
+            return None
+        app.state.on_request(self.clock())
+        return str(app.socket)
+
     async def socket_for(self, spec: AppSpec) -> str:
         """The socket of the app's running process, starting it first if needed.
 

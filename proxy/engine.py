@@ -708,8 +708,9 @@ class ClientConnection(asyncio.Protocol):
 
     def shutdown(self) -> None:
         self.closing = True
-        if self.state in (_IDLE, _LINGER) and self.active is None:
-            self.close()
+        idle = self.active is None and not self.queue and not self.head_started
+        if idle and self.state in (_IDLE, _HEAD, _LINGER):
+            self.close()  # no request under way: nothing to finish
 
     def close(self) -> None:
         if self.transport is not None and self.state != _CLOSED:
@@ -845,9 +846,31 @@ class UpstreamConnection(asyncio.Protocol):
         if self.timer.kind:
             self.timer.kind = _U_READ
             self.timer.deadline = self.loop.time() + exchange.config.idle_timeout
-        if self.in_head and not self._scan_heads(data):
-            exchange.upstream_invalid(self, "response head too large")
-            return
+        if self.in_head:
+            if not self.head_buf:
+                head = exchange.head
+                if (
+                    exchange.keep_alive
+                    and head.version == b"1.1"
+                    and head.method != b"HEAD"
+                    and not head.websocket
+                    and not exchange.client.closing
+                ):
+                    route = exchange.route
+                    out = core.pass_through_response(data, route.response_headers)  # type: ignore[union-attr]
+                    if out is not None:
+                        # The whole response in one read, nothing to rewrite: no parser.
+                        self.in_head = False
+                        exchange.status = int(data[9:12])
+                        exchange.response_started = True
+                        exchange.upstream_keep_alive = True
+                        exchange.finished = True
+                        exchange.out.append(out)
+                        exchange.flush()
+                        return
+            if not self._scan_heads(data):
+                exchange.upstream_invalid(self, "response head too large")
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -900,7 +923,12 @@ class UpstreamConnection(asyncio.Protocol):
         )
 
     def on_body(self, body: bytes) -> None:
-        self.exchange.response_body(body)  # type: ignore[union-attr]
+        exchange = self.exchange
+        if exchange.finished:  # type: ignore[union-attr]
+            return  # e.g. a body after a HEAD response: dropped, the connection is closed
+        if exchange.client_framing == CHUNKED:  # type: ignore[union-attr]
+            body = b"%x\r\n%b\r\n" % (len(body), body)
+        exchange.out.append(body)  # type: ignore[union-attr]
 
     def on_message_complete(self) -> None:
         if not self.in_head:
@@ -986,6 +1014,12 @@ class Exchange:
 
     def _resolved(self, task: asyncio.Future) -> None:
         if self.finished:
+            # The client went away while the resolver worked: the route is not used, but its
+            # on_done still runs once, so the resolver's bookkeeping stays balanced.
+            if not task.cancelled() and task.exception() is None:
+                route = task.result()
+                if route.on_done is not None:
+                    route.on_done(0)
             return
         if task.cancelled():
             self.answer_error(503, "no route")
@@ -1225,7 +1259,7 @@ class Exchange:
         if self.client_framing == CHUNKED:
             self.out.append(b"0\r\n\r\n")
         self.upstream_keep_alive = upstream_keep_alive
-        self.finished_response()
+        self.finished = True
 
     def finished_response(self) -> None:
         self.finished = True
@@ -1233,13 +1267,16 @@ class Exchange:
     def flush(self) -> None:
         """Called after each upstream read: one write for everything it produced."""
         out = self.out
-        if self.finished and not self.upgraded:
+        finished = self.finished and not self.upgraded
+        if finished and not self.done:
             self._record(self.status)  # before the write, so a client never outruns the count
         if out:
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
-            self.client.write(data)
-        if self.finished and not self.upgraded:
+            client = self.client
+            if client.state != _CLOSED:
+                client.transport.write(data)  # type: ignore[union-attr]
+        if finished:
             self.complete()
 
     def complete(self) -> None:
@@ -1247,7 +1284,14 @@ class Exchange:
         self.upconn = None
         if conn is not None:
             if self.upstream_keep_alive and self.request_done and not conn.closed:
-                conn.release()
+                # conn.release(), inline: back to its pool
+                conn.exchange = None
+                pool = conn.pool
+                pool.active -= 1
+                conn.timer.kind = 0
+                if conn.read_paused:
+                    conn.resume_reading()  # an idle connection must see the upstream's EOF
+                pool.put(conn)
             else:
                 conn.detach()
                 conn.close()

@@ -43,6 +43,7 @@ MAX_PATH_LENGTH = 8192
 
 _FORBIDDEN = {"/": "'/'", "\\": "'\\'", "@": "'@'", "%": "'%'", "?": "'?'", "#": "'#'"}
 _ASCII_ALLOWED = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.:[]")
+_SAFE_ASCII = re.compile(r"[A-Za-z0-9.:\[\]-]*")
 _LDH_LABEL = re.compile(r"[a-z0-9-]+")
 _ASCII_HOST = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.?")
 _PORT = re.compile(r"[0-9]{1,5}")
@@ -111,6 +112,8 @@ _cached_canonical_host = lru_cache(maxsize=65536)(_canonical_host)
 
 
 def _check_characters(raw: str) -> None:
+    if _SAFE_ASCII.fullmatch(raw):
+        return  # the usual case: nothing to name
     for position, char in enumerate(raw):
         if char in _FORBIDDEN:
             raise _fail(raw, f"{_FORBIDDEN[char]} at position {position} is not allowed")

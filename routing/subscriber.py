@@ -203,10 +203,16 @@ class RouteSubscriber:
         # cancellation that arrives as the awaited call completes, and stop() would never return.
         while not self._stopping:
             client = self._client()
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            pubsub = client.pubsub()
             try:
                 async with asyncio.timeout(self.timeout):
                     await pubsub.subscribe(channel(self.prefix))
+                    # The GET below goes over another connection: only once Redis confirms the
+                    # subscription is every later change sure to be announced to us.
+                    while True:
+                        confirmation = await pubsub.get_message(timeout=self.timeout)
+                        if confirmation is not None and confirmation["type"] == "subscribe":
+                            break
                 self._connected = True
                 await self._read(client)
                 self._first_attempt.set()

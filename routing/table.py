@@ -33,6 +33,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from itertools import repeat
 from typing import Any
 
@@ -124,15 +125,25 @@ class Backend:
 def _check_address(name: str, address: object) -> None:
     if not isinstance(address, str):
         raise InvalidTable(f"backend {name!r}: address {address!r} must be a 'host:port' string")
+    problem = _address_problem(address)
+    if problem is not None:
+        raise InvalidTable(f"backend {name!r}: address {address!r} {problem}")
+
+
+# Every new table version repeats most addresses: remembering verdicts keeps re-reading a large
+# table cheap. Bounded by the largest table.
+@lru_cache(maxsize=MAX_BACKENDS)
+def _address_problem(address: str) -> str | None:
     host, sep, port = address.rpartition(":")
     if not sep or not host:
-        raise InvalidTable(f"backend {name!r}: address {address!r} is not 'host:port'")
+        return "is not 'host:port'"
     if not (port.isascii() and port.isdigit() and len(port) <= 5 and 1 <= int(port) <= 65535):
-        raise InvalidTable(f"backend {name!r}: address {address!r} has no port from 1 to 65535")
+        return "has no port from 1 to 65535"
     try:
         canonical_host(host)
     except InvalidHost as exc:
-        raise InvalidTable(f"backend {name!r}: address {address!r}: {exc}") from None
+        return f"has an invalid host: {exc}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -187,17 +198,18 @@ class RouteTable:
         if self.published_at is not None:
             _check_timestamp(self.published_at)
         active = tuple(b for b in self.backends if b.active)
+        seeds = {b.name: _seed(b.name) for b in active}
         weights = sorted({b.weight for b in active})
         groups = []
         for weight in weights:
             members = tuple(sorted((b for b in active if b.weight == weight), key=_name_key))
-            groups.append(_Group(weight, members, tuple(_seed(b.name) for b in members)))
+            groups.append(_Group(weight, members, tuple(seeds[b.name] for b in members)))
         object.__setattr__(self, "_by_name", by_name)
         object.__setattr__(self, "_active", active)
         object.__setattr__(self, "_groups", tuple(groups))
         by_name_active = tuple(sorted(active, key=_name_key))
         object.__setattr__(self, "_by_name_active", by_name_active)
-        object.__setattr__(self, "_seeds", tuple(_seed(b.name) for b in by_name_active))
+        object.__setattr__(self, "_seeds", tuple(seeds[b.name] for b in by_name_active))
         object.__setattr__(self, "_weights", tuple(b.weight for b in by_name_active))
         object.__setattr__(self, "_memo", {})
         object.__setattr__(self, "_ranking_memo", {})
@@ -369,6 +381,8 @@ def _backend_from_dict(index: int, item: object) -> Backend:
 
 
 def _check_keys(doc: dict, required: tuple[str, ...], allowed: tuple[str, ...], where: str) -> None:
+    if doc.keys() == set(allowed):
+        return  # the usual case, checked at C speed
     missing = [k for k in required if k not in doc]
     if missing:
         raise InvalidTable(f"{where} is missing {', '.join(missing)}")

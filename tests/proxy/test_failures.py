@@ -161,3 +161,15 @@ def test_shutdown_lets_an_in_flight_request_finish(serve, origin):
     thread.join(5)
     assert result["resp"].status == 200
     assert result["resp"].header("Connection") == "close"
+
+
+def test_shutdown_closes_connections_that_have_no_request_under_way(serve, origin):
+    proxy = serve(origin)
+    with connect(proxy.port) as fresh, connect(proxy.port) as used:
+        used.sendall(get())
+        assert read_response(used).status == 200
+        wait_until(lambda: proxy.lt.call(len, proxy.engine.connections) == 2, what="accepted")
+        started = time.monotonic()
+        proxy.lt.run(proxy.engine.shutdown(grace=5))
+        assert time.monotonic() - started < 2.5
+        assert closed_by_peer(fresh, timeout=2) and closed_by_peer(used, timeout=2)

@@ -139,6 +139,8 @@ class Health:
         self.down_until: dict[str, float] = {}
 
     def failed(self, name: str) -> None:
+        if self.is_down(name):
+            return  # requests that chose it before it was marked; it stays down as marked
         count = self.failures.get(name, 0) + 1
         if count >= self.threshold:
             self.down_until[name] = self.clock() + self.down_seconds
@@ -792,15 +794,6 @@ class UpstreamConnection(asyncio.Protocol):
             self.exchange = None
             self.pool.active -= 1
 
-    def release(self) -> None:
-        """The exchange finished cleanly: back to the pool."""
-        self.detach()
-        self.timer.disarm()
-        if self.closed:
-            return
-        self.resume_reading()  # the client may have paused us; an idle connection must see EOF
-        self.pool.put(self)
-
     def close(self) -> None:
         if not self.closed:
             self.closed = True
@@ -1245,14 +1238,6 @@ class Exchange:
         self.out.append(rh.head)
         self.upstream_keep_alive = upstream_keep_alive
 
-    def response_body(self, body: bytes) -> None:
-        if self.finished:
-            return  # e.g. a body after a HEAD response: dropped, the connection is closed
-        if self.client_framing == CHUNKED:
-            self.out.append(b"%x\r\n%b\r\n" % (len(body), body))
-        else:
-            self.out.append(body)
-
     def response_end(self, upstream_keep_alive: bool) -> None:
         if self.finished:
             return
@@ -1284,7 +1269,7 @@ class Exchange:
         self.upconn = None
         if conn is not None:
             if self.upstream_keep_alive and self.request_done and not conn.closed:
-                # conn.release(), inline: back to its pool
+                # Back to its pool (inline: this runs once per request).
                 conn.exchange = None
                 pool = conn.pool
                 pool.active -= 1

@@ -540,7 +540,11 @@ class ClientConnection(asyncio.Protocol):
 
     # --- httptools callbacks ------------------------------------------------------------------
     def on_message_begin(self) -> None:
-        self._reset_head()
+        # _reset_head(), inline (once per request)
+        self.url = b""
+        self.headers = []
+        self.head_bytes = 0
+        self.in_head = True
         self.head_started = True
         if self.state == _IDLE:
             self.state = _HEAD
@@ -614,7 +618,9 @@ class ClientConnection(asyncio.Protocol):
         self.parsing = None
         if self.timer.kind == _T_BODY:
             self.timer.disarm()
-        if exchange is not None:
+        # A request without a body was complete from its head on; it cannot have been
+        # started (that happens after the parser call), so there is nothing to tell it.
+        if exchange is not None and not exchange.request_done:
             exchange.client_body_end()
 
     # --- flow ---------------------------------------------------------------------------------

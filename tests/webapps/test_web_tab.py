@@ -63,6 +63,11 @@ def test_it_says_when_no_route_table_is_published(owner_web, owner_app):
     assert "no backend in the route table" in owner_web.get(LIST).content.decode()
 
 
+def test_it_shows_each_apps_curl_snippet_on_the_web_tab(owner_web, unicode_app):
+    html = owner_web.get(LIST).content.decode()
+    assert "http://testserver/api/v0/user/IronHand/webapps/xn--bcher-kva.example/reload/" in html
+
+
 def test_it_shows_the_curl_snippet_with_the_canonical_api_url(owner_web, unicode_app):
     html = owner_web.get("/user/IronHand/webapps/B%C3%BCcher.example/").content.decode()
     assert "Authorization: Token $PANEL_TOKEN" in html

@@ -139,6 +139,8 @@ class Health:
         self.down_until: dict[str, float] = {}
 
     def failed(self, name: str) -> None:
+        if self.is_down(name):
+            return  # requests that chose it before it was marked; it stays down as marked
         count = self.failures.get(name, 0) + 1
         if count >= self.threshold:
             self.down_until[name] = self.clock() + self.down_seconds
@@ -538,7 +540,11 @@ class ClientConnection(asyncio.Protocol):
 
     # --- httptools callbacks ------------------------------------------------------------------
     def on_message_begin(self) -> None:
-        self._reset_head()
+        # _reset_head(), inline (once per request)
+        self.url = b""
+        self.headers = []
+        self.head_bytes = 0
+        self.in_head = True
         self.head_started = True
         if self.state == _IDLE:
             self.state = _HEAD
@@ -612,7 +618,9 @@ class ClientConnection(asyncio.Protocol):
         self.parsing = None
         if self.timer.kind == _T_BODY:
             self.timer.disarm()
-        if exchange is not None:
+        # A request without a body was complete from its head on; it cannot have been
+        # started (that happens after the parser call), so there is nothing to tell it.
+        if exchange is not None and not exchange.request_done:
             exchange.client_body_end()
 
     # --- flow ---------------------------------------------------------------------------------
@@ -791,15 +799,6 @@ class UpstreamConnection(asyncio.Protocol):
         if self.exchange is not None:
             self.exchange = None
             self.pool.active -= 1
-
-    def release(self) -> None:
-        """The exchange finished cleanly: back to the pool."""
-        self.detach()
-        self.timer.disarm()
-        if self.closed:
-            return
-        self.resume_reading()  # the client may have paused us; an idle connection must see EOF
-        self.pool.put(self)
 
     def close(self) -> None:
         if not self.closed:
@@ -1245,14 +1244,6 @@ class Exchange:
         self.out.append(rh.head)
         self.upstream_keep_alive = upstream_keep_alive
 
-    def response_body(self, body: bytes) -> None:
-        if self.finished:
-            return  # e.g. a body after a HEAD response: dropped, the connection is closed
-        if self.client_framing == CHUNKED:
-            self.out.append(b"%x\r\n%b\r\n" % (len(body), body))
-        else:
-            self.out.append(body)
-
     def response_end(self, upstream_keep_alive: bool) -> None:
         if self.finished:
             return
@@ -1284,7 +1275,7 @@ class Exchange:
         self.upconn = None
         if conn is not None:
             if self.upstream_keep_alive and self.request_done and not conn.closed:
-                # conn.release(), inline: back to its pool
+                # Back to its pool (inline: this runs once per request).
                 conn.exchange = None
                 pool = conn.pool
                 pool.active -= 1

@@ -1,0 +1,439 @@
+"""The pure core of the proxy: request validation, upstream request heads, response rewriting,
+error pages. Bytes and plain values in, decisions out; no sockets, no event loop, no clock.
+
+Rules (RFC 9110 / RFC 9112), applied on top of httptools (llhttp), which already refuses bare
+LF and bare CR, obs-fold, control characters in the request line and in field values, invalid
+field names, Content-Length together with Transfer-Encoding, duplicate or malformed
+Content-Length, unknown methods and malformed chunk sizes or chunk framing:
+
+ 1. request line (the target) longer than ``Limits.max_request_line``        -> 414
+ 2. header block larger than ``max_header_bytes`` or more than ``max_header_count`` fields -> 431
+ 3. declared body larger than ``max_body`` (checked before any body byte is read) -> 413
+ 4. a version other than HTTP/1.0 or HTTP/1.1                                 -> 505
+ 5. CONNECT (this is not a forward proxy)                                     -> 501
+ 6. a Transfer-Encoding other than exactly ``chunked``                        -> 501
+ 7. Transfer-Encoding in an HTTP/1.0 request, or twice                        -> 400
+ 8. no Host, several Host fields, or a Host with bytes outside visible ASCII  -> 400
+ 9. absolute-form whose authority differs from Host, or not http(s)           -> 400
+10. asterisk-form other than ``OPTIONS *``, any other form not origin-form    -> 400
+11. an Expect other than ``100-continue``                                     -> 417
+12. a WebSocket upgrade that also carries a body                              -> 400
+Every refusal closes the connection, and the backend sees nothing of the request.
+
+The upstream request is rebuilt from the validated fields: origin-form target, one Host,
+our own framing header, hop-by-hop fields (and every field named in Connection) removed,
+Via appended, X-Forwarded-For/-Proto/-Host set (a client's own values are kept only when the
+peer is a trusted proxy), X-Request-ID kept when well formed, else generated.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from http import HTTPStatus
+
+__all__ = [
+    "HOP_BY_HOP",
+    "HttpError",
+    "Limits",
+    "RequestHead",
+    "ResponseHead",
+    "error_page",
+    "render_answer",
+    "request_head_for_upstream",
+    "response_head_for_client",
+    "validate_request",
+]
+
+# Fields that describe one connection, never forwarded (RFC 9110 7.6.1), plus the ones this
+# proxy rewrites itself (framing, Host, forwarding, Expect).
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+_REWRITTEN = frozenset(
+    {
+        b"host",
+        b"content-length",
+        b"expect",
+        b"via",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"forwarded",
+        b"x-request-id",
+    }
+)
+_DROP_FROM_REQUEST = HOP_BY_HOP | _REWRITTEN
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+_VISIBLE_ASCII = re.compile(rb"[\x21-\x7e]+")
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:+/=-]{1,200}")
+_ABSOLUTE = re.compile(rb"(?i:(https?))://([^/?#]+)([^#]*)")
+
+
+class HttpError(Exception):
+    """A request this proxy refuses; ``status`` is the answer, ``detail`` says why."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"{status} {detail}")
+        self.status = status
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_request_line: int = 8 * 1024
+    max_header_bytes: int = 32 * 1024
+    max_header_count: int = 100
+    max_body: int = 100 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class RequestHead:
+    """A validated request head. ``headers`` holds only the end-to-end fields to forward."""
+
+    method: bytes
+    target: bytes  # origin-form (or ``*``), what is sent upstream
+    version: bytes  # b"1.1" or b"1.0"
+    host: bytes
+    headers: list[tuple[bytes, bytes]]
+    content_length: int | None
+    chunked: bool
+    keep_alive: bool
+    expect_continue: bool
+    websocket: bool
+    forwarded_for: bytes | None  # the client's own values, used only from trusted peers
+    forwarded_proto: bytes | None
+    forwarded_host: bytes | None
+    forwarded: bytes | None
+    via: bytes | None
+    request_id: bytes | None
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or bool(self.content_length)
+
+    @property
+    def idempotent(self) -> bool:
+        return self.method in IDEMPOTENT
+
+    @property
+    def path(self) -> str:
+        """The target as text for routing (bytes outside ASCII were refused by the parser)."""
+        return self.target.decode("latin-1")
+
+
+def _tokens(value: bytes) -> list[bytes]:
+    return [t for t in (p.strip().lower() for p in value.split(b",")) if t]
+
+
+def validate_request(
+    method: bytes,
+    url: bytes,
+    version: str,
+    raw_headers: list[tuple[bytes, bytes]],
+    keep_alive: bool,
+    limits: Limits,
+) -> RequestHead:
+    """Check a parsed request head against the rules at the top of this module."""
+    if version == "1.1":
+        vbytes = b"1.1"
+    elif version == "1.0":
+        vbytes = b"1.0"
+    else:
+        raise HttpError(505, f"HTTP/{version} is not supported")
+    if method == b"CONNECT":
+        raise HttpError(501, "CONNECT is not supported")
+
+    hosts: list[bytes] = []
+    content_length: int | None = None
+    te: list[bytes] = []
+    connection: list[bytes] = []
+    upgrade: bytes | None = None
+    expect: bytes | None = None
+    xff: list[bytes] = []
+    xfp = xfh = fwd = via = rid = None
+    kept: list[tuple[bytes, bytes]] = []
+    append = kept.append
+    for name, value in raw_headers:
+        lname = name.lower()
+        if lname not in _DROP_FROM_REQUEST:
+            append((name, value))
+        elif lname == b"host":
+            hosts.append(value)
+        elif lname == b"content-length":
+            # llhttp accepts only digits here and refuses a second Content-Length.
+            content_length = int(value)
+        elif lname == b"transfer-encoding":
+            te.append(value)
+        elif lname == b"connection":
+            connection.extend(_tokens(value))
+        elif lname == b"upgrade":
+            upgrade = value
+        elif lname == b"expect":
+            expect = value
+        elif lname == b"x-forwarded-for":
+            xff.append(value)
+        elif lname == b"x-forwarded-proto":
+            xfp = value
+        elif lname == b"x-forwarded-host":
+            xfh = value
+        elif lname == b"forwarded":
+            fwd = value if fwd is None else fwd + b", " + value
+        elif lname == b"via":
+            via = value if via is None else via + b", " + value
+        elif lname == b"x-request-id":
+            rid = value
+
+    if not hosts:
+        raise HttpError(400, "missing Host header")
+    if len(hosts) > 1:
+        raise HttpError(400, "more than one Host header")
+    host = hosts[0].strip()
+    if not _VISIBLE_ASCII.fullmatch(host):
+        raise HttpError(400, "invalid Host header")
+
+    chunked = False
+    if te:
+        if len(te) > 1:
+            raise HttpError(400, "more than one Transfer-Encoding header")
+        if vbytes == b"1.0":
+            raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 request")
+        if content_length is not None:
+            raise HttpError(400, "both Content-Length and Transfer-Encoding")
+        if te[0].strip().lower() != b"chunked":
+            raise HttpError(501, "only the chunked transfer coding is supported")
+        chunked = True
+    if content_length is not None and content_length > limits.max_body:
+        raise HttpError(413, f"body over {limits.max_body} bytes")
+
+    expect_continue = False
+    if expect is not None:
+        if expect.strip().lower() != b"100-continue":
+            raise HttpError(417, "only Expect: 100-continue is supported")
+        expect_continue = vbytes == b"1.1" and (chunked or bool(content_length))
+
+    target = url
+    if url[:1] != b"/":
+        if url == b"*":
+            if method != b"OPTIONS":
+                raise HttpError(400, "asterisk-form is only for OPTIONS")
+        else:
+            m = _ABSOLUTE.fullmatch(url)
+            if m is None:
+                raise HttpError(400, "request target is not origin-form or absolute-form")
+            if m.group(2) != host:
+                raise HttpError(400, "absolute-form authority differs from Host")
+            target = m.group(3) or b"/"
+            if target[:1] != b"/":
+                target = b"/" + target
+
+    websocket = False
+    if upgrade is not None and b"upgrade" in connection:
+        if b"websocket" in _tokens(upgrade) and method == b"GET" and vbytes == b"1.1":
+            if chunked or content_length:
+                raise HttpError(400, "a WebSocket upgrade request cannot carry a body")
+            websocket = True
+        else:
+            # Any other protocol switch (h2c, ...) is declined; the request is served as is,
+            # and the connection closes after it because the parser stopped at the upgrade.
+            keep_alive = False
+
+    if connection:
+        listed = {t for t in connection if t not in (b"close", b"keep-alive", b"upgrade")}
+        if listed:
+            kept = [(n, v) for n, v in kept if n.lower() not in listed]
+
+    return RequestHead(
+        method=method,
+        target=target,
+        version=vbytes,
+        host=host,
+        headers=kept,
+        content_length=content_length,
+        chunked=chunked,
+        keep_alive=keep_alive,
+        expect_continue=expect_continue,
+        websocket=websocket,
+        forwarded_for=b", ".join(xff) if xff else None,
+        forwarded_proto=xfp,
+        forwarded_host=xfh,
+        forwarded=fwd,
+        via=via,
+        request_id=rid,
+    )
+
+
+def new_request_id() -> bytes:
+    return os.urandom(16).hex().encode()
+
+
+def request_head_for_upstream(
+    head: RequestHead,
+    client_ip: bytes,
+    scheme: bytes,
+    trusted_peer: bool,
+    via_name: bytes,
+    request_id: bytes | None = None,
+) -> bytes:
+    """The request head sent upstream: rebuilt from validated fields, never the raw bytes."""
+    parts = [head.method, b" ", head.target, b" HTTP/1.1\r\nHost: ", head.host, b"\r\n"]
+    for name, value in head.headers:
+        parts += (name, b": ", value, b"\r\n")
+    if head.chunked:
+        parts.append(b"Transfer-Encoding: chunked\r\n")
+    elif head.content_length is not None:
+        parts += (b"Content-Length: ", b"%d" % head.content_length, b"\r\n")
+    if head.websocket:
+        parts.append(b"Connection: Upgrade\r\nUpgrade: websocket\r\n")
+    if trusted_peer and head.forwarded_for:
+        parts += (b"X-Forwarded-For: ", head.forwarded_for, b", ", client_ip, b"\r\n")
+    else:
+        parts += (b"X-Forwarded-For: ", client_ip, b"\r\n")
+    proto = head.forwarded_proto if trusted_peer and head.forwarded_proto else scheme
+    fhost = head.forwarded_host if trusted_peer and head.forwarded_host else head.host
+    parts += (b"X-Forwarded-Proto: ", proto, b"\r\nX-Forwarded-Host: ", fhost, b"\r\n")
+    if trusted_peer and head.forwarded:
+        parts += (b"Forwarded: ", head.forwarded, b"\r\n")
+    rid = head.request_id
+    if rid is None or not _REQUEST_ID.fullmatch(rid):
+        rid = request_id or new_request_id()
+    parts += (b"X-Request-ID: ", rid, b"\r\n")
+    if head.via:
+        parts += (b"Via: ", head.via, b", 1.1 ", via_name, b"\r\n\r\n")
+    else:
+        parts += (b"Via: 1.1 ", via_name, b"\r\n\r\n")
+    return b"".join(parts)
+
+
+# How a response body is framed towards the client.
+LENGTH, CHUNKED, CLOSE, NONE = 0, 1, 2, 3
+
+
+@dataclass(slots=True)
+class ResponseHead:
+    head: bytes  # the bytes to send to the client
+    framing: int  # LENGTH, CHUNKED, CLOSE or NONE
+    keep_alive: bool  # the client connection stays open after this response
+
+
+def response_head_for_client(
+    status: int,
+    reason: bytes,
+    headers: list[tuple[bytes, bytes]],
+    extra: tuple[tuple[bytes, bytes], ...],
+    *,
+    client_version: bytes,
+    keep_alive: bool,
+    head_request: bool,
+    websocket: bool = False,
+) -> ResponseHead:
+    """Rewrite an upstream response head for the client: hop-by-hop fields out, our framing in.
+
+    Bodies are re-framed: a Content-Length passes through; a chunked or close-delimited body
+    goes to an HTTP/1.1 client chunked (so the connection can stay open) and to an HTTP/1.0
+    client close-delimited.
+    """
+    content_length: bytes | None = None
+    connection: list[bytes] = []
+    kept: list[tuple[bytes, bytes]] = []
+    for name, value in headers:
+        lname = name.lower()
+        if lname == b"content-length":
+            content_length = value
+        elif lname in HOP_BY_HOP:
+            if lname == b"connection":
+                connection.extend(_tokens(value))
+        else:
+            kept.append((name, value))
+    if connection:
+        listed = {t for t in connection if t not in (b"close", b"keep-alive", b"upgrade")}
+        if listed:
+            kept = [(n, v) for n, v in kept if n.lower() not in listed]
+
+    parts = [b"HTTP/1.1 %d " % status, reason or _reason(status), b"\r\n"]
+    for name, value in kept:
+        parts += (name, b": ", value, b"\r\n")
+    for name, value in extra:
+        parts += (name, b": ", value, b"\r\n")
+    if websocket:
+        parts.append(b"Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        return ResponseHead(b"".join(parts), NONE, False)
+    if head_request or status < 200 or status in (204, 304):
+        framing = NONE
+        if content_length is not None and status not in (204,) and status >= 200:
+            parts += (b"Content-Length: ", content_length, b"\r\n")
+    elif content_length is not None:
+        framing = LENGTH
+        parts += (b"Content-Length: ", content_length, b"\r\n")
+    elif client_version == b"1.1":
+        framing = CHUNKED
+        parts.append(b"Transfer-Encoding: chunked\r\n")
+    else:
+        framing = CLOSE
+        keep_alive = False
+    if not keep_alive:
+        parts.append(b"Connection: close\r\n\r\n")
+    elif client_version == b"1.0":
+        parts.append(b"Connection: keep-alive\r\n\r\n")
+    else:
+        parts.append(b"\r\n")
+    return ResponseHead(b"".join(parts), framing, keep_alive)
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b"Unknown"
+
+
+def render_answer(
+    status: int,
+    body: bytes,
+    *,
+    content_type: bytes = b"text/plain; charset=utf-8",
+    headers: tuple[tuple[bytes, bytes], ...] = (),
+    keep_alive: bool = True,
+    head_request: bool = False,
+) -> bytes:
+    """A complete response produced by the proxy itself."""
+    parts = [b"HTTP/1.1 %d " % status, _reason(status), b"\r\n"]
+    parts += (b"Content-Type: ", content_type, b"\r\nContent-Length: %d\r\n" % len(body))
+    for name, value in headers:
+        parts += (name, b": ", value, b"\r\n")
+    parts.append(b"\r\n" if keep_alive else b"Connection: close\r\n\r\n")
+    if not head_request:
+        parts.append(body)
+    return b"".join(parts)
+
+
+def error_page(
+    status: int,
+    detail: str = "",
+    *,
+    keep_alive: bool = False,
+    retry_after: int | None = None,
+    headers: tuple[tuple[bytes, bytes], ...] = (),
+    head_request: bool = False,
+) -> bytes:
+    """A small plain-text error page: the status line, and the reason when it helps."""
+    text = f"{status} {_reason(status).decode()}\n"
+    if detail:
+        text += detail + "\n"
+    extra = headers
+    if retry_after is not None:
+        extra = ((b"Retry-After", b"%d" % retry_after), *headers)
+    return render_answer(
+        status, text.encode(), headers=extra, keep_alive=keep_alive, head_request=head_request
+    )

@@ -1,0 +1,77 @@
+"""Writing route tables to Redis: store only if newer, then announce the new version.
+
+Pure redis-py, no Django: the Celery task, the ``routing publish`` command and the benchmark call
+:func:`publish_table` with a client of their own.
+
+Invariants (see docs/pool.md, "Redis contract"):
+- The stored table's version never goes down. The compare and the write happen inside one Lua
+  script, so two publishers racing (an old Celery task delivered late, a duplicate delivery, the
+  periodic republish) cannot interleave between reading the stored version and writing.
+- A version is announced on ``<prefix>routes:changed`` only when it was stored, so a subscriber
+  that re-reads on every message never sees a message for a table it cannot find.
+- A stored value that is not a JSON object with a numeric ``version`` counts as absent and is
+  replaced: subscribers ignore such a value anyway, and a valid table must be able to repair it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import redis
+
+    from routing.table import RouteTable
+
+DEFAULT_PREFIX = "hosting:"
+
+# KEYS[1] the table key, KEYS[2] the change channel; ARGV[1] the version, ARGV[2] the table JSON.
+# Returns 1 when stored and announced, 0 when the stored version is the same or newer.
+STORE_IF_NEWER_LUA = """
+local stored = redis.call('GET', KEYS[1])
+if stored then
+  local ok, decoded = pcall(cjson.decode, stored)
+  if ok and type(decoded) == 'table' and type(decoded['version']) == 'number'
+     and decoded['version'] >= tonumber(ARGV[1]) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('PUBLISH', KEYS[2], ARGV[1])
+return 1
+"""
+
+
+def table_key(prefix: str = DEFAULT_PREFIX) -> str:
+    """The Redis key holding the route table as JSON."""
+    return f"{prefix}routes"
+
+
+def channel(prefix: str = DEFAULT_PREFIX) -> str:
+    """The pub/sub channel on which each newly stored version number is announced."""
+    return f"{prefix}routes:changed"
+
+
+def publish_table(client: redis.Redis, table: RouteTable, prefix: str = DEFAULT_PREFIX) -> bool:
+    """Store ``table`` unless Redis already holds this version or a newer one; then announce it.
+
+    Returns True when the table was stored and announced, False when Redis already held the same
+    or a newer version (a duplicate or out-of-order publish: nothing changes). Connection errors
+    propagate as ``redis.RedisError`` so that the caller can retry.
+    """
+    script = client.register_script(STORE_IF_NEWER_LUA)
+    keys = [table_key(prefix), channel(prefix)]
+    stored = script(keys=keys, args=[table.version, table.to_json()])
+    return bool(stored)
+
+
+def stored_version(client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> int | None:
+    """The version of the table Redis holds, or None when it holds none or nothing readable."""
+    raw = client.get(table_key(prefix))
+    if raw is None:
+        return None
+    try:
+        version = json.loads(raw).get("version")
+    except (ValueError, AttributeError):
+        return None
+    return version if isinstance(version, int) and not isinstance(version, bool) else None

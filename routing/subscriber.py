@@ -1,0 +1,339 @@
+"""Keeping the newest valid route table in memory: the helper proxies and nodes run.
+
+Pure asyncio and redis-py, no Django. One background task per subscriber:
+
+    connect -> SUBSCRIBE <prefix>routes:changed -> GET <prefix>routes
+            -> wait for a message, at most ``poll_interval`` -> GET again -> ...
+    on any Redis error: keep the table, wait a bounded, growing backoff, reconnect, GET again.
+
+Invariants:
+- ``table`` only ever moves to a higher version. A lower version or a malformed value found in
+  Redis is ignored and counted (once per distinct value, so a bad value sitting in Redis does
+  not inflate the counters on every poll), and the last good table stays.
+- Subscribing happens before the first GET, so a change published in between is not missed;
+  a message that is lost anyway costs at most ``poll_interval``.
+- Every network wait has a timeout; a Redis that stops answering is treated as a lost
+  connection, never as a reason to block.
+- With a ``state_file``, every accepted table is written there atomically and loaded at start,
+  so a process that starts while Redis is unreachable still routes with the last table it saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import random
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from routing.publish import DEFAULT_PREFIX, channel, table_key
+from routing.table import RouteTable
+
+logger = logging.getLogger(__name__)
+
+OnChange = Callable[[RouteTable], Awaitable[None] | None]
+
+
+@dataclass(frozen=True)
+class SubscriberStats:
+    """A snapshot of a subscriber's health, for /healthz, /metrics and logs.
+
+    ``age`` is the number of seconds since Redis last confirmed the held table (held the same
+    version), or None without a table. It grows while Redis is down, empty or holds junk.
+    ``rejected`` = ``malformed`` + ``lower``; ``reads`` counts the GETs that Redis answered.
+    """
+
+    connected: bool
+    version: int | None
+    age: float | None
+    rejected: int
+    malformed: int
+    lower: int
+    missing: bool
+    reconnects: int
+    reads: int
+    source: str | None
+    last_error: str
+
+
+class RouteSubscriber:
+    """Holds the newest valid :class:`RouteTable` found in Redis; see the module docstring."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        prefix: str = DEFAULT_PREFIX,
+        state_file: str | os.PathLike[str] | None = None,
+        poll_interval: float = 1.0,
+        on_change: OnChange | None = None,
+        *,
+        timeout: float = 2.0,
+        backoff_initial: float = 0.05,
+        backoff_max: float = 2.0,
+    ) -> None:
+        if poll_interval <= 0 or timeout <= 0:
+            raise ValueError("poll_interval and timeout must be positive")
+        self.redis_url = redis_url
+        self.prefix = prefix
+        self.state_file = Path(state_file) if state_file is not None else None
+        self.poll_interval = poll_interval
+        self.on_change = on_change
+        self.timeout = timeout
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+
+        self._table: RouteTable | None = None
+        self._source: str | None = None
+        self._confirmed_at: float | None = None
+        self._connected = False
+        self._missing = False
+        self._malformed = 0
+        self._lower = 0
+        self._last_rejected: bytes | None = None
+        self._reconnects = 0
+        self._reads = 0
+        self._last_error = ""
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._changed = asyncio.Event()
+        self._first_attempt = asyncio.Event()
+
+    # --- public surface -------------------------------------------------------------------
+
+    @property
+    def table(self) -> RouteTable | None:
+        """The newest valid table seen (from Redis or the state file), or None."""
+        return self._table
+
+    @property
+    def stats(self) -> SubscriberStats:
+        age = None
+        if self._table is not None and self._confirmed_at is not None:
+            age = time.monotonic() - self._confirmed_at
+        return SubscriberStats(
+            connected=self._connected,
+            version=self._table.version if self._table is not None else None,
+            age=age,
+            rejected=self._malformed + self._lower,
+            malformed=self._malformed,
+            lower=self._lower,
+            missing=self._missing,
+            reconnects=self._reconnects,
+            reads=self._reads,
+            source=self._source,
+            last_error=self._last_error,
+        )
+
+    async def start(self, wait: float | None = None) -> None:
+        """Load the state file, start the background task and wait for its first read.
+
+        Waits at most ``wait`` seconds (default: ``timeout``) for the first attempt to reach
+        Redis; returns either way, so a process can start while Redis is down.
+        """
+        if self._task is not None:
+            raise RuntimeError("subscriber already started")
+        self._stopping = False
+        if self._load_state_file():
+            await self._notify(self._table)
+        self._task = asyncio.create_task(self._run(), name=f"route-subscriber {self.prefix}")
+        try:
+            async with asyncio.timeout(self.timeout if wait is None else wait):
+                await self._first_attempt.wait()
+        except TimeoutError:
+            logger.warning("route subscriber: Redis did not answer at start; still trying")
+
+    async def stop(self) -> None:
+        """Stop the background task and close its connections."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping = True
+        task.cancel()
+        # asyncio.wait neither raises the task's CancelledError nor swallows our own.
+        await asyncio.wait({task}, timeout=self.timeout * 2 + self.poll_interval)
+        if not task.done():
+            logger.error("route subscriber did not stop in time")
+        self._connected = False
+
+    async def wait_for_version(self, version: int, timeout: float) -> RouteTable:
+        """Wait until the held table's version is at least ``version``; TimeoutError otherwise."""
+
+        async def reached() -> RouteTable:
+            while self._table is None or self._table.version < version:
+                self._changed.clear()
+                await self._changed.wait()
+            return self._table
+
+        async with asyncio.timeout(timeout):
+            return await reached()
+
+    async def refresh(self) -> bool:
+        """Read the table once now, outside the loop's schedule. True if a newer one was taken."""
+        client = self._client()
+        try:
+            return await self._read(client)
+        finally:
+            await client.aclose()
+
+    # --- the loop -------------------------------------------------------------------------
+
+    def _client(self) -> aioredis.Redis:
+        # No retries inside redis-py: the loop below owns reconnecting and its backoff, and a
+        # hidden retry would only stretch the time a caller waits on a dead server.
+        return aioredis.from_url(
+            self.redis_url,
+            socket_connect_timeout=self.timeout,
+            socket_timeout=self.timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+
+    async def _run(self) -> None:
+        backoff = self.backoff_initial
+        # asyncio.timeout() rather than wait_for(): on Python 3.11, wait_for() can swallow a
+        # cancellation that arrives as the awaited call completes, and stop() would never return.
+        while not self._stopping:
+            client = self._client()
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await pubsub.subscribe(channel(self.prefix))
+                self._connected = True
+                await self._read(client)
+                self._first_attempt.set()
+                backoff = self.backoff_initial
+                while not self._stopping:
+                    # A message or the poll interval passing without one: read the table either
+                    # way; the message's version number is only a hint, Redis holds the truth.
+                    async with asyncio.timeout(self.poll_interval + self.timeout):
+                        await pubsub.get_message(timeout=self.poll_interval)
+                    await self._read(client)
+            except (RedisError, OSError, TimeoutError) as exc:
+                self._last_error = f"{type(exc).__name__}: {exc}"
+                if self._connected:
+                    logger.warning("route subscriber lost Redis: %s", self._last_error)
+                self._connected = False
+                self._reconnects += 1
+                self._first_attempt.set()
+            finally:
+                await self._close(client, pubsub)
+            # Jitter keeps many proxies from reconnecting in lock-step after a Redis restart.
+            await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+            backoff = min(backoff * 2, self.backoff_max)
+
+    async def _close(self, client: aioredis.Redis, pubsub: aioredis.client.PubSub) -> None:
+        try:
+            async with asyncio.timeout(self.timeout):
+                await pubsub.aclose()
+                await client.aclose()
+        except (RedisError, OSError, TimeoutError) as exc:
+            logger.debug("route subscriber: closing the connection failed: %s", exc)
+
+    async def _read(self, client: aioredis.Redis) -> bool:
+        async with asyncio.timeout(self.timeout):
+            raw = await client.get(table_key(self.prefix))
+        self._reads += 1
+        if raw is None:
+            if not self._missing and self._table is not None:
+                logger.warning(
+                    "route table missing from Redis; keeping version %d", self._table.version
+                )
+            self._missing = True
+            return False
+        self._missing = False
+        return await self._consider(raw)
+
+    async def _consider(self, raw: bytes) -> bool:
+        try:
+            table = RouteTable.from_json(raw)
+        except ValueError as exc:
+            if raw != self._last_rejected:
+                self._last_rejected = raw
+                self._malformed += 1
+                logger.warning("ignored a malformed route table in Redis: %s", exc)
+            return False
+        current = self._table
+        if current is not None and table.version < current.version:
+            if raw != self._last_rejected:
+                self._last_rejected = raw
+                self._lower += 1
+                logger.warning(
+                    "ignored route table version %d in Redis: holding %d",
+                    table.version,
+                    current.version,
+                )
+            return False
+        self._last_rejected = None
+        if current is not None and table.version == current.version:
+            self._confirmed_at = time.monotonic()
+            self._source = "redis"
+            return False
+        await self._accept(table, raw)
+        return True
+
+    async def _accept(self, table: RouteTable, raw: bytes) -> None:
+        self._table = table
+        self._source = "redis"
+        self._confirmed_at = time.monotonic()
+        self._changed.set()
+        if self.state_file is not None:
+            try:
+                await asyncio.to_thread(_write_atomically, self.state_file, raw)
+            except OSError as exc:
+                logger.error("could not write route state file %s: %s", self.state_file, exc)
+        await self._notify(table)
+
+    async def _notify(self, table: RouteTable | None) -> None:
+        if self.on_change is None or table is None:
+            return
+        try:
+            result = self.on_change(table)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            # The subscriber must outlive a faulty callback; the traceback goes to the log.
+            logger.exception("route subscriber on_change callback failed")
+
+    def _load_state_file(self) -> bool:
+        """Take the table kept in the state file, if any; True when one was taken."""
+        if self.state_file is None:
+            return False
+        try:
+            raw = self.state_file.read_bytes()
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            logger.error("could not read route state file %s: %s", self.state_file, exc)
+            return False
+        try:
+            table = RouteTable.from_json(raw)
+        except ValueError as exc:
+            logger.error("ignored malformed route state file %s: %s", self.state_file, exc)
+            return False
+        self._table = table
+        self._source = "state-file"
+        self._changed.set()
+        return True
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

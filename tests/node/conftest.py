@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.node.support import LoopThread
+from webapps.node.supervisor import Supervisor
+
+
+@pytest.fixture
+def short_tmp():
+    """A short temporary directory: unix socket paths must stay under 108 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="nd-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def home_root(short_tmp):
+    root = short_tmp / "home"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def loop_thread():
+    lt = LoopThread()
+    yield lt
+    lt.close()
+
+
+@pytest.fixture
+def supervisor_factory(short_tmp, home_root, loop_thread):
+    made: list[Supervisor] = []
+
+    def make(**options) -> Supervisor:
+        options.setdefault("idle_timeout", None)
+        options.setdefault("start_timeout", 20.0)
+        options.setdefault("reload_timeout", 20.0)
+        options.setdefault("stop_timeout", 5.0)
+
+        async def build() -> Supervisor:
+            return Supervisor(
+                run_dir=short_tmp / "run",
+                log_dir=short_tmp / "logs",
+                home_root=home_root,
+                **options,
+            )
+
+        sup = loop_thread.run(build())
+        made.append(sup)
+        return sup
+
+    yield make
+    for sup in made:
+        pids = [a["pid"] for a in sup.status() if a["pid"]]
+        loop_thread.run(sup.stop_all(), timeout=30)
+        for pid in pids:  # belt and braces: no process group may outlive a test
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory):
+    from tests.node.nodes import migrated_template
+
+    return migrated_template(tmp_path_factory.mktemp("node-db"))
+
+
+@pytest.fixture
+def platform(short_tmp, template_db):
+    """A database copy, an environment for node processes, and a way to start nodes."""
+    from tests.node.nodes import NodeProcess, copy_db, platform_env
+
+    database = copy_db(template_db, short_tmp)
+    env = platform_env(short_tmp, database)
+    (short_tmp / "home").mkdir(exist_ok=True)
+    nodes: list[NodeProcess] = []
+
+    class Platform:
+        workdir = short_tmp
+        home = short_tmp / "home"
+
+        def __init__(self) -> None:
+            self.env = env
+
+        def node(self, name: str, *args: str) -> NodeProcess:
+            node = NodeProcess(name, self.env, short_tmp, *args)
+            nodes.append(node)
+            return node.start()
+
+    yield Platform()
+    left = []
+    for node in nodes:
+        node.stop()
+        left += node.kill_leftovers()
+    assert left == [], f"app processes outlived their node: {left}"

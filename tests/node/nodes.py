@@ -1,0 +1,189 @@
+"""Real node processes for tests: a file SQLite database they share, and ``manage.py runnode``.
+
+pytest-django's in-memory test database is invisible to other processes, so these tests make
+their own SQLite file (migrated once per run, copied per test) and point every child process
+at it with ``DATABASE_URL``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from tests.support import child_env, free_port, port_open, repo_root, wait_until
+from webapps.node.control import call
+
+MANAGE = str(repo_root() / "manage.py")
+
+
+def manage(env: dict[str, str], *args: str, timeout: float = 120) -> str:
+    done = subprocess.run(
+        [sys.executable, MANAGE, *args],
+        env=env,
+        cwd=repo_root(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def platform_env(workdir: Path, database: Path, **extra: str) -> dict[str, str]:
+    return child_env(
+        DATABASE_URL=f"sqlite:///{database}",
+        DATABASE_TEST_NAME="",
+        VAR_DIR=str(workdir / "var"),
+        HOME_ROOT=str(workdir / "home"),
+        PANEL_HOST="panel.localhost",
+        REDIS_PREFIX=f"test-{uuid.uuid4().hex[:8]}:",
+        DJANGO_SETTINGS_MODULE="panel.settings",
+        LOG_LEVEL="WARNING",
+        **extra,
+    )
+
+
+def migrated_template(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    database = directory / "template.sqlite3"
+    manage(platform_env(directory, database), "migrate", "-v0")
+    return database
+
+
+SETUP = """
+import json
+from webapps import actions
+from webapps.models import User, Via, WebApp
+spec = json.loads({spec!r})
+tokens = {{}}
+for owner, apps in spec.items():
+    user = User.objects.create_user(owner, password="a-long-test-password")
+    for domain, source in apps:
+        WebApp.objects.create(owner=user, domain=domain, source_directory=source)
+    _, tokens[owner] = actions.do_create_token(
+        user, origin=actions.Origin(via=Via.CLI), name="tests"
+    )
+print(json.dumps(tokens))
+"""
+
+
+def add_apps(env: dict[str, str], apps: dict[str, list[tuple[str, str]]]) -> dict[str, str]:
+    """Create users and their apps ``{owner: [(domain, source_dir)]}``; return API tokens."""
+    out = manage(env, "shell", "-c", SETUP.format(spec=json.dumps(apps)))
+    return json.loads(out.strip().splitlines()[-1])
+
+
+class NodeProcess:
+    def __init__(self, name: str, env: dict[str, str], workdir: Path, *args: str) -> None:
+        self.name = name
+        self.env = env
+        self.port = free_port()
+        self.run_dir = workdir / f"r-{name}"
+        self.log_dir = workdir / f"l-{name}"
+        self.args = args
+        self.output = workdir / f"{name}.out"
+        self.process: subprocess.Popen | None = None
+        self.app_pids: set[int] = set()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def control_socket(self) -> Path:
+        return self.run_dir / "control.sock"
+
+    def start(self, timeout: float = 30) -> NodeProcess:
+        with open(self.output, "ab") as out:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable, MANAGE, "runnode",
+                    "--name", self.name,
+                    "--listen", self.address,
+                    "--run-dir", str(self.run_dir),
+                    "--log-dir", str(self.log_dir),
+                    *self.args,
+                ],
+                env=self.env,
+                cwd=repo_root(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        wait_until(
+            lambda: (
+                self._check_alive()
+                and port_open("127.0.0.1", self.port)
+                and self.control_socket.exists()
+            ),
+            timeout,
+            what=f"node {self.name}",
+        )
+        return self
+
+    def _check_alive(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"node {self.name} exited:\n{self.output.read_text()[-3000:]}")
+        return True
+
+    def status(self) -> list[dict]:
+        apps = call(self.control_socket, {"op": "status"}, timeout=10)["apps"]
+        self.app_pids.update(a["pid"] for a in apps if a["pid"])
+        return apps
+
+    def app(self, name: str) -> dict | None:
+        return next((a for a in self.status() if a["name"] == name), None)
+
+    def request(
+        self, host: str, path: str = "/", method: str = "GET", headers=None, body=None,
+        timeout: float = 30,
+    ) -> tuple[int, dict[str, str], str]:  # fmt: skip
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers={"Host": host, **(headers or {})})
+            response = conn.getresponse()
+            return response.status, dict(response.getheaders()), response.read().decode()
+        finally:
+            conn.close()
+
+    def stop(self, timeout: float = 30) -> int | None:
+        if self.process is None:
+            return None
+        with contextlib.suppress(OSError, KeyError, RuntimeError):
+            if self.process.poll() is None:
+                self.status()  # remember app pids, to make sure of them afterwards
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        code = self.process.returncode
+        self.process = None
+        return code
+
+    def kill_leftovers(self) -> list[int]:
+        """Kill app process groups still alive (a failing test); return their pids."""
+        left = []
+        for pid in self.app_pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+                left.append(pid)
+        return left
+
+
+def copy_db(template: Path, workdir: Path) -> Path:
+    database = workdir / "db.sqlite3"
+    shutil.copy(template, database)
+    return database

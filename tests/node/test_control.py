@@ -1,0 +1,126 @@
+"""The control socket: reloads and logs asked for by the panel, answered by a real node core."""
+
+from __future__ import annotations
+
+import json
+import socket
+import stat
+
+import pytest
+
+from tests.node.support import answer_app, get_unix, write_app
+from tests.support import wait_until
+from webapps.node import client
+from webapps.node.control import ControlError, ControlServer, call
+from webapps.node.directory import AppDirectory
+from webapps.node.node import Node
+from webapps.node.spec import AppSpec
+
+
+@pytest.fixture
+def node_control(supervisor_factory, short_tmp, loop_thread):
+    """A node core named b7 whose database is a dict (the outermost edge), and its socket."""
+    sup = supervisor_factory()
+    specs: dict[str, AppSpec] = {}
+    path = short_tmp / "control.sock"
+
+    async def build():
+        directory = AppDirectory(system={}, lookup=specs.get, cache_seconds=0)
+        node = Node(name="b7", supervisor=sup, directory=directory)
+        server = ControlServer(path, node.dispatch)
+        await server.start()
+        return server
+
+    server = loop_thread.run(build())
+    yield sup, specs, path
+    loop_thread.run(server.close())
+
+
+def add_app(specs, home_root, domain, text):
+    source = write_app(home_root, "carol", domain, answer_app(text))
+    specs[domain] = AppSpec(name=domain, source_directory=str(source), owner="carol")
+    return specs[domain]
+
+
+def test_it_reloads_an_app_named_in_any_spelling(node_control, home_root, loop_thread):
+    sup, specs, path = node_control
+    spec = add_app(specs, home_root, "shop.apps.test", "v1")
+    sock = loop_thread.run(sup.socket_for(spec))
+    add_app(specs, home_root, "shop.apps.test", "v2")
+    answer = client.reload("Shop.Apps.Test.", socket_path=str(path))
+    assert answer["status"] == "OK" and answer["backend"] == "b7"
+    assert isinstance(answer["duration_ms"], int)
+    assert get_unix(sock)[1] == "v2"
+
+
+def test_a_reload_with_broken_code_answers_error_with_the_traceback(
+    node_control, home_root, loop_thread
+):
+    sup, specs, path = node_control
+    spec = add_app(specs, home_root, "broken.apps.test", "v1")
+    loop_thread.run(sup.socket_for(spec))
+    write_app(home_root, "carol", "broken.apps.test", "import nonexistent_module_xyz\n")
+    answer = client.reload("broken.apps.test", socket_path=str(path))
+    assert answer["status"] == "ERROR"
+    assert "nonexistent_module_xyz" in answer["log_tail"]
+
+
+def test_a_reload_of_an_unknown_app_is_an_error(node_control):
+    _, _, path = node_control
+    answer = client.reload("nobody.apps.test", socket_path=str(path))
+    assert answer["status"] == "ERROR" and "nobody.apps.test" in answer["message"]
+
+
+def test_it_serves_the_last_lines_of_each_log(node_control, home_root, loop_thread):
+    sup, specs, path = node_control
+    spec = add_app(specs, home_root, "logged.apps.test", "hi")
+    sock = loop_thread.run(sup.socket_for(spec))
+    get_unix(sock, "/visible-in-the-access-log")
+    # gunicorn writes the access line after the response; the node copies it a moment later
+    logs = wait_until(
+        lambda: _with_access(client.app_logs("LOGGED.apps.test", lines=20, socket_path=str(path))),
+        what="the access line",
+    )
+    assert set(logs) == {"access", "error", "server"}
+    assert "/visible-in-the-access-log" in logs["access"]
+    assert "Booting worker" in logs["error"]
+    assert "started gunicorn" in logs["server"]
+
+
+def _with_access(logs):
+    return logs if logs["access"] else None
+
+
+@pytest.mark.parametrize(
+    ("request_doc", "problem"),
+    [
+        ({"op": "explode"}, "unknown op"),
+        ({"op": "reload"}, "'domain' must be a string"),
+        ({"op": "reload", "domain": "bad host/x"}, "bad request"),
+        ({"op": "logs", "domain": "a.test", "lines": 10**6}, "'lines' must be"),
+    ],
+)
+def test_it_refuses_bad_requests_precisely(node_control, request_doc, problem):
+    _, _, path = node_control
+    answer = call(path, request_doc, timeout=5)
+    assert answer["status"] == "ERROR" and problem in answer["message"]
+
+
+def test_it_refuses_a_request_that_is_not_json(node_control):
+    _, _, path = node_control
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(5)
+        sock.connect(str(path))
+        sock.sendall(b"reload everything please\n")
+        answer = json.loads(sock.makefile("rb").readline())
+    assert answer["status"] == "ERROR" and "bad request" in answer["message"]
+
+
+def test_only_the_node_user_may_use_the_socket(node_control):
+    _, _, path = node_control
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_missing_node_is_a_control_error(short_tmp):
+    with pytest.raises(ControlError, match="cannot reach"):
+        call(short_tmp / "nobody-here.sock", {"op": "status"}, timeout=2)

@@ -1,0 +1,41 @@
+"""``manage.py runnode`` as a real process: HTTP through the proxy engine to real gunicorns."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.node.nodes import add_apps
+from tests.node.support import answer_app, write_app
+
+
+@pytest.fixture
+def one_node(platform):
+    source = write_app(platform.home, "Alice", "alice.apps.localhost", answer_app("hello alice"))
+    add_apps(platform.env, {"Alice": [("alice.apps.localhost", str(source))]})
+    return platform.node("b1", "--no-routes")
+
+
+def test_it_serves_an_app_by_its_host_in_any_spelling(one_node):
+    status, headers, body = one_node.request("Alice.Apps.Localhost.:9001")
+    assert (status, body) == (200, "hello alice")
+    assert headers["X-Backend"] == "b1"
+
+
+def test_an_invalid_host_is_400_and_starts_nothing(one_node):
+    status, headers, _ = one_node.request("bad_host%name")
+    assert status == 400 and headers["X-Backend"] == "b1"
+    assert one_node.status() == []
+
+
+def test_an_unknown_domain_is_404_and_starts_nothing(one_node):
+    status, _, body = one_node.request("nobody.apps.localhost")
+    assert status == 404 and "nobody.apps.localhost" in body
+    assert one_node.status() == []
+
+
+def test_sigterm_stops_every_app_process(one_node):
+    assert one_node.request("alice.apps.localhost")[0] == 200
+    pids = [a["pid"] for a in one_node.status()]
+    assert pids
+    assert one_node.stop() == 0
+    assert one_node.kill_leftovers() == []

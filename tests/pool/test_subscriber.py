@@ -1,0 +1,345 @@
+"""routing.subscriber: keeps the newest valid table through changes, junk and Redis outages.
+
+Each test runs its own event loop with ``asyncio.run`` and its own redis-server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+
+import pytest
+
+from routing.publish import publish_table, table_key
+from routing.subscriber import RouteSubscriber
+from tests.pool.conftest import make_table
+
+# Short enough that tests relying on the poll finish quickly, long enough to be a real poll.
+POLL = 0.2
+
+
+async def eventually(predicate: Callable[[], object], timeout: float = 10.0, what: str = ""):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what or predicate}")
+        await asyncio.sleep(0.01)
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+def subscriber(redis_server, **kwargs) -> RouteSubscriber:
+    kwargs.setdefault("poll_interval", POLL)
+    kwargs.setdefault("timeout", 1.0)
+    return RouteSubscriber(redis_server.url, **kwargs)
+
+
+def test_it_holds_the_table_present_at_start(redis_server, redis_client):
+    publish_table(redis_client, make_table(4))
+
+    async def scenario():
+        sub = subscriber(redis_server)
+        await sub.start()
+        try:
+            assert sub.table == make_table(4)
+            assert sub.stats.connected
+            assert sub.stats.source == "redis"
+        finally:
+            await sub.stop()
+
+    run(scenario())
+
+
+def test_it_takes_each_published_change(redis_server, redis_client):
+    async def scenario():
+        # A poll interval far longer than the test: only the announcement can deliver the change.
+        sub = subscriber(redis_server, poll_interval=60)
+        await sub.start()
+        try:
+            assert sub.table is None
+            for version in (1, 2, 3):
+                publish_table(redis_client, make_table(version, *[f"b{i}" for i in range(version)]))
+                table = await sub.wait_for_version(version, timeout=10)
+                assert table.version == version
+            assert [b.name for b in sub.table.backends] == ["b0", "b1", "b2"]
+        finally:
+            await sub.stop()
+
+    run(scenario())
+
+
+def test_it_finds_a_change_without_an_announcement_by_polling(redis_server, redis_client):
+    async def scenario():
+        sub = subscriber(redis_server)
+        await sub.start()
+        try:
+            redis_client.set(table_key(), make_table(9).to_json())  # SET without PUBLISH
+            assert (await sub.wait_for_version(9, timeout=10)).version == 9
+        finally:
+            await sub.stop()
+
+    run(scenario())
+
+
+def test_it_ignores_a_lower_version_written_by_hand_and_counts_it(redis_server, redis_client):
+    publish_table(redis_client, make_table(5, "b1"))
+
+    async def scenario():
+        sub = subscriber(redis_server)
+        await sub.start()
+        try:
+            redis_client.set(table_key(), make_table(3, "b9").to_json())
+            redis_client.publish("hosting:routes:changed", "3")
+            await eventually(lambda: sub.stats.lower == 1, what="the lower version counted")
+            # Seen again on later polls, the same value is not counted again.
+            polls = 3
+            await asyncio.sleep(POLL * polls)
+            assert sub.stats.lower == 1
+            assert sub.stats.rejected == 1
+            assert sub.table == make_table(5, "b1")
+        finally:
+            await sub.stop()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        b"{not json",
+        b'{"version": 6}',
+        b'{"version": -1, "algorithm": "x", "backends": []}',
+        json.dumps({"version": 6, "algorithm": "x", "backends": [{"name": "b1"}]}).encode(),
+    ],
+)
+def test_it_ignores_a_malformed_table_and_counts_it(redis_server, redis_client, junk):
+    publish_table(redis_client, make_table(5, "b1"))
+
+    async def scenario():
+        sub = subscriber(redis_server)
+        await sub.start()
+        try:
+            redis_client.set(table_key(), junk)
+            await eventually(lambda: sub.stats.malformed == 1, what="the malformed table counted")
+            assert sub.table == make_table(5, "b1")
+            # A valid newer table is taken again afterwards.
+            publish_table(redis_client, make_table(7, "b2"))
+            assert (await sub.wait_for_version(7, timeout=10)) == make_table(7, "b2")
+            assert sub.stats.malformed == 1
+        finally:
+            await sub.stop()
+
+    run(scenario())
+
+
+def test_it_keeps_the_last_good_table_when_redis_loses_its_data(redis_server, redis_client):
+    publish_table(redis_client, make_table(5))
+
+    async def scenario():
+        sub = subscriber(redis_server)
+        await sub.start()
+        try:
+            redis_client.flushall()
+            await eventually(lambda: sub.stats.missing, what="the table reported missing")
+            assert sub.table == make_table(5)
+            assert sub.stats.rejected == 0
+            # The periodic republish puts the same version back: nothing changes, age resets.
+            publish_table(redis_client, make_table(5))
+            await eventually(lambda: not sub.stats.missing, what="the table back")
+            assert sub.table == make_table(5)
+        finally:
+            await sub.stop()
+
+    run(scenario())
+
+
+def test_it_keeps_the_table_while_redis_is_down_and_reconnects(redis_server, redis_client):
+    publish_table(redis_client, make_table(2))
+
+    async def scenario():
+        sub = subscriber(redis_server, backoff_max=0.2)
+        await sub.start()
+        try:
+            redis_server.stop()
+            await eventually(lambda: not sub.stats.connected, what="the loss noticed")
+            assert sub.table == make_table(2)
+            assert sub.stats.last_error
+            redis_server.start()
+            # The restarted Redis is empty (no persistence); a publisher repairs it.
+            publish_table(redis_client, make_table(3))
+            assert (await sub.wait_for_version(3, timeout=10)).version == 3
+            assert sub.stats.connected
+            assert sub.stats.reconnects >= 1
+        finally:
+            await sub.stop()
+
+    run(scenario())
+
+
+def test_it_starts_while_redis_is_down_and_catches_up(redis_server, redis_client):
+    redis_server.stop()
+
+    async def scenario():
+        sub = subscriber(redis_server, backoff_max=0.2)
+        await sub.start(wait=0.5)
+        try:
+            assert sub.table is None
+            assert not sub.stats.connected
+            redis_server.start()
+            publish_table(redis_client, make_table(1))
+            assert (await sub.wait_for_version(1, timeout=10)).version == 1
+        finally:
+            await sub.stop()
+
+    run(scenario())
+
+
+def test_it_keeps_each_new_table_in_the_state_file(redis_server, redis_client, tmp_path):
+    state = tmp_path / "state" / "routes.json"
+
+    async def scenario():
+        sub = subscriber(redis_server, state_file=state)
+        await sub.start()
+        try:
+            publish_table(redis_client, make_table(8, "b3"))
+            await sub.wait_for_version(8, timeout=10)
+        finally:
+            await sub.stop()
+
+    run(scenario())
+    assert json.loads(state.read_text())["version"] == 8
+
+
+def test_it_starts_from_the_state_file_when_redis_is_down(redis_server, tmp_path):
+    state = tmp_path / "routes.json"
+    state.write_text(make_table(6, "b4").to_json())
+    redis_server.stop()
+    seen = []
+
+    async def scenario():
+        sub = subscriber(redis_server, state_file=state, on_change=seen.append)
+        await sub.start(wait=0.5)
+        try:
+            assert sub.table == make_table(6, "b4")
+            assert sub.stats.source == "state-file"
+            assert not sub.stats.connected
+        finally:
+            await sub.stop()
+
+    run(scenario())
+    assert seen == [make_table(6, "b4")]
+
+
+def test_a_newer_table_in_redis_replaces_the_state_file_one(redis_server, redis_client, tmp_path):
+    state = tmp_path / "routes.json"
+    state.write_text(make_table(6, "b4").to_json())
+    publish_table(redis_client, make_table(7, "b5"))
+
+    async def scenario():
+        sub = subscriber(redis_server, state_file=state)
+        await sub.start()
+        try:
+            assert (await sub.wait_for_version(7, timeout=10)) == make_table(7, "b5")
+            assert sub.stats.source == "redis"
+        finally:
+            await sub.stop()
+
+    run(scenario())
+
+
+def test_an_older_table_in_redis_does_not_replace_the_state_file_one(
+    redis_server, redis_client, tmp_path
+):
+    state = tmp_path / "routes.json"
+    state.write_text(make_table(6, "b4").to_json())
+    publish_table(redis_client, make_table(5, "b5"))
+
+    async def scenario():
+        sub = subscriber(redis_server, state_file=state)
+        await sub.start()
+        try:
+            await eventually(lambda: sub.stats.lower == 1, what="the lower version counted")
+            assert sub.table == make_table(6, "b4")
+        finally:
+            await sub.stop()
+
+    run(scenario())
+
+
+def test_it_ignores_a_malformed_state_file(redis_server, tmp_path):
+    state = tmp_path / "routes.json"
+    state.write_text("{truncated")
+    redis_server.stop()
+
+    async def scenario():
+        sub = subscriber(redis_server, state_file=state)
+        await sub.start(wait=0.5)
+        try:
+            assert sub.table is None
+        finally:
+            await sub.stop()
+
+    run(scenario())
+
+
+def test_it_calls_on_change_once_per_new_version(redis_server, redis_client):
+    seen: list[int] = []
+
+    async def on_change(table):
+        seen.append(table.version)
+
+    async def scenario():
+        sub = subscriber(redis_server, on_change=on_change)
+        await sub.start()
+        try:
+            for version in (1, 1, 2, 2, 3):
+                publish_table(redis_client, make_table(version))
+            await sub.wait_for_version(3, timeout=10)
+            await asyncio.sleep(POLL * 2)  # let later polls re-read the same table
+        finally:
+            await sub.stop()
+
+    run(scenario())
+    assert seen == sorted(set(seen))
+    assert seen[-1] == 3
+
+
+def test_a_failing_on_change_does_not_stop_the_subscriber(redis_server, redis_client, caplog):
+    def on_change(table):
+        raise RuntimeError("callback bug")
+
+    async def scenario():
+        sub = subscriber(redis_server, on_change=on_change)
+        await sub.start()
+        try:
+            publish_table(redis_client, make_table(1))
+            await sub.wait_for_version(1, timeout=10)
+            publish_table(redis_client, make_table(2))
+            await sub.wait_for_version(2, timeout=10)
+        finally:
+            await sub.stop()
+
+    run(scenario())
+    assert "on_change callback failed" in caplog.text
+
+
+def test_wait_for_version_times_out(redis_server):
+    async def scenario():
+        sub = subscriber(redis_server)
+        await sub.start()
+        try:
+            with pytest.raises(TimeoutError):
+                await sub.wait_for_version(1, timeout=0.3)
+        finally:
+            await sub.stop()
+
+    run(scenario())
+
+
+def test_it_rejects_a_poll_interval_that_is_not_positive(redis_server):
+    with pytest.raises(ValueError, match="positive"):
+        RouteSubscriber(redis_server.url, poll_interval=0)

@@ -1,0 +1,92 @@
+"""The pure core, called directly."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy import core
+from proxy.core import HttpError, Limits
+from proxy.engine import Health, Upstream
+
+
+def validate(headers, method=b"GET", url=b"/", version="1.1", keep_alive=True):
+    return core.validate_request(method, url, version, headers, keep_alive, Limits())
+
+
+def test_it_keeps_end_to_end_fields_and_sets_aside_the_rewritten_ones():
+    head = validate([(b"Host", b"a"), (b"Accept", b"*/*"), (b"Via", b"1.0 x"), (b"TE", b"t")])
+    assert head.headers == [(b"Accept", b"*/*")]
+    assert head.via == b"1.0 x"
+    assert head.host == b"a"
+
+
+def test_it_refuses_a_missing_host():
+    with pytest.raises(HttpError) as err:
+        validate([(b"Accept", b"*/*")])
+    assert err.value.status == 400
+
+
+def test_it_refuses_a_declared_body_over_the_limit_before_reading_it():
+    with pytest.raises(HttpError) as err:
+        core.validate_request(
+            b"POST", b"/", "1.1", [(b"Host", b"a"), (b"Content-Length", b"11")], True,
+            Limits(max_body=10),
+        )  # fmt: skip
+    assert err.value.status == 413
+
+
+def test_a_declined_upgrade_ends_keep_alive():
+    head = validate([(b"Host", b"a"), (b"Connection", b"Upgrade"), (b"Upgrade", b"h2c")])
+    assert not head.websocket and not head.keep_alive
+
+
+def test_the_upstream_head_is_rebuilt_from_fields():
+    head = validate([(b"Host", b"a"), (b"X-A", b"1"), (b"Content-Length", b"3")], method=b"PUT")
+    out = core.request_head_for_upstream(head, b"10.0.0.1", b"https", False, b"p", b"rid")
+    assert out == (
+        b"PUT / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nContent-Length: 3\r\n"
+        b"X-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: a\r\n"
+        b"X-Request-ID: rid\r\nVia: 1.1 p\r\n\r\n"
+    )
+
+
+def test_a_malformed_request_id_is_replaced():
+    head = validate([(b"Host", b"a"), (b"X-Request-ID", b"bad id\x80")])
+    out = core.request_head_for_upstream(head, b"1.1.1.1", b"http", False, b"p", b"fresh")
+    assert b"X-Request-ID: fresh\r\n" in out
+
+
+def test_a_response_without_length_is_chunked_for_http11_and_closed_for_http10():
+    for version, framing, keep in ((b"1.1", core.CHUNKED, True), (b"1.0", core.CLOSE, False)):
+        rh = core.response_head_for_client(
+            200, b"OK", [(b"Transfer-Encoding", b"chunked")], (), client_version=version,
+            keep_alive=True, head_request=False,
+        )  # fmt: skip
+        assert (rh.framing, rh.keep_alive) == (framing, keep)
+
+
+def test_error_pages_are_small_and_close_the_connection():
+    page = core.error_page(503, "no backend", retry_after=5)
+    assert page.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    assert b"Retry-After: 5\r\n" in page and b"Connection: close\r\n" in page
+    assert len(page) < 200
+
+
+def test_health_marks_down_after_the_threshold_and_recovers_after_the_period():
+    now = [0.0]
+    health = Health(threshold=2, down_seconds=10, clock=lambda: now[0])
+    a, b = Upstream("a", "h", 1), Upstream("b", "h", 2)
+    health.failed("a")
+    assert health.order((a, b)) == (a, b)
+    health.failed("a")
+    assert health.order((a, b)) == (b, a)
+    now[0] = 10.5
+    assert health.order((a, b)) == (a, b)
+
+
+def test_upstream_addresses_parse():
+    assert Upstream.parse("127.0.0.1:9001", "b1") == Upstream("b1", "127.0.0.1", 9001)
+    assert Upstream.parse("[::1]:80").host == "::1"
+    assert Upstream.parse("unix:/run/app.sock").unix == "/run/app.sock"
+    with pytest.raises(ValueError):
+        Upstream.parse("nohost")

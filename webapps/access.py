@@ -1,0 +1,46 @@
+"""Who may touch which app: owners only, found by the canonical key of any spelling.
+
+Anything else (someone else's app, someone else's username in the path, an unknown or
+unparseable domain) is a 404, so an outsider cannot even learn that an app exists; each refusal
+is written to the audit trail first.
+"""
+
+from __future__ import annotations
+
+from django.http import Http404
+
+from routing import InvalidHost, canonical_host
+from webapps.actions import Origin, record_denied
+from webapps.models import ApiToken, User, WebApp
+
+
+def check_path_user(user: User, path_username: str, action: str, origin: Origin) -> None:
+    """The ``<username>`` in ``/user/<username>/...`` must be the signed-in user (any case)."""
+    if path_username.lower() != user.username.lower():
+        record_denied(user, action, f"user {path_username}", origin, "path username is not theirs")
+        raise Http404("No such user here.")
+
+
+def owned_webapp(
+    user: User, path_username: str, raw_domain: str, action: str, origin: Origin
+) -> WebApp:
+    check_path_user(user, path_username, action, origin)
+    try:
+        domain = canonical_host(raw_domain)
+    except InvalidHost:
+        record_denied(user, action, raw_domain, origin, "not a domain name")
+        raise Http404("No such web app.") from None
+    webapp = WebApp.objects.filter(owner=user, domain=domain).select_related("owner").first()
+    if webapp is None:
+        # Someone else's app and a missing app look the same from outside.
+        record_denied(user, action, domain, origin, "no such app of theirs")
+        raise Http404("No such web app.")
+    return webapp
+
+
+def owned_token(user: User, token_id: int, origin: Origin) -> ApiToken:
+    token = ApiToken.objects.filter(user=user, pk=token_id).first()
+    if token is None:
+        record_denied(user, "token.revoke", f"token {token_id}", origin, "no such token of theirs")
+        raise Http404("No such token.")
+    return token

@@ -1,0 +1,332 @@
+"""Every state change of web apps and tokens: one function each, used by the Web tab and the API.
+
+Each ``do_*`` function takes the acting user and an ``Origin`` (where the request came from),
+checks its input, changes the database inside one transaction and writes an ``AuditEvent`` in
+that same transaction. Callers authorise first (see ``webapps.access``, which records denied
+attempts), call one action, and render what it returns. Input problems raise ``ActionError``
+naming the field; nothing is half-done.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from webapps import homes, throttle
+from webapps.domains import DomainError, DomainPolicy, clean_domain
+from webapps.models import ApiToken, AuditEvent, ReloadEvent, User, Via, WebApp, hash_token
+from webapps.reload import reload_app
+
+PYTHON_VERSION_RE = re.compile(r"^(?:python)?(\d)\.?(\d{1,2})$")
+UPDATABLE_FIELDS = (
+    "source_directory",
+    "wsgi_entry",
+    "python_version",
+    "virtualenv_path",
+    "enabled",
+)
+MAX_TOKEN_DAYS = 3650
+
+
+class ActionError(ValueError):
+    """Input an action refuses; ``field`` names the offending field (API/form name)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class ReloadThrottled(Exception):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many reloads; try again in {retry_after} s")
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a request came from, for the audit trail (never used to authorise anything)."""
+
+    via: str
+    client_ip: str | None = None
+    request_id: str = ""
+
+    @classmethod
+    def from_request(cls, request: Any, via: str) -> Origin:
+        # The front proxy appends the address it saw to X-Forwarded-For, so the last entry is
+        # the one our own proxy vouches for; it is recorded, not trusted for anything.
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        candidate = forwarded.rsplit(",", 1)[-1].strip() if forwarded else ""
+        ip = _valid_ip(candidate) or _valid_ip(request.META.get("REMOTE_ADDR", ""))
+        request_id = request.META.get("HTTP_X_REQUEST_ID", "")[:100]
+        return cls(via=via, client_ip=ip, request_id=request_id)
+
+
+def _valid_ip(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def domain_policy() -> DomainPolicy:
+    return DomainPolicy.build(settings.PANEL_HOST, settings.APPS_DOMAIN, settings.RESERVED_DOMAINS)
+
+
+def _audit(
+    actor: User | None,
+    action: str,
+    outcome: str,
+    target: str,
+    origin: Origin,
+    **detail: Any,
+) -> AuditEvent:
+    return AuditEvent.objects.create(
+        actor=actor if actor is not None and actor.pk else None,
+        actor_username=getattr(actor, "username", "") or "",
+        action=action,
+        outcome=outcome,
+        target=target[:300],
+        via=origin.via,
+        request_id=origin.request_id,
+        client_ip=origin.client_ip,
+        detail=detail,
+    )
+
+
+def record_denied(
+    actor: User | None, action: str, target: str, origin: Origin, reason: str
+) -> AuditEvent:
+    """An attempt that was refused (someone else's app, unknown app, someone else's path)."""
+    with transaction.atomic():
+        return _audit(actor, action, AuditEvent.Outcome.DENIED, target, origin, reason=reason)
+
+
+# --- web apps --------------------------------------------------------------------------------
+
+
+def _clean_python_version(raw: object) -> str:
+    if raw is None or raw == "":
+        return ""
+    match = PYTHON_VERSION_RE.match(raw.strip()) if isinstance(raw, str) else None
+    if not match:
+        raise ActionError(
+            f"python_version {raw!r} is not a Python version like 3.11 or python311",
+            "python_version",
+        )
+    return f"{match[1]}.{match[2]}"
+
+
+def _clean_path(owner: User, raw: object, field: str, what: str) -> Path:
+    try:
+        return homes.resolve_inside_home(settings.HOME_ROOT, owner.username, raw, what)
+    except homes.PathError as exc:
+        raise ActionError(str(exc), field) from None
+
+
+def _clean_virtualenv(owner: User, raw: object) -> str:
+    if raw is None or raw == "":
+        return ""
+    return str(_clean_path(owner, raw, "virtualenv_path", "virtualenv path"))
+
+
+def _clean_wsgi_entry(raw: object) -> str:
+    try:
+        return homes.clean_wsgi_entry(raw)
+    except homes.PathError as exc:
+        raise ActionError(str(exc), "wsgi_entry") from None
+
+
+def do_create_webapp(
+    actor: User,
+    *,
+    domain: object,
+    origin: Origin,
+    source_directory: object = None,
+    wsgi_entry: object = None,
+    python_version: object = None,
+    virtualenv_path: object = None,
+    enabled: bool = True,
+) -> WebApp:
+    try:
+        canonical = clean_domain(domain, actor.username, domain_policy())
+    except DomainError as exc:
+        raise ActionError(str(exc), "domain_name") from None
+    default_source = source_directory is None or source_directory == ""
+    if default_source:
+        source = homes.default_source_directory(settings.HOME_ROOT, actor.username, canonical)
+    else:
+        source = _clean_path(actor, source_directory, "source_directory", "source directory")
+    entry = homes.DEFAULT_WSGI_ENTRY if wsgi_entry in (None, "") else _clean_wsgi_entry(wsgi_entry)
+    webapp = WebApp(
+        owner=actor,
+        domain=canonical,
+        source_directory=str(source),
+        wsgi_entry=entry,
+        python_version=_clean_python_version(python_version),
+        virtualenv_path=_clean_virtualenv(actor, virtualenv_path),
+        enabled=enabled,
+    )
+    try:
+        with transaction.atomic():
+            if WebApp.objects.filter(domain=canonical).exists():
+                raise _taken(domain, canonical)
+            webapp.save()
+            starter = False
+            if default_source:
+                # Written inside the transaction so a failure rolls the app back; the write
+                # is idempotent (an existing wsgi.py is kept), so a retry is always safe.
+                try:
+                    starter = homes.write_starter_app(source)
+                except OSError as exc:
+                    raise ActionError(
+                        f"cannot create {source}: {exc.strerror}", "source_directory"
+                    ) from None
+            _audit(
+                actor, "webapp.create", AuditEvent.Outcome.OK, canonical, origin, starter=starter
+            )
+    except IntegrityError:
+        # Two creates raced past the check above; the unique index decided.
+        raise _taken(domain, canonical) from None
+    return webapp
+
+
+def _taken(typed: object, canonical: str) -> ActionError:
+    spelled = f"{typed!r} (as {canonical})" if typed != canonical else repr(canonical)
+    return ActionError(f"the domain {spelled} is already used by a web app", "domain_name")
+
+
+def do_update_webapp(
+    actor: User, webapp: WebApp, changes: dict[str, Any], origin: Origin
+) -> WebApp:
+    unknown = sorted(set(changes) - set(UPDATABLE_FIELDS))
+    if unknown:
+        raise ActionError(f"cannot change {', '.join(unknown)}", unknown[0])
+    owner = webapp.owner
+    cleaned: dict[str, Any] = {}
+    if "source_directory" in changes:
+        cleaned["source_directory"] = str(
+            _clean_path(owner, changes["source_directory"], "source_directory", "source directory")
+        )
+    if "wsgi_entry" in changes:
+        cleaned["wsgi_entry"] = _clean_wsgi_entry(changes["wsgi_entry"])
+    if "python_version" in changes:
+        cleaned["python_version"] = _clean_python_version(changes["python_version"])
+    if "virtualenv_path" in changes:
+        cleaned["virtualenv_path"] = _clean_virtualenv(owner, changes["virtualenv_path"])
+    if "enabled" in changes:
+        if not isinstance(changes["enabled"], bool):
+            raise ActionError("enabled must be true or false", "enabled")
+        cleaned["enabled"] = changes["enabled"]
+    before = {name: getattr(webapp, name) for name in cleaned}
+    with transaction.atomic():
+        for name, value in cleaned.items():
+            setattr(webapp, name, value)
+        webapp.save()
+        changed = {k: [before[k], v] for k, v in cleaned.items() if before[k] != v}
+        _audit(
+            actor, "webapp.update", AuditEvent.Outcome.OK, webapp.domain, origin, changed=changed
+        )
+    return webapp
+
+
+def do_delete_webapp(actor: User, webapp: WebApp, origin: Origin) -> None:
+    """Deletes the app and its reload history; the user's files are left alone."""
+    with transaction.atomic():
+        domain = webapp.domain
+        webapp.delete()
+        _audit(actor, "webapp.delete", AuditEvent.Outcome.OK, domain, origin)
+
+
+def do_reload_webapp(actor: User, webapp: WebApp, origin: Origin) -> ReloadEvent:
+    """Reload the app on the node serving this panel process and record the outcome.
+
+    Raises ``ReloadThrottled`` past RELOAD_THROTTLE_PER_MINUTE for this user. The reload itself
+    runs outside any transaction (it waits on a node); its outcome is written afterwards.
+    """
+    verdict = throttle.hit_reload(actor.pk)
+    if not verdict.allowed:
+        raise ReloadThrottled(verdict.retry_after)
+    result = reload_app(webapp)
+    outcome = ReloadEvent.Outcome.OK if result.ok else ReloadEvent.Outcome.FAILED
+    with transaction.atomic():
+        event = ReloadEvent.objects.create(
+            webapp=webapp,
+            user=actor,
+            via=origin.via,
+            backend=result.backend[:100],
+            outcome=outcome,
+            duration_ms=max(0, int(result.duration_ms)),
+            message=result.message,
+            log_tail=result.log_tail,
+            request_id=origin.request_id,
+            client_ip=origin.client_ip,
+        )
+        _audit(
+            actor,
+            "webapp.reload",
+            AuditEvent.Outcome.OK if result.ok else AuditEvent.Outcome.FAILED,
+            webapp.domain,
+            origin,
+            backend=result.backend,
+            duration_ms=event.duration_ms,
+            message=result.message,
+        )
+    return event
+
+
+# --- API tokens ------------------------------------------------------------------------------
+
+
+def do_create_token(
+    actor: User, *, origin: Origin, name: str = "", expires_in_days: int | None = None
+) -> tuple[ApiToken, str]:
+    """A new token for ``actor``; the key is returned once and only its hash is stored."""
+    if expires_in_days is not None and not 1 <= expires_in_days <= MAX_TOKEN_DAYS:
+        raise ActionError(f"expiry must be between 1 and {MAX_TOKEN_DAYS} days", "expires_in_days")
+    if len(name) > 100:
+        raise ActionError("the token name is longer than 100 characters", "name")
+    key = ApiToken.generate_key()
+    now = timezone.now()
+    with transaction.atomic():
+        token = ApiToken.objects.create(
+            user=actor,
+            name=name.strip(),
+            prefix=key[:12],
+            key_hash=hash_token(key),
+            created_at=now,
+            expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None,
+        )
+        _audit(actor, "token.create", AuditEvent.Outcome.OK, token.prefix, origin, name=token.name)
+    return token, key
+
+
+def do_revoke_token(actor: User, token: ApiToken, origin: Origin) -> ApiToken:
+    with transaction.atomic():
+        if token.revoked_at is None:
+            token.revoked_at = timezone.now()
+            token.save(update_fields=["revoked_at"])
+        _audit(actor, "token.revoke", AuditEvent.Outcome.OK, token.prefix, origin)
+    return token
+
+
+__all__ = [
+    "ActionError",
+    "Origin",
+    "ReloadThrottled",
+    "Via",
+    "do_create_token",
+    "do_create_webapp",
+    "do_delete_webapp",
+    "do_reload_webapp",
+    "do_revoke_token",
+    "record_denied",
+]

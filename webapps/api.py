@@ -1,0 +1,174 @@
+"""API v0 views: authorise, call one action, render. Paths and shapes follow the hosting API
+that existing scripts and client libraries speak (see docs/api.md)."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import exceptions, generics, permissions, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from webapps import access, actions
+from webapps.models import Via, WebApp, attach_last_reloads
+from webapps.routes import current_table
+from webapps.serializers import (
+    WebAppCreateSerializer,
+    WebAppSerializer,
+    WebAppUpdateSerializer,
+)
+
+
+def _validation_error(exc: actions.ActionError) -> exceptions.ValidationError:
+    return exceptions.ValidationError({exc.field or "non_field_errors": [exc.message]})
+
+
+class OwnsPath(permissions.BasePermission):
+    """``/user/<username>/`` must be the caller; anything else is a 404 (and audited)."""
+
+    def has_permission(self, request: Request, view) -> bool:
+        access.check_path_user(
+            request.user, view.kwargs["username"], view.audit_action(), view.origin()
+        )
+        return True
+
+    def has_object_permission(self, request: Request, view, obj: WebApp) -> bool:
+        return obj.owner_id == request.user.pk
+
+
+class WebAppAPIView(generics.GenericAPIView):
+    permission_classes = [permissions.IsAuthenticated, OwnsPath]
+    serializer_class = WebAppSerializer
+    # Audit action name per HTTP method, for refused attempts.
+    actions_by_method = {
+        "GET": "webapp.read",
+        "HEAD": "webapp.read",
+        "OPTIONS": "webapp.read",
+        "POST": "webapp.create",
+        "PUT": "webapp.update",
+        "PATCH": "webapp.update",
+        "DELETE": "webapp.delete",
+    }
+
+    def audit_action(self) -> str:
+        return self.actions_by_method.get(self.request.method, "webapp.read")
+
+    def origin(self) -> actions.Origin:
+        return actions.Origin.from_request(self.request, Via.API)
+
+    def get_queryset(self):
+        return WebApp.objects.filter(owner=self.request.user).select_related("owner")
+
+    def get_object(self) -> WebApp:
+        webapp = access.owned_webapp(
+            self.request.user,
+            self.kwargs["username"],
+            self.kwargs["domain"],
+            self.audit_action(),
+            self.origin(),
+        )
+        self.check_object_permissions(self.request, webapp)
+        return webapp
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        if not hasattr(self, "_route_table"):
+            self._route_table = current_table()
+        context["route_table"] = self._route_table
+        return context
+
+    def render_app(self, webapp: WebApp, code: int = status.HTTP_200_OK) -> Response:
+        return Response(WebAppSerializer(webapp, context=self.get_serializer_context()).data, code)
+
+
+class WebAppListView(WebAppAPIView):
+    @extend_schema(responses=WebAppSerializer(many=True), summary="List your web apps")
+    def get(self, request: Request, username: str) -> Response:
+        webapps = attach_last_reloads(list(self.get_queryset()))
+        return Response(self.get_serializer(webapps, many=True).data)
+
+    @extend_schema(
+        request=WebAppCreateSerializer,
+        responses={201: WebAppSerializer},
+        summary="Create a web app",
+    )
+    def post(self, request: Request, username: str) -> Response:
+        serializer = WebAppCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            webapp = actions.do_create_webapp(
+                request.user, origin=self.origin(), **_create_args(serializer.validated_data)
+            )
+        except actions.ActionError as exc:
+            raise _validation_error(exc) from None
+        return self.render_app(webapp, status.HTTP_201_CREATED)
+
+
+def _create_args(data: dict) -> dict:
+    args = dict(data)
+    args["domain"] = args.pop("domain_name")
+    return args
+
+
+class WebAppDetailView(WebAppAPIView):
+    @extend_schema(summary="Read a web app")
+    def get(self, request: Request, username: str, domain: str) -> Response:
+        return self.render_app(self.get_object())
+
+    @extend_schema(request=WebAppUpdateSerializer, summary="Change a web app")
+    def patch(self, request: Request, username: str, domain: str) -> Response:
+        webapp = self.get_object()
+        serializer = WebAppUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            actions.do_update_webapp(
+                request.user, webapp, dict(serializer.validated_data), self.origin()
+            )
+        except actions.ActionError as exc:
+            raise _validation_error(exc) from None
+        return self.render_app(webapp)
+
+    @extend_schema(request=WebAppUpdateSerializer, summary="Change a web app (same as PATCH)")
+    def put(self, request: Request, username: str, domain: str) -> Response:
+        return self.patch(request, username, domain)
+
+    @extend_schema(responses={204: None}, summary="Delete a web app (its files are kept)")
+    def delete(self, request: Request, username: str, domain: str) -> Response:
+        actions.do_delete_webapp(request.user, self.get_object(), self.origin())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+ReloadResponse = inline_serializer(
+    "ReloadResponse",
+    {
+        "status": serializers.ChoiceField(["OK", "ERROR"]),
+        "backend": serializers.CharField(),
+        "duration_ms": serializers.IntegerField(),
+        "detail": serializers.CharField(required=False),
+        "log_tail": serializers.CharField(required=False),
+    },
+)
+
+
+class WebAppReloadView(WebAppAPIView):
+    actions_by_method = {"POST": "webapp.reload"}
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: ReloadResponse,
+            429: OpenApiResponse(description="Too many reloads; see Retry-After"),
+            502: OpenApiResponse(ReloadResponse, description="The node could not reload it"),
+        },
+        summary="Reload a web app on the backend that serves it",
+    )
+    def post(self, request: Request, username: str, domain: str) -> Response:
+        webapp = self.get_object()
+        try:
+            event = actions.do_reload_webapp(request.user, webapp, self.origin())
+        except actions.ReloadThrottled as exc:
+            raise exceptions.Throttled(wait=exc.retry_after) from None
+        body = {"status": "OK", "backend": event.backend, "duration_ms": event.duration_ms}
+        if event.ok:
+            return Response(body)
+        body.update(status="ERROR", detail=event.message, log_tail=event.log_tail)
+        return Response(body, status.HTTP_502_BAD_GATEWAY)

@@ -1,0 +1,92 @@
+"""Rules for the domain a web app may claim (pure: settings values come in as arguments).
+
+Invariants:
+- a stored domain is ``routing.canonical_host(typed)``: ASCII, lower-case, no trailing dot, no port;
+- it is shown to people in Unicode (``display_domain``), never stored that way;
+- ``<username lower>.<APPS_DOMAIN>`` and anything under it belong to that user only;
+- the panel's own host, the apps domain itself and the reserved names are never an app's.
+Collisions with an existing app are the caller's check (it needs the database).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import idna
+
+from routing import InvalidHost, canonical_host
+
+
+class DomainError(ValueError):
+    """A domain that may not be used for this user's app; the message says why."""
+
+
+@dataclass(frozen=True)
+class DomainPolicy:
+    panel_host: str
+    apps_domain: str
+    reserved: frozenset[str]
+
+    @classmethod
+    def build(cls, panel_host: str, apps_domain: str, reserved: Iterable[str]) -> DomainPolicy:
+        return cls(
+            panel_host=canonical_host(panel_host),
+            apps_domain=canonical_host(apps_domain),
+            reserved=frozenset(canonical_host(name) for name in reserved),
+        )
+
+
+def display_domain(canonical: str) -> str:
+    """The Unicode spelling of a canonical domain, for people (falls back to the ASCII form)."""
+    try:
+        return idna.decode(canonical)
+    except idna.IDNAError:
+        return canonical
+
+
+def clean_domain(raw: object, username: str, policy: DomainPolicy) -> str:
+    """The canonical form of ``raw`` if ``username`` may claim it, else ``DomainError``."""
+    if not isinstance(raw, str):
+        raise DomainError("the domain name must be a string")
+    typed = raw.strip()
+    if not typed:
+        raise DomainError("the domain name is empty")
+    if ":" in typed or typed.startswith("["):
+        raise DomainError(f"{typed!r} has a port or is an IPv6 address; give a bare domain name")
+    try:
+        domain = canonical_host(typed)
+    except InvalidHost as exc:
+        raise DomainError(f"{typed!r} is not a valid domain name: {exc}") from None
+    if _is_ip_address(domain):
+        raise DomainError(f"{typed!r} is an IP address; give a domain name")
+    if domain == policy.panel_host:
+        raise DomainError(f"{typed!r} is the control panel's own address")
+    if domain in policy.reserved:
+        raise DomainError(f"{typed!r} is a reserved name")
+    if "." not in domain:
+        raise DomainError(f"{typed!r} needs at least two labels, like example.com")
+    if domain == policy.apps_domain:
+        raise DomainError(f"{typed!r} is the platform's apps domain itself")
+    suffix = "." + policy.apps_domain
+    if domain.endswith(suffix):
+        label = domain[: -len(suffix)].rsplit(".", 1)[-1]
+        if label != username.lower():
+            raise DomainError(
+                f"{typed!r} is under {policy.apps_domain}, where each user may only use "
+                f"<username>.{policy.apps_domain} (yours is {username.lower()}{suffix})"
+            )
+    return domain
+
+
+def default_domain(username: str, policy: DomainPolicy) -> str:
+    return f"{username.lower()}.{policy.apps_domain}"
+
+
+def _is_ip_address(domain: str) -> bool:
+    try:
+        ipaddress.ip_address(domain)
+    except ValueError:
+        return False
+    return True

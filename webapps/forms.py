@@ -1,0 +1,30 @@
+"""Web tab forms: they only carry text; the rules live in webapps.actions."""
+
+from __future__ import annotations
+
+from django import forms
+
+
+class WebAppCreateForm(forms.Form):
+    domain_name = forms.CharField(max_length=300, label="Domain")
+    source_directory = forms.CharField(
+        max_length=4096, required=False, help_text="Leave empty for ~/<domain>/ with a starter app."
+    )
+    wsgi_entry = forms.CharField(max_length=200, required=False, initial="wsgi:application")
+    python_version = forms.CharField(max_length=16, required=False)
+    virtualenv_path = forms.CharField(max_length=4096, required=False)
+
+
+class WebAppUpdateForm(forms.Form):
+    source_directory = forms.CharField(max_length=4096)
+    wsgi_entry = forms.CharField(max_length=200)
+    python_version = forms.CharField(max_length=16, required=False)
+    virtualenv_path = forms.CharField(max_length=4096, required=False)
+    enabled = forms.BooleanField(required=False)
+
+
+class TokenCreateForm(forms.Form):
+    name = forms.CharField(max_length=100, required=False)
+    expires_in_days = forms.IntegerField(
+        min_value=1, max_value=3650, required=False, help_text="Empty: never expires."
+    )

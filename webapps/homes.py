@@ -1,0 +1,76 @@
+"""Users' home directories and where an app's code may live.
+
+Every path a user gives (source directory, virtualenv) must resolve, symlinks followed, inside
+``HOME_ROOT/<username lower-cased>/``: a symlink that points out of the home is refused, so a
+user cannot make the node run (or read) another user's files.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+WSGI_ENTRY_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+DEFAULT_WSGI_ENTRY = "wsgi:application"
+
+STARTER_WSGI = '''\
+"""Starter app created by the hosting panel: replace it with your own WSGI application."""
+
+
+def application(environ, start_response):
+    body = b"Hello from your new web app. Edit wsgi.py, then press Reload.\\n"
+    headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
+    start_response("200 OK", headers)
+    return [body]
+'''
+
+
+class PathError(ValueError):
+    """A path that is not inside the owner's home; the message says why."""
+
+
+def home_of(home_root: Path, username: str) -> Path:
+    return Path(home_root) / username.lower()
+
+
+def resolve_inside_home(home_root: Path, username: str, raw: object, what: str) -> Path:
+    """``raw`` (absolute, or relative to the home) resolved with symlinks followed.
+
+    Raises ``PathError`` when the result is outside the user's home.
+    """
+    if not isinstance(raw, str):
+        raise PathError(f"the {what} must be a string")
+    text = raw.strip()
+    if not text:
+        raise PathError(f"the {what} is empty")
+    if "\x00" in text:
+        raise PathError(f"the {what} contains a NUL character")
+    home = home_of(home_root, username).resolve()
+    candidate = Path(text) if Path(text).is_absolute() else home / text
+    resolved = candidate.resolve()
+    if not resolved.is_relative_to(home):
+        raise PathError(f"the {what} {text!r} resolves to {resolved}, outside your home {home}/")
+    return resolved
+
+
+def default_source_directory(home_root: Path, username: str, domain: str) -> Path:
+    return home_of(home_root, username).resolve() / domain
+
+
+def clean_wsgi_entry(raw: object) -> str:
+    if not isinstance(raw, str) or not WSGI_ENTRY_RE.match(raw.strip()):
+        raise PathError(
+            f"the WSGI entry {raw!r} must look like module:callable "
+            f"(for example {DEFAULT_WSGI_ENTRY})"
+        )
+    return raw.strip()
+
+
+def write_starter_app(source_directory: Path) -> bool:
+    """Create the directory and a starter ``wsgi.py`` unless one is there; True if written."""
+    source_directory.mkdir(parents=True, exist_ok=True)
+    wsgi = source_directory / "wsgi.py"
+    if wsgi.exists():
+        return False
+    wsgi.write_text(STARTER_WSGI)
+    return True

@@ -1,0 +1,165 @@
+"""``manage.py runnode``: run one backend node (see docs/node.md)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from routing import InvalidHost, canonical_host
+
+
+def _address(raw: str) -> tuple[str, int]:
+    host, sep, port = raw.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a number of seconds") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{raw!r} is negative")
+    return value
+
+
+class Command(BaseCommand):
+    help = (
+        "Run a backend node: serve every app's requests on one port from per-app gunicorn "
+        "processes (started on first request, stopped when idle), the panel included, and "
+        "carry out reloads asked for by the local panel over a unix control socket."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--name", required=True, help="this node's name in the route table, e.g. b1"
+        )
+        parser.add_argument(
+            "--listen",
+            type=_address,
+            default=("127.0.0.1", 9001),
+            metavar="HOST:PORT",
+            help="the address to serve HTTP on (default 127.0.0.1:9001)",
+        )
+        parser.add_argument(
+            "--run-dir",
+            help="apps' unix sockets and the control socket "
+            "(default VAR_DIR/run/<name>; keep it short: socket paths are limited to 107 bytes)",
+        )
+        parser.add_argument(
+            "--log-dir", help="per-app access/error/server logs (default VAR_DIR/log/<name>)"
+        )
+        parser.add_argument(
+            "--idle-timeout",
+            type=_seconds,
+            default=900.0,
+            metavar="SECONDS",
+            help="stop an app unused for this long; 0 never stops one (default 900)",
+        )
+        parser.add_argument(
+            "--start-timeout",
+            type=_seconds,
+            default=30.0,
+            metavar="SECONDS",
+            help="how long a starting app may take to answer before it has failed (default 30)",
+        )
+        parser.add_argument(
+            "--reload-timeout",
+            type=_seconds,
+            default=30.0,
+            metavar="SECONDS",
+            help="how long a reload waits for the new workers to answer (default 30)",
+        )
+        parser.add_argument(
+            "--stop-timeout",
+            type=_seconds,
+            default=15.0,
+            metavar="SECONDS",
+            help="grace for in-flight requests when an app or the node stops (default 15)",
+        )
+        parser.add_argument(
+            "--request-timeout",
+            type=int,
+            default=60,
+            metavar="SECONDS",
+            help="an app's request may take this long before it gets 504 and its worker is "
+            "restarted (default 60)",
+        )
+        parser.add_argument(
+            "--cache-seconds",
+            type=_seconds,
+            default=2.0,
+            metavar="SECONDS",
+            help="how long a domain -> app lookup is cached (default 2)",
+        )
+        parser.add_argument(
+            "--trusted-proxy",
+            action="append",
+            metavar="CIDR",
+            help="peers whose X-Forwarded-* headers are kept; repeatable (default loopback)",
+        )
+        parser.add_argument(
+            "--redis",
+            default=None,
+            metavar="URL",
+            help="where the route table is published (default REDIS_URL); the node stops apps "
+            "the table moves to another node",
+        )
+        parser.add_argument(
+            "--no-routes",
+            action="store_true",
+            help="do not follow the route table (apps stay until idle)",
+        )
+        parser.add_argument(
+            "--hide-name",
+            action="store_true",
+            help="do not add X-Backend: <name> to responses (default: NODE_EXPOSE_NAME)",
+        )
+
+    def handle(self, *args, **options) -> None:
+        from webapps.node.server import NodeConfig, NodeServer
+
+        name = options["name"]
+        try:
+            if canonical_host(name) != name or "." in name:
+                raise InvalidHost(name)
+        except InvalidHost:
+            raise CommandError(f"--name {name!r}: use a short lower-case name such as b1") from None
+        host, port = options["listen"]
+        var = settings.VAR_DIR
+        config = NodeConfig(
+            name=name,
+            host=host,
+            port=port,
+            run_dir=_path(options["run_dir"]) or var / "run" / name,
+            log_dir=_path(options["log_dir"]) or var / "log" / name,
+            home_root=settings.HOME_ROOT,
+            panel_host=settings.PANEL_HOST,
+            base_dir=settings.BASE_DIR,
+            idle_timeout=options["idle_timeout"] or None,
+            start_timeout=options["start_timeout"],
+            reload_timeout=options["reload_timeout"],
+            stop_timeout=options["stop_timeout"],
+            request_timeout=options["request_timeout"],
+            cache_seconds=options["cache_seconds"],
+            expose_name=settings.NODE_EXPOSE_NAME and not options["hide_name"],
+            trusted_proxies=tuple(options["trusted_proxy"] or ("127.0.0.1/32", "::1/128")),
+            redis_url="" if options["no_routes"] else (options["redis"] or settings.REDIS_URL),
+            redis_prefix=settings.REDIS_PREFIX,
+        )
+        try:
+            server = NodeServer(config)
+        except ValueError as exc:  # e.g. a run directory too long for unix sockets
+            raise CommandError(str(exc)) from None
+        asyncio.run(server.run_until_signalled())
+
+
+def _path(raw: str | None):
+    from pathlib import Path
+
+    return Path(raw).resolve() if raw else None

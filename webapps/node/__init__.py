@@ -1,0 +1,4 @@
+"""Hosting apps on a backend node: the app supervisor, the control socket, the panel's reloader.
+
+See docs/node.md.
+"""

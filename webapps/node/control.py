@@ -1,0 +1,122 @@
+"""The node's control socket: a unix socket on which the local panel asks for reloads and logs.
+
+One request per connection, one JSON object per line each way. Requests:
+
+    {"op": "reload", "domain": "<any spelling>"}
+        -> {"status": "OK"|"ERROR", "backend": "<node>", "duration_ms": n, "message": "...",
+            "log_tail": "..."}
+    {"op": "logs", "domain": "<any spelling>", "lines": 50}
+        -> {"status": "OK", "backend": "<node>", "domain": "<canonical>",
+            "logs": {"access": "...", "error": "...", "server": "..."}}
+    {"op": "status"}
+        -> {"status": "OK", "backend": "<node>", "apps": [{"name", "phase", "pid", ...}]}
+
+Any problem with the request itself: {"status": "ERROR", "message": "<what is wrong>"}.
+The socket file is created mode 0600: only the node's own user (and so its panel) may use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_BYTES = 64 * 1024
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+REQUEST_READ_TIMEOUT = 10.0
+
+Dispatch = Callable[[dict], Awaitable[dict]]
+
+
+class ControlError(Exception):
+    """The node could not be asked, or gave no valid answer."""
+
+
+class BadRequest(ValueError):
+    """A control request that cannot be carried out; the message says why."""
+
+
+class ControlServer:
+    def __init__(self, path: Path, dispatch: Dispatch) -> None:
+        self.path = path
+        self.dispatch = dispatch
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        old_umask = os.umask(0o177)  # the socket is born 0600, with no window of wider access
+        try:
+            self._server = await asyncio.start_unix_server(
+                self._handle, path=str(self.path), limit=MAX_REQUEST_BYTES
+            )
+        finally:
+            os.umask(old_umask)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            try:
+                line = await asyncio.wait_for(reader.readline(), REQUEST_READ_TIMEOUT)
+                request = json.loads(line)
+                if not isinstance(request, dict):
+                    raise BadRequest("a request is a JSON object")
+                response = await self.dispatch(request)
+            except (ValueError, asyncio.LimitOverrunError) as exc:
+                # ValueError covers bad JSON, BadRequest and a line over the limit
+                response = {"status": "ERROR", "message": f"bad request: {exc}"}
+            except TimeoutError:
+                response = {"status": "ERROR", "message": "no request line within the deadline"}
+            writer.write(json.dumps(response).encode() + b"\n")
+            await writer.drain()
+        except (ConnectionError, BrokenPipeError) as exc:
+            log.info("control client went away: %s", exc)
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError, BrokenPipeError):
+                await writer.wait_closed()
+
+
+def call(path: str | Path, request: dict, timeout: float = 90.0) -> dict:
+    """Send one request to a node's control socket and return its answer (blocking)."""
+    if not path:
+        raise ControlError("no control socket configured (NODE_CONTROL_SOCKET is empty)")
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(path))
+            sock.sendall(json.dumps(request).encode() + b"\n")
+            data = bytearray()
+            while not data.endswith(b"\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+                if len(data) > MAX_RESPONSE_BYTES:
+                    raise ControlError(f"answer over {MAX_RESPONSE_BYTES} bytes")
+    except TimeoutError:
+        raise ControlError(f"no answer from {path} within {timeout:g}s") from None
+    except OSError as exc:
+        raise ControlError(f"cannot reach {path}: {exc}") from None
+    try:
+        response = json.loads(data)
+    except ValueError:
+        raise ControlError(f"invalid answer from {path}: {bytes(data[:200])!r}") from None
+    if not isinstance(response, dict):
+        raise ControlError(f"invalid answer from {path}: not a JSON object")
+    return response

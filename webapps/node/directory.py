@@ -1,0 +1,76 @@
+"""Which app a canonical host belongs to, as seen by a node: the panel, a user's app, or none.
+
+Lookups go to the database (the ``WebApp`` table) in a worker thread and are cached briefly,
+answers "no such app" included, so a burst of requests costs one query. A reload always reads
+fresh, because it usually follows a change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from webapps.node.spec import AppSpec
+
+DEFAULT_CACHE_SECONDS = 2.0
+MAX_CACHE_ENTRIES = 10_000
+
+
+def webapp_spec(domain: str) -> AppSpec | None:
+    """The enabled app with this canonical domain, read from the database (blocking)."""
+    from django.db import close_old_connections
+
+    from webapps.models import WebApp
+
+    # This runs outside any request: drop a connection the database may have closed meanwhile.
+    close_old_connections()
+    app = WebApp.objects.select_related("owner").filter(domain=domain, enabled=True).first()
+    if app is None:
+        return None
+    return AppSpec(
+        name=app.domain,
+        source_directory=str(app.source_directory),
+        wsgi_entry=app.wsgi_entry,
+        owner=app.owner.username,
+        virtualenv_path=str(getattr(app, "virtualenv_path", "") or ""),
+    )
+
+
+class AppDirectory:
+    def __init__(
+        self,
+        *,
+        system: dict[str, AppSpec],
+        lookup: Callable[[str], AppSpec | None] = webapp_spec,
+        cache_seconds: float = DEFAULT_CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.system = dict(system)
+        self.lookup = lookup
+        self.cache_seconds = cache_seconds
+        self.clock = clock
+        self._cache: dict[str, tuple[float, AppSpec | None]] = {}
+        # One thread: one database connection for the node, and lookups never pile up threads.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="node-db")
+
+    async def get(self, key: str, *, fresh: bool = False) -> AppSpec | None:
+        """The app for a canonical host (``routing.canonical_host``), or None."""
+        if key in self.system:
+            return self.system[key]
+        now = self.clock()
+        if not fresh:
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] > now:
+                return hit[1]
+        loop = asyncio.get_running_loop()
+        spec = await loop.run_in_executor(self._executor, self.lookup, key)
+        if len(self._cache) >= MAX_CACHE_ENTRIES:
+            self._cache.pop(next(iter(self._cache)))  # the oldest entry
+        self._cache.pop(key, None)
+        self._cache[key] = (self.clock() + self.cache_seconds, spec)
+        return spec
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

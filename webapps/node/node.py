@@ -1,0 +1,98 @@
+"""A backend node: the supervisor, the app directory and the control socket, wired together.
+
+``Node.dispatch`` answers control requests (see ``webapps.node.control``). The HTTP side and the
+route-table subscription are added by ``webapps.node.server``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from routing import InvalidHost, canonical_host
+from webapps.node.control import BadRequest
+from webapps.node.directory import AppDirectory
+from webapps.node.logs import LOG_KINDS, MAX_TAIL_LINES, tail
+from webapps.node.spec import AppSpec
+from webapps.node.supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+
+PANEL_RELOADER = "webapps.node.reloader.NodeReloader"
+
+
+def panel_spec(*, node_name: str, panel_host: str, control_socket: Path, base_dir: Path) -> AppSpec:
+    """The panel as a system app: the project's own code and settings, told which node it is on."""
+    return AppSpec(
+        name=canonical_host(panel_host),
+        source_directory=str(base_dir),
+        wsgi_entry="panel.wsgi:application",
+        system=True,
+        extra_env=(
+            ("DJANGO_SETTINGS_MODULE", "panel.settings"),
+            ("NODE_NAME", node_name),
+            ("NODE_CONTROL_SOCKET", str(control_socket)),
+            ("WEBAPPS_RELOADER", PANEL_RELOADER),
+        ),
+        # A reload request holds a panel thread until the app answers: keep others free.
+        workers=2,
+        threads=4,
+    )
+
+
+class Node:
+    def __init__(self, *, name: str, supervisor: Supervisor, directory: AppDirectory) -> None:
+        self.name = name
+        self.supervisor = supervisor
+        self.directory = directory
+
+    async def dispatch(self, request: dict) -> dict:
+        op = request.get("op")
+        if op == "status":
+            return {"status": "OK", "backend": self.name, "apps": self.supervisor.status()}
+        if op == "reload":
+            return await self._reload(_domain(request))
+        if op == "logs":
+            return self._logs(_domain(request), _lines(request))
+        raise BadRequest(f"unknown op {op!r}; one of reload, logs, status")
+
+    async def _reload(self, domain: str) -> dict:
+        spec = await self.directory.get(domain, fresh=True)
+        if spec is None:
+            return {
+                "status": "ERROR",
+                "backend": self.name,
+                "duration_ms": 0,
+                "message": f"no enabled app {domain} is known to node {self.name}",
+                "log_tail": "",
+            }
+        outcome = await self.supervisor.reload(spec)
+        log.info("reload %s on %s: ok=%s %s", domain, self.name, outcome.ok, outcome.message)
+        return {
+            "status": "OK" if outcome.ok else "ERROR",
+            "backend": self.name,
+            "duration_ms": outcome.duration_ms,
+            "message": outcome.message,
+            "log_tail": outcome.log_tail,
+        }
+
+    def _logs(self, domain: str, lines: int) -> dict:
+        logs = {kind: tail(self.supervisor.log_file(domain, kind), lines) for kind in LOG_KINDS}
+        return {"status": "OK", "backend": self.name, "domain": domain, "logs": logs}
+
+
+def _domain(request: dict) -> str:
+    raw = request.get("domain")
+    if not isinstance(raw, str):
+        raise BadRequest("'domain' must be a string")
+    try:
+        return canonical_host(raw)
+    except InvalidHost as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def _lines(request: dict) -> int:
+    lines = request.get("lines", 50)
+    if not isinstance(lines, int) or isinstance(lines, bool) or not 1 <= lines <= MAX_TAIL_LINES:
+        raise BadRequest(f"'lines' must be an integer from 1 to {MAX_TAIL_LINES}")
+    return lines

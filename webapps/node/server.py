@@ -1,0 +1,230 @@
+"""The HTTP side of a node and its main loop (``manage.py runnode``).
+
+Requests are served by the proxy's forwarding engine (``proxy.engine``); the node only provides
+its resolver: the canonical key of the Host (``routing.canonical_host``) -> the app (the panel
+for ``PANEL_HOST``, else a ``WebApp`` row, cached briefly) -> the unix socket of that app's
+worker process, started on first request. The node answers invalid hosts (400), unknown domains
+(404) and apps that cannot start (502) itself, without starting anything for the first two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from proxy.engine import Answer, Client, Engine, EngineConfig, Route, Upstream
+from routing import InvalidHost, RouteTable, canonical_host
+from webapps.node import pages
+from webapps.node.control import ControlServer
+from webapps.node.directory import AppDirectory
+from webapps.node.node import Node, panel_spec
+from webapps.node.supervisor import AppUnavailable, Supervisor
+
+log = logging.getLogger(__name__)
+
+_HTML = b"text/html; charset=utf-8"
+
+
+class NodeResolver:
+    """Chooses, for each request, the unix socket of its app's worker process."""
+
+    def __init__(self, node: Node, *, expose_name: bool) -> None:
+        self.node = node
+        self.headers: tuple[tuple[bytes, bytes], ...] = (
+            ((b"X-Backend", node.name.encode()),) if expose_name else ()
+        )
+        self.inflight: Counter[str] = Counter()
+        self._drained: dict[str, asyncio.Event] = {}
+
+    async def __call__(self, head, client: Client) -> Route:
+        try:
+            key = canonical_host(head.host.decode("latin-1"))
+        except InvalidHost as exc:
+            return self._answer(400, pages.bad_host(str(exc)))
+        spec = await self.node.directory.get(key)
+        if spec is None:
+            return self._answer(404, pages.unknown_domain(key))
+        try:
+            sock = await self.node.supervisor.socket_for(spec)
+        except AppUnavailable as exc:
+            return self._answer(
+                502, pages.app_unavailable(exc.name, exc.reason, str(exc.error_log))
+            )
+        self.inflight[key] += 1
+        return Route(
+            upstreams=(Upstream(name=key, unix=sock),),
+            response_headers=self.headers,
+            on_done=lambda status, key=key: self._done(key),
+            label=self.node.name,  # one metrics label per node, not one per domain
+        )
+
+    def _answer(self, status: int, body: bytes) -> Route:
+        return Route(
+            answer=Answer(status, body, content_type=_HTML),
+            response_headers=self.headers,
+            label=self.node.name,
+        )
+
+    def _done(self, key: str) -> None:
+        self.inflight[key] -= 1
+        if self.inflight[key] <= 0:
+            del self.inflight[key]
+            event = self._drained.pop(key, None)
+            if event is not None:
+                event.set()
+
+    async def drained(self, key: str, timeout: float) -> bool:
+        """Wait until no request for ``key`` is in flight through this node."""
+        if not self.inflight.get(key):
+            return True
+        event = self._drained.setdefault(key, asyncio.Event())
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
+@dataclass
+class NodeConfig:
+    name: str
+    host: str
+    port: int
+    run_dir: Path
+    log_dir: Path
+    home_root: Path
+    panel_host: str
+    base_dir: Path
+    idle_timeout: float | None = 900.0
+    start_timeout: float = 30.0
+    reload_timeout: float = 30.0
+    stop_timeout: float = 15.0
+    request_timeout: int = 60
+    cache_seconds: float = 2.0
+    expose_name: bool = True
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+    redis_url: str = ""
+    redis_prefix: str = "hosting:"
+    drain_timeout: float = 30.0
+
+    @property
+    def control_socket(self) -> Path:
+        return self.run_dir / "control.sock"
+
+
+class NodeServer:
+    """Everything one node runs, started and stopped together."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.supervisor = Supervisor(
+            run_dir=config.run_dir,
+            log_dir=config.log_dir,
+            home_root=config.home_root,
+            idle_timeout=config.idle_timeout,
+            start_timeout=config.start_timeout,
+            reload_timeout=config.reload_timeout,
+            stop_timeout=config.stop_timeout,
+            request_timeout=config.request_timeout,
+        )
+        panel = panel_spec(
+            node_name=config.name,
+            panel_host=config.panel_host,
+            control_socket=config.control_socket,
+            base_dir=config.base_dir,
+        )
+        self.directory = AppDirectory(
+            system={panel.name: panel}, cache_seconds=config.cache_seconds
+        )
+        self.node = Node(name=config.name, supervisor=self.supervisor, directory=self.directory)
+        self.resolver = NodeResolver(self.node, expose_name=config.expose_name)
+        self.engine = Engine(
+            self.resolver,
+            EngineConfig(
+                first_byte_timeout=float(config.request_timeout),
+                max_attempts=1,  # one app, one socket: there is nowhere else to try
+                # below gunicorn's 2 s keep-alive, so a pooled connection is never stale
+                pool_idle_timeout=1.5,
+                trusted_proxies=config.trusted_proxies,
+                via=config.name,
+            ),
+        )
+        self.control = ControlServer(config.control_socket, self.node.dispatch)
+        self.subscriber = None
+        self._tasks: list[asyncio.Task] = []
+        self._moving: set[str] = set()
+
+    async def start(self) -> None:
+        await self.control.start()
+        await self.engine.listen(self.config.host, self.config.port)
+        self._tasks.append(asyncio.create_task(self.supervisor.reap_idle()))
+        if self.config.redis_url:
+            from routing.subscriber import RouteSubscriber
+
+            state_file = self.config.run_dir / "routes.json"
+            self.subscriber = RouteSubscriber(
+                self.config.redis_url,
+                prefix=self.config.redis_prefix,
+                state_file=state_file,
+                on_change=self.on_table,
+            )
+            await self.subscriber.start()
+        log.info(
+            "node %s listening on %s:%d, control socket %s",
+            self.config.name,
+            self.config.host,
+            self.config.port,
+            self.config.control_socket,
+        )
+
+    def on_table(self, table: RouteTable) -> None:
+        """A new route table: stop, after their in-flight requests, apps now served elsewhere."""
+        for name in self.supervisor.running():
+            if name in self.directory.system:
+                continue  # the panel runs on every node: reload URLs reach any of them
+            backend = table.backend_for(name)
+            if (
+                backend is not None
+                and backend.name != self.config.name
+                and name not in self._moving
+            ):
+                self._moving.add(name)
+                self._tasks.append(asyncio.create_task(self._move_away(name, backend.name)))
+
+    async def _move_away(self, name: str, to: str) -> None:
+        try:
+            drained = await self.resolver.drained(name, self.config.drain_timeout)
+            log.info("%s now routes to %s: stopping it here (drained=%s)", name, to, drained)
+            await self.supervisor.stop(name, f"the route table moved it to {to}")
+        finally:
+            self._moving.discard(name)
+
+    async def stop(self) -> None:
+        await self.engine.shutdown(grace=self.config.stop_timeout)
+        if self.subscriber is not None:
+            await self.subscriber.stop()
+        for task in self._tasks:
+            task.cancel()
+        await self.supervisor.stop_all()
+        await self.control.close()
+        self.directory.close()
+
+    async def run_until_signalled(self) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        try:
+            await stop.wait()
+            log.info("node %s stopping", self.config.name)
+        finally:
+            await self.stop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(ValueError):
+                    loop.remove_signal_handler(sig)

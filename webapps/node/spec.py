@@ -1,0 +1,174 @@
+"""What a node needs to know to run one app, and how that becomes a gunicorn command line.
+
+``AppSpec`` is plain data (built from a ``WebApp`` row, or for the panel itself); the helpers
+here turn it into the argv, working directory and environment of the app's process. User apps
+get a clean environment: nothing of the node's (the panel's secrets, database and Redis URLs)
+leaks into them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# gunicorn settings every app gets; it runs in the app's own Python (maybe a virtualenv), so it
+# uses the standard library only.
+GUNICORN_CONF = Path(__file__).resolve().parent / "gunicorn_conf.py"
+READY_FD_ENV = "HOSTING_NODE_READY_FD"
+# ``module:callable``: a dotted module and an optional attribute. It is passed to gunicorn as
+# one argv element, so it must not start with "-" (which gunicorn would read as an option).
+WSGI_ENTRY_RE = re.compile(
+    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(:[A-Za-z_][A-Za-z0-9_]*)?$"
+)
+# Linux limits a unix socket path to 107 bytes.
+MAX_SOCKET_PATH = 107
+# A file name is at most 255 bytes; the longest log suffix is ".access.log".
+_MAX_LOG_STEM = 200
+
+
+class SourceRefused(ValueError):
+    """The app may not run from where its settings point (escape from home, missing dir...)."""
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    name: str  # the canonical domain: the app's identity on the node and its log file names
+    source_directory: str
+    wsgi_entry: str = "wsgi:application"
+    owner: str = ""  # username; the source must lie in HOME_ROOT/<owner lower-cased>/
+    virtualenv_path: str = ""
+    # The panel itself runs as a system app: the node's Python and environment, no home check.
+    system: bool = False
+    extra_env: tuple[tuple[str, str], ...] = field(default=())
+    workers: int = 2
+    threads: int = 1
+
+
+def socket_path(run_dir: Path, name: str) -> Path:
+    """The unix socket an app's gunicorn binds: short and fixed-length whatever the domain."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8).hexdigest()
+    path = run_dir / "apps" / f"{digest}.sock"
+    if len(str(path).encode()) > MAX_SOCKET_PATH:
+        raise ValueError(
+            f"run directory {run_dir} is too long for unix sockets "
+            f"({len(str(path).encode())} > {MAX_SOCKET_PATH} bytes); choose a shorter --run-dir"
+        )
+    return path
+
+
+def log_stem(name: str) -> str:
+    """The file name stem of an app's logs: its domain, shortened with a hash when very long."""
+    if len(name) <= _MAX_LOG_STEM:
+        return name
+    digest = hashlib.blake2b(name.encode(), digest_size=8).hexdigest()
+    return f"{name[: _MAX_LOG_STEM - 17]}-{digest}"
+
+
+def check_source(spec: AppSpec, home_root: Path) -> Path:
+    """The app's working directory with symlinks resolved now, refusing one outside its home.
+
+    Checked at every start: a symlink planted after the app was registered must not let it run
+    from somewhere else.
+    """
+    if not WSGI_ENTRY_RE.match(spec.wsgi_entry):
+        raise SourceRefused(f"WSGI entry {spec.wsgi_entry!r} is not of the form module:callable")
+    source = Path(spec.source_directory)
+    if not source.is_absolute():
+        raise SourceRefused(f"source directory {spec.source_directory!r} is not an absolute path")
+    try:
+        resolved = source.resolve(strict=True)
+    except (OSError, RuntimeError) as exc:
+        raise SourceRefused(f"source directory {source} cannot be resolved: {exc}") from None
+    if not resolved.is_dir():
+        raise SourceRefused(f"source directory {source} is not a directory")
+    if spec.system:
+        return resolved
+    home = _home(spec, home_root)
+    if not resolved.is_relative_to(home):
+        raise SourceRefused(
+            f"refused to start: source directory {source} resolves to {resolved}, "
+            f"outside the owner's home {home}"
+        )
+    if spec.virtualenv_path:
+        venv = Path(spec.virtualenv_path)
+        try:
+            venv_resolved = venv.resolve(strict=True)
+        except (OSError, RuntimeError) as exc:
+            raise SourceRefused(f"virtualenv {venv} cannot be resolved: {exc}") from None
+        if not venv_resolved.is_relative_to(home):
+            raise SourceRefused(
+                f"refused to start: virtualenv {venv} resolves to {venv_resolved}, "
+                f"outside the owner's home {home}"
+            )
+        if not (venv_resolved / "bin" / "python").exists():
+            raise SourceRefused(f"virtualenv {venv} has no bin/python")
+    return resolved
+
+
+def _home(spec: AppSpec, home_root: Path) -> Path:
+    if not spec.owner:
+        raise SourceRefused("the app has no owner, so it has no home to run from")
+    return (home_root / spec.owner.lower()).resolve()
+
+
+def python_for(spec: AppSpec) -> str:
+    if spec.virtualenv_path and not spec.system:
+        return str(Path(spec.virtualenv_path) / "bin" / "python")
+    return sys.executable
+
+
+def gunicorn_argv(
+    spec: AppSpec,
+    *,
+    socket: Path,
+    access_fd: int,
+    timeout: int,
+    graceful_timeout: int,
+) -> list[str]:
+    argv = [
+        python_for(spec), "-m", "gunicorn",
+        "--config", str(GUNICORN_CONF),
+        "--bind", f"unix:{socket}",
+        "--workers", str(spec.workers),
+        "--timeout", str(timeout),
+        "--graceful-timeout", str(graceful_timeout),
+        # Access lines go to a pipe the node reads into a size-bounded log.
+        "--access-logfile", f"/dev/fd/{access_fd}",
+        "--error-logfile", "-",
+        "--name", spec.name,
+    ]  # fmt: skip
+    if spec.threads > 1:
+        argv += ["--worker-class", "gthread", "--threads", str(spec.threads)]
+    argv.append(spec.wsgi_entry)
+    return argv
+
+
+def app_env(spec: AppSpec, *, home_root: Path, base_env: dict[str, str], ready_fd: int) -> dict:
+    """The environment of an app's process.
+
+    A user app gets only what a program needs to run, never the node's own variables. The
+    panel (a system app) gets the node's environment plus its ``extra_env``.
+    """
+    if spec.system:
+        env = dict(base_env)
+        env.update(spec.extra_env)
+    else:
+        path = "/usr/local/bin:/usr/bin:/bin"
+        env = {
+            "PATH": path,
+            "HOME": str(_home(spec, home_root)),
+            "USER": spec.owner,
+            "LANG": "C.UTF-8",
+            # Prints reach the log as they happen, not when a buffer fills.
+            "PYTHONUNBUFFERED": "1",
+            "WEBAPP_DOMAIN": spec.name,
+        }
+        if spec.virtualenv_path:
+            env["VIRTUAL_ENV"] = spec.virtualenv_path
+            env["PATH"] = f"{spec.virtualenv_path}/bin:{path}"
+        env.update(spec.extra_env)
+    env[READY_FD_ENV] = str(ready_fd)
+    return env

@@ -1,0 +1,503 @@
+"""The process shell around ``webapps.node.state``: one gunicorn process per app.
+
+Each app runs as ``gunicorn`` in its own process group, bound to a unix socket under the run
+directory, with its output piped into size-bounded logs (``webapps.node.logs``). A worker
+announces itself through a pipe once it has imported the app (``gunicorn_conf.post_worker_init``)
+so starts and reloads wait for workers that really answer, not just for the socket.
+
+Reload is gunicorn's graceful HUP: new workers load the code, the old ones finish their
+in-flight requests; requests arriving meanwhile wait in the socket's backlog. When the new code
+fails to import, gunicorn's master gives up and exits; the app answers 502 until it is fixed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from webapps.node import logs as applogs
+from webapps.node.spec import (
+    AppSpec,
+    SourceRefused,
+    app_env,
+    check_source,
+    gunicorn_argv,
+    socket_path,
+)
+from webapps.node.state import AppState, OnReload, OnRequest, Phase
+
+log = logging.getLogger(__name__)
+
+ERROR_TAIL_LINES = 30
+# What a failed start or reload reports: the error log's lines since it began, up to this much.
+# The app's own traceback comes first, before gunicorn's lines about giving up.
+CAPTURE_MAX_BYTES = 8 * 1024
+_READY_LINE_MAX = 64  # a ready line is a pid; anything longer is not ours
+
+
+class AppUnavailable(Exception):
+    """The app cannot serve now; the HTTP side answers 502 naming the app and its error log."""
+
+    def __init__(self, name: str, reason: str, error_log: Path) -> None:
+        super().__init__(f"{name}: {reason}")
+        self.name = name
+        self.reason = reason
+        self.error_log = error_log
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    ok: bool
+    message: str
+    duration_ms: int
+    log_tail: str = ""
+
+
+@dataclass
+class _App:
+    spec: AppSpec
+    socket: Path
+    access: applogs.RotatingLog
+    error: applogs.RotatingLog
+    server: applogs.RotatingLog
+    state: AppState = field(default_factory=AppState)
+    process: asyncio.subprocess.Process | None = None
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    waiters: list[tuple[int, asyncio.Future]] = field(default_factory=list)
+    ready_count: int = 0
+    old_pids: frozenset[int] = frozenset()
+    pipes_open: int = 0
+    pipes_closed: asyncio.Event = field(default_factory=asyncio.Event)
+    transports: list[asyncio.BaseTransport] = field(default_factory=list)
+    capture: bytearray = field(default_factory=bytearray)
+
+    def notify(self) -> None:
+        """Wake everyone waiting for this app's state to change."""
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+
+class _LogPipe(asyncio.Protocol):
+    """Reads one of the app's output pipes into a log file, chunk by chunk (no buffering)."""
+
+    def __init__(self, app: _App, sink: applogs.RotatingLog) -> None:
+        self.app = app
+        self.sink = sink
+
+    def data_received(self, data: bytes) -> None:
+        self.sink.write(data)
+        if self.sink is self.app.error and len(self.app.capture) < CAPTURE_MAX_BYTES:
+            self.app.capture += data[: CAPTURE_MAX_BYTES - len(self.app.capture)]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.app.pipes_open -= 1
+        if self.app.pipes_open <= 0:
+            self.app.pipes_closed.set()
+
+
+class _ReadyPipe(asyncio.Protocol):
+    """Reads worker pids, one per line, that gunicorn workers write once they serve."""
+
+    def __init__(self, app: _App, on_ready: Callable[[_App, int], None]) -> None:
+        self.app = app
+        self.on_ready = on_ready
+        self.buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        *lines, self.buffer = self.buffer.split(b"\n")
+        if len(self.buffer) > _READY_LINE_MAX:
+            self.buffer = b""
+        for line in lines:
+            if line.strip().isdigit():
+                self.on_ready(self.app, int(line))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.app.pipes_open -= 1
+        if self.app.pipes_open <= 0:
+            self.app.pipes_closed.set()
+
+
+class Supervisor:
+    """Starts, reloads and stops the app processes of one node."""
+
+    def __init__(
+        self,
+        *,
+        run_dir: Path,
+        log_dir: Path,
+        home_root: Path,
+        idle_timeout: float | None = 900.0,
+        start_timeout: float = 30.0,
+        reload_timeout: float = 30.0,
+        stop_timeout: float = 15.0,
+        request_timeout: int = 60,
+        coalesce_window: float = 0.05,
+        log_max_bytes: int = applogs.DEFAULT_MAX_BYTES,
+        base_env: dict[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.run_dir = run_dir
+        self.log_dir = log_dir
+        self.home_root = home_root
+        self.idle_timeout = idle_timeout
+        self.start_timeout = start_timeout
+        self.reload_timeout = reload_timeout
+        self.stop_timeout = stop_timeout
+        self.request_timeout = request_timeout
+        self.coalesce_window = coalesce_window
+        self.log_max_bytes = log_max_bytes
+        self.base_env = dict(os.environ if base_env is None else base_env)
+        self.clock = clock
+        self._apps: dict[str, _App] = {}
+        self._tasks: set[asyncio.Task] = set()
+        (run_dir / "apps").mkdir(parents=True, exist_ok=True)
+        log_dir.mkdir(parents=True, exist_ok=True)
+
+    # --- public API ------------------------------------------------------------------------
+    async def socket_for(self, spec: AppSpec) -> str:
+        """The socket of the app's running process, starting it first if needed.
+
+        Raises ``AppUnavailable`` when it cannot start, crashed a moment ago, or is too slow.
+        """
+        app = self._app(spec)
+        deadline = self.clock() + self.start_timeout + self.stop_timeout
+        while True:
+            decision = app.state.on_request(self.clock())
+            if decision == OnRequest.FORWARD:
+                return str(app.socket)
+            if decision == OnRequest.FAIL:
+                raise self._unavailable(app)
+            if decision == OnRequest.START:
+                app.spec = spec
+                self._spawn_task(self._start(app))
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                raise AppUnavailable(spec.name, "it did not become ready in time", self._err(app))
+            changed = app.changed
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), remaining)
+
+    async def reload(self, spec: AppSpec) -> ReloadOutcome:
+        """Gracefully restart the app's process with fresh code, if it runs here."""
+        started = self.clock()
+        app = self._apps.get(spec.name)
+        if app is None:
+            return self._outcome(
+                started, True, "not running on this node; the next request loads the new code"
+            )
+        if app.spec != spec and app.state.phase in (Phase.RUNNING, Phase.RELOADING):
+            # Settings that gunicorn reads from its command line changed: HUP cannot apply them.
+            app.server.line("settings changed: restarting the process")
+            await self._stop(app, "settings changed")
+        app.spec = spec
+        decision = app.state.on_reload()
+        if decision == OnReload.NOT_RUNNING:
+            app.server.line("reload: not running; the next request starts it with fresh code")
+            app.notify()
+            return self._outcome(
+                started, True, "not running on this node; the next request loads the new code"
+            )
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        app.waiters.append((app.state.target(decision), future))
+        if decision == OnReload.HUP:
+            self._spawn_task(self._signal_reload(app, self.coalesce_window))
+        try:
+            error = await asyncio.wait_for(asyncio.shield(future), self.reload_timeout)
+        except TimeoutError:
+            app.state.on_reload_timed_out()
+            app.server.line(f"reload: new workers did not answer within {self.reload_timeout:g}s")
+            return self._outcome(
+                started,
+                False,
+                f"the new workers did not answer within {self.reload_timeout:g} s",
+                self.error_tail(spec.name),
+            )
+        if error:
+            return self._outcome(started, False, error, self._captured(app))
+        app.server.line(f"reloaded in {int((self.clock() - started) * 1000)} ms")
+        return self._outcome(started, True, "reloaded")
+
+    async def stop(self, name: str, reason: str) -> None:
+        app = self._apps.get(name)
+        if app is not None:
+            await self._stop(app, reason)
+
+    async def stop_all(self) -> None:
+        await asyncio.gather(
+            *(self._stop(app, "node shutting down") for app in self._apps.values())
+        )
+        for task in list(self._tasks):
+            task.cancel()
+        for app in self._apps.values():
+            for sink in (app.access, app.error, app.server):
+                sink.close()
+
+    async def reap_idle(self) -> None:
+        """Stop apps unused for ``idle_timeout``; runs for the node's lifetime."""
+        if self.idle_timeout is None:
+            return
+        interval = max(0.05, min(5.0, self.idle_timeout / 4))
+        while True:
+            await asyncio.sleep(interval)
+            now = self.clock()
+            for app in list(self._apps.values()):
+                timeout = None if app.spec.system else self.idle_timeout
+                if app.state.is_idle(now, timeout):
+                    self._spawn_task(self._stop(app, f"idle for {self.idle_timeout:g}s"))
+
+    def running(self) -> list[str]:
+        return [
+            n for n, a in self._apps.items() if a.state.phase in (Phase.RUNNING, Phase.RELOADING)
+        ]
+
+    def status(self) -> list[dict]:
+        return [
+            {
+                "name": name,
+                "phase": str(app.state.phase),
+                "pid": app.process.pid if app.process and app.process.returncode is None else None,
+                "restarts": app.state.restarts,
+                "failures": app.state.failures,
+                "last_error": app.state.last_error,
+            }
+            for name, app in sorted(self._apps.items())
+        ]
+
+    def log_file(self, name: str, kind: str) -> Path:
+        return applogs.log_path(self.log_dir, name, kind)
+
+    def error_tail(self, name: str, lines: int = ERROR_TAIL_LINES) -> str:
+        return applogs.tail(self.log_file(name, "error"), lines)
+
+    # --- internals -------------------------------------------------------------------------
+    def _app(self, spec: AppSpec) -> _App:
+        app = self._apps.get(spec.name)
+        if app is None:
+            app = _App(
+                spec=spec,
+                socket=socket_path(self.run_dir, spec.name),
+                access=applogs.RotatingLog(self.log_file(spec.name, "access"), self.log_max_bytes),
+                error=applogs.RotatingLog(self.log_file(spec.name, "error"), self.log_max_bytes),
+                server=applogs.RotatingLog(self.log_file(spec.name, "server"), self.log_max_bytes),
+            )
+            self._apps[spec.name] = app
+        return app
+
+    def _captured(self, app: _App) -> str:
+        """The error log's lines since the current start or reload began (bounded)."""
+        text = bytes(app.capture).decode("utf-8", errors="replace")
+        return text or self.error_tail(app.spec.name)
+
+    def _err(self, app: _App) -> Path:
+        return self.log_file(app.spec.name, "error")
+
+    def _unavailable(self, app: _App) -> AppUnavailable:
+        return AppUnavailable(app.spec.name, app.state.last_error or "it failed", self._err(app))
+
+    def _spawn_task(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("supervisor task failed", exc_info=task.exception())
+
+    @staticmethod
+    def _outcome(started: float, ok: bool, message: str, tail: str = "") -> ReloadOutcome:
+        ms = int((time.monotonic() - started) * 1000)
+        return ReloadOutcome(ok=ok, message=message, duration_ms=ms, log_tail=tail)
+
+    async def _start(self, app: _App) -> None:
+        spec = app.spec
+        try:
+            cwd = check_source(spec, self.home_root)
+        except SourceRefused as exc:
+            app.error.line(str(exc))
+            app.server.line(str(exc))
+            app.state.on_start_failed(self.clock(), str(exc))
+            app.notify()
+            return
+        with contextlib.suppress(FileNotFoundError):
+            app.socket.unlink()  # a stale socket from a process that was killed
+        loop = asyncio.get_running_loop()
+        fds = [os.pipe() for _ in range(4)]  # stdout, stderr, access, ready
+        (r_out, w_out), (r_err, w_err), (r_acc, w_acc), (r_ready, w_ready) = fds
+        try:
+            argv = gunicorn_argv(
+                spec,
+                socket=app.socket,
+                access_fd=w_acc,
+                timeout=self.request_timeout,
+                graceful_timeout=max(1, int(self.stop_timeout) - 2),
+            )
+            env = app_env(spec, home_root=self.home_root, base_env=self.base_env, ready_fd=w_ready)
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=cwd,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=w_out,
+                stderr=w_err,
+                pass_fds=(w_acc, w_ready),
+                start_new_session=True,  # its own process group: stopped as a whole
+            )
+        except OSError as exc:
+            for r, w in fds:
+                os.close(r)
+                os.close(w)
+            message = f"could not start gunicorn: {exc}"
+            app.error.line(message)
+            app.state.on_start_failed(self.clock(), message)
+            app.notify()
+            return
+        for _, w in fds:
+            os.close(w)
+        app.process = process
+        app.capture = bytearray()
+        app.ready_count = 0
+        app.old_pids = frozenset()
+        app.pipes_open = 4
+        app.pipes_closed = asyncio.Event()
+        app.transports = []
+        for r, sink in ((r_out, app.server), (r_err, app.error), (r_acc, app.access)):
+            transport, _ = await loop.connect_read_pipe(
+                lambda sink=sink: _LogPipe(app, sink), os.fdopen(r, "rb", buffering=0)
+            )
+            app.transports.append(transport)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: _ReadyPipe(app, self._worker_ready), os.fdopen(r_ready, "rb", buffering=0)
+        )
+        app.transports.append(transport)
+        app.server.line(f"started gunicorn pid {process.pid} ({spec.wsgi_entry} in {cwd})")
+        self._spawn_task(self._watch(app, process))
+        self._spawn_task(self._start_deadline(app, process))
+
+    async def _start_deadline(self, app: _App, process: asyncio.subprocess.Process) -> None:
+        await asyncio.sleep(self.start_timeout)
+        if app.process is process and app.state.phase == Phase.STARTING:
+            message = f"did not answer within {self.start_timeout:g} s of starting"
+            app.error.line(f"{message}; stopping it")
+            app.state.on_start_failed(self.clock(), message)
+            app.notify()
+            self._kill_group(process, signal.SIGKILL)
+
+    def _worker_ready(self, app: _App, pid: int) -> None:
+        phase = app.state.phase
+        counting = phase == Phase.STARTING or (phase == Phase.RELOADING and app.state.signalled)
+        if not counting or pid in app.old_pids:
+            return
+        app.ready_count += 1
+        if app.ready_count < app.spec.workers:
+            return
+        queued = app.state.on_ready(self.clock())
+        done = [(t, f) for t, f in app.waiters if t <= app.state.restarts]
+        app.waiters = [(t, f) for t, f in app.waiters if t > app.state.restarts]
+        for _, future in done:
+            if not future.done():
+                future.set_result("")
+        if queued:
+            self._spawn_task(self._signal_reload(app, 0.0))
+        app.notify()
+
+    async def _signal_reload(self, app: _App, delay: float) -> None:
+        """Send the HUP, after a short window in which further reloads share it."""
+        if delay:
+            await asyncio.sleep(delay)
+        process = app.process
+        if app.state.phase != Phase.RELOADING or app.state.signalled or process is None:
+            return
+        app.state.on_signalled()
+        app.capture = bytearray()
+        app.ready_count = 0
+        app.old_pids = frozenset(_children(process.pid))
+        app.server.line("reload: HUP sent, new workers are loading the code")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGHUP)
+
+    async def _watch(self, app: _App, process: asyncio.subprocess.Process) -> None:
+        returncode = await process.wait()
+        # Let the pipes drain so that a traceback is in the log before anyone reads its tail.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(app.pipes_closed.wait(), 2.0)
+        for transport in app.transports:
+            transport.close()
+        self._kill_group(process, signal.SIGKILL)  # workers orphaned by a dead master
+        if app.process is process:
+            app.process = None
+        with contextlib.suppress(FileNotFoundError):
+            app.socket.unlink()
+        if app.state.phase in (Phase.STOPPING, Phase.STOPPED, Phase.BACKOFF):
+            if app.state.phase == Phase.STOPPING:
+                app.state.on_exited(self.clock(), "")
+            app.server.line(f"gunicorn pid {process.pid} stopped (exit code {returncode})")
+        else:
+            what = _describe_exit(returncode, app.state.phase)
+            app.error.line(what)
+            app.server.line(what)
+            app.state.on_exited(self.clock(), what)
+        for _, future in app.waiters:
+            if not future.done():
+                future.set_result(app.state.last_error or "the app stopped")
+        app.waiters = []
+        app.notify()
+
+    async def _stop(self, app: _App, reason: str) -> None:
+        process = app.process
+        if not app.state.on_stop():
+            app.notify()
+            return
+        app.server.line(f"stopping: {reason}")
+        app.notify()
+        if process is None or process.returncode is not None:
+            if app.state.phase == Phase.STOPPING:
+                app.state.on_exited(self.clock(), "")
+            app.notify()
+            return
+        # gunicorn's graceful stop: workers finish their in-flight requests, then exit.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.shield(process.wait()), self.stop_timeout)
+        except TimeoutError:
+            app.error.line(f"did not stop within {self.stop_timeout:g}s; killing it")
+            self._kill_group(process, signal.SIGKILL)
+            await asyncio.wait_for(asyncio.shield(process.wait()), 5.0)
+        while app.state.phase == Phase.STOPPING:
+            # the watcher records the exit; wait for it so callers see STOPPED
+            changed = app.changed
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), 5.0)
+
+    @staticmethod
+    def _kill_group(process: asyncio.subprocess.Process, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, sig)
+
+
+def _describe_exit(returncode: int, phase: Phase) -> str:
+    # gunicorn's master exits when a new worker fails to boot (3) or to load the app (4); during
+    # a reload that surfaces as an unhandled exception (1). While loading code, that is the cause.
+    if returncode in (3, 4) or (returncode == 1 and phase in (Phase.STARTING, Phase.RELOADING)):
+        return f"the app failed to load its code (gunicorn exited with code {returncode})"
+    if returncode < 0:
+        return f"gunicorn was killed by signal {signal.Signals(-returncode).name} while {phase}"
+    return f"gunicorn exited with code {returncode} while {phase}"
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (Linux /proc), to tell old workers from new ones."""
+    try:
+        raw = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in raw.split()]

@@ -1,0 +1,70 @@
+"""How a reload is carried out: one small interface, chosen by ``settings.WEBAPPS_RELOADER``.
+
+A panel process that runs on a node gets the node's reloader (it talks to the node's control
+socket); a panel outside any node uses ``NoNodeReloader``, which says so. Either way the caller
+gets a ``ReloadResult`` and records it: a reloader that cannot reach its node raises
+``ReloadError`` and ``reload_app`` turns that into a failed result.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+if TYPE_CHECKING:
+    from webapps.models import WebApp
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    ok: bool
+    backend: str  # the node that carried out the reload ("" when none did)
+    duration_ms: int
+    message: str
+    log_tail: str = ""  # the last lines of the app's log, shown when a reload fails
+
+
+class ReloadError(Exception):
+    """The reload could not be carried out at all (node unreachable, protocol error)."""
+
+
+class Reloader:
+    def reload(self, webapp: WebApp) -> ReloadResult:
+        raise NotImplementedError
+
+
+class NoNodeReloader(Reloader):
+    """The panel runs outside any node: nothing here can restart the app."""
+
+    def reload(self, webapp: WebApp) -> ReloadResult:
+        return ReloadResult(
+            ok=False,
+            backend=settings.NODE_NAME,
+            duration_ms=0,
+            message=f"no node serves {webapp.domain} here",
+        )
+
+
+def get_reloader() -> Reloader:
+    return import_string(settings.WEBAPPS_RELOADER)()
+
+
+def reload_app(webapp: WebApp) -> ReloadResult:
+    started = time.monotonic()
+    try:
+        return get_reloader().reload(webapp)
+    except ReloadError as exc:
+        log.warning("reload of %s failed: %s", webapp.domain, exc)
+        return ReloadResult(
+            ok=False,
+            backend=settings.NODE_NAME,
+            duration_ms=round((time.monotonic() - started) * 1000),
+            message=str(exc) or exc.__class__.__name__,
+        )

@@ -1,0 +1,131 @@
+"""API v0 shapes, after a well-known hosting API (same field names, plain JSON arrays).
+
+Input serializers only check types and refuse unknown fields; the rules (domains, paths) live
+in ``webapps.actions`` so the Web tab and the API share them.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from routing import reload_path
+from webapps.models import ReloadEvent, WebApp
+from webapps.routes import serving_backend
+
+# Form posts from a signed-in browser carry the CSRF token as a field; it is not data.
+IGNORED_INPUT_FIELDS = frozenset({"csrfmiddlewaretoken"})
+
+
+class StrictCharField(serializers.CharField):
+    """A CharField that refuses numbers, lists and objects instead of turning them into text."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictInputSerializer(serializers.Serializer):
+    def to_internal_value(self, data):
+        if not hasattr(data, "keys"):
+            raise serializers.ValidationError(
+                {"non_field_errors": ["Expected a JSON object or form fields."]}
+            )
+        unknown = sorted(set(data.keys()) - set(self.fields) - IGNORED_INPUT_FIELDS)
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class WebAppCreateSerializer(StrictInputSerializer):
+    domain_name = StrictCharField(max_length=300)
+    source_directory = StrictCharField(required=False, allow_blank=True, max_length=4096)
+    wsgi_entry = StrictCharField(required=False, allow_blank=True, max_length=200)
+    python_version = StrictCharField(required=False, allow_blank=True, max_length=16)
+    virtualenv_path = StrictCharField(required=False, allow_blank=True, max_length=4096)
+    enabled = serializers.BooleanField(required=False, default=True)
+
+
+class WebAppUpdateSerializer(StrictInputSerializer):
+    source_directory = StrictCharField(required=False, max_length=4096)
+    wsgi_entry = StrictCharField(required=False, max_length=200)
+    python_version = StrictCharField(required=False, allow_blank=True, max_length=16)
+    virtualenv_path = StrictCharField(required=False, allow_blank=True, max_length=4096)
+    enabled = serializers.BooleanField(required=False)
+
+    def to_internal_value(self, data):
+        if hasattr(data, "keys") and "domain_name" in data:
+            raise serializers.ValidationError(
+                {"domain_name": ["The domain of a web app cannot be changed; create a new one."]}
+            )
+        return super().to_internal_value(data)
+
+
+class TokenCreateSerializer(StrictInputSerializer):
+    name = StrictCharField(required=False, allow_blank=True, max_length=100)
+    expires_in_days = serializers.IntegerField(required=False, min_value=1, max_value=3650)
+
+
+class ReloadEventSerializer(serializers.ModelSerializer):
+    ok = serializers.BooleanField(read_only=True)
+    summary = serializers.CharField(read_only=True)
+    at = serializers.DateTimeField(source="created_at", read_only=True)
+
+    class Meta:
+        model = ReloadEvent
+        fields = ["ok", "backend", "duration_ms", "message", "log_tail", "via", "at", "summary"]
+
+
+class WebAppSerializer(serializers.ModelSerializer):
+    """An app as the API returns it. Context: ``request`` and ``route_table`` (may be None)."""
+
+    user = serializers.CharField(source="owner.username", read_only=True)
+    domain_name = serializers.CharField(source="domain", read_only=True)
+    domain_display = serializers.CharField(read_only=True)
+    working_directory = serializers.CharField(source="source_directory", read_only=True)
+    backend = serializers.SerializerMethodField()
+    reload_url = serializers.SerializerMethodField()
+    api_reload_url = serializers.SerializerMethodField()
+    last_reload = serializers.SerializerMethodField()
+
+    class Meta:
+        model = WebApp
+        fields = [
+            "id",
+            "user",
+            "domain_name",
+            "domain_display",
+            "python_version",
+            "source_directory",
+            "working_directory",
+            "virtualenv_path",
+            "wsgi_entry",
+            "enabled",
+            "backend",
+            "reload_url",
+            "api_reload_url",
+            "last_reload",
+            "created_at",
+            "updated_at",
+        ]
+
+    def get_backend(self, webapp: WebApp) -> str | None:
+        return serving_backend(self.context.get("route_table"), webapp.domain) or None
+
+    def _absolute(self, path: str) -> str:
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else path
+
+    def get_reload_url(self, webapp: WebApp) -> str:
+        return self._absolute(reload_path(webapp.owner.username, webapp.domain))
+
+    def get_api_reload_url(self, webapp: WebApp) -> str:
+        return self._absolute(reload_path(webapp.owner.username, webapp.domain, api=True))
+
+    @extend_schema_field(ReloadEventSerializer(allow_null=True))
+    def get_last_reload(self, webapp: WebApp) -> dict | None:
+        if not hasattr(webapp, "last_reload"):
+            webapp.last_reload = webapp.reloads.order_by("-created_at", "-id").first()
+        event = webapp.last_reload
+        return ReloadEventSerializer(event).data if event is not None else None

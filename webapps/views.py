@@ -1,0 +1,187 @@
+"""The Web tab: thin views that authorise (webapps.access), call one action, render."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_POST
+
+from routing import reload_path
+from webapps import access, actions
+from webapps.forms import TokenCreateForm, WebAppCreateForm, WebAppUpdateForm
+from webapps.models import Via, WebApp, attach_last_reloads
+from webapps.routes import current_table, serving_backend
+
+
+def _origin(request: HttpRequest) -> actions.Origin:
+    return actions.Origin.from_request(request, Via.UI)
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("webapp-list", username=request.user.username)
+    return redirect("login")
+
+
+def _app_rows(request: HttpRequest, webapps: list[WebApp]) -> list[dict]:
+    table = current_table()
+    return [
+        {
+            "app": webapp,
+            "backend": serving_backend(table, webapp.domain),
+            "reload_path": reload_path(webapp.owner.username, webapp.domain),
+            "api_reload_url": request.build_absolute_uri(
+                reload_path(webapp.owner.username, webapp.domain, api=True)
+            ),
+        }
+        for webapp in attach_last_reloads(webapps)
+    ]
+
+
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def webapp_list(request: HttpRequest, username: str) -> HttpResponse:
+    action = "webapp.create" if request.method == "POST" else "webapp.read"
+    access.check_path_user(request.user, username, action, _origin(request))
+    form = WebAppCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            webapp = actions.do_create_webapp(
+                request.user,
+                origin=_origin(request),
+                domain=form.cleaned_data["domain_name"],
+                source_directory=form.cleaned_data["source_directory"],
+                wsgi_entry=form.cleaned_data["wsgi_entry"],
+                python_version=form.cleaned_data["python_version"],
+                virtualenv_path=form.cleaned_data["virtualenv_path"],
+            )
+        except actions.ActionError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        else:
+            messages.success(request, f"Created {webapp.domain_display}.")
+            return redirect("webapp-list", username=request.user.username)
+    webapps = list(WebApp.objects.filter(owner=request.user).select_related("owner"))
+    status = 400 if request.method == "POST" else 200
+    context = {"rows": _app_rows(request, webapps), "form": form}
+    return render(request, "webapps/list.html", context, status=status)
+
+
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def webapp_detail(request: HttpRequest, username: str, domain: str) -> HttpResponse:
+    action = "webapp.update" if request.method == "POST" else "webapp.read"
+    webapp = access.owned_webapp(request.user, username, domain, action, _origin(request))
+    initial = {
+        "source_directory": webapp.source_directory,
+        "wsgi_entry": webapp.wsgi_entry,
+        "python_version": webapp.python_version,
+        "virtualenv_path": webapp.virtualenv_path,
+        "enabled": webapp.enabled,
+    }
+    form = WebAppUpdateForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            actions.do_update_webapp(request.user, webapp, form.cleaned_data, _origin(request))
+        except actions.ActionError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        else:
+            messages.success(request, f"Saved {webapp.domain_display}.")
+            return redirect("webapp-detail", username=request.user.username, domain=webapp.domain)
+    row = _app_rows(request, [webapp])[0]
+    context = {
+        **row,
+        "row": row,
+        "form": form,
+        "reloads": webapp.reloads.select_related("user")[:10],
+    }
+    return render(
+        request, "webapps/detail.html", context, status=400 if request.method == "POST" else 200
+    )
+
+
+@login_required
+@require_POST
+def webapp_reload(request: HttpRequest, username: str, domain: str) -> HttpResponse:
+    webapp = access.owned_webapp(request.user, username, domain, "webapp.reload", _origin(request))
+    try:
+        event = actions.do_reload_webapp(request.user, webapp, _origin(request))
+    except actions.ReloadThrottled as exc:
+        text = f"Too many reloads: try again in {exc.retry_after} s."
+        response: HttpResponse
+        if _wants_json(request):
+            response = JsonResponse({"status": "ERROR", "detail": text}, status=429)
+        else:
+            response = HttpResponse(text, status=429, content_type="text/plain; charset=utf-8")
+        response["Retry-After"] = str(exc.retry_after)
+        return response
+    if _wants_json(request):
+        return JsonResponse(
+            {
+                "status": "OK" if event.ok else "ERROR",
+                "ok": event.ok,
+                "backend": event.backend,
+                "duration_ms": event.duration_ms,
+                "message": event.message,
+                "log_tail": event.log_tail,
+                "summary": event.summary(),
+            }
+        )
+    if event.ok:
+        messages.success(request, f"{webapp.domain_display}: {event.summary()}.")
+    else:
+        messages.error(request, f"{webapp.domain_display}: {event.summary()}")
+    next_url = reverse("webapp-list", kwargs={"username": request.user.username})
+    return redirect(next_url, permanent=False)
+
+
+@login_required
+@require_POST
+def webapp_delete(request: HttpRequest, username: str, domain: str) -> HttpResponse:
+    webapp = access.owned_webapp(request.user, username, domain, "webapp.delete", _origin(request))
+    shown = webapp.domain_display
+    actions.do_delete_webapp(request.user, webapp, _origin(request))
+    messages.success(request, f"Deleted {shown} (its files are kept).")
+    return redirect("webapp-list", username=request.user.username)
+
+
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def account(request: HttpRequest, username: str) -> HttpResponse:
+    action = "token.create" if request.method == "POST" else "account.read"
+    access.check_path_user(request.user, username, action, _origin(request))
+    form = TokenCreateForm(request.POST or None)
+    new_key = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            _, new_key = actions.do_create_token(
+                request.user,
+                origin=_origin(request),
+                name=form.cleaned_data["name"],
+                expires_in_days=form.cleaned_data["expires_in_days"],
+            )
+        except actions.ActionError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        else:
+            form = TokenCreateForm()
+    context = {"form": form, "new_key": new_key, "tokens": request.user.api_tokens.all()}
+    response = render(request, "webapps/account.html", context)
+    # The new key is on this page only: keep it out of every cache.
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_POST
+def token_revoke(request: HttpRequest, username: str, token_id: int) -> HttpResponse:
+    access.check_path_user(request.user, username, "token.revoke", _origin(request))
+    token = access.owned_token(request.user, token_id, _origin(request))
+    actions.do_revoke_token(request.user, token, _origin(request))
+    messages.success(request, f"Revoked the token {token.prefix}….")
+    return redirect("account", username=request.user.username)

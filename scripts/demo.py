@@ -118,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         manage(config, "collectstatic", "--noinput")
         sys.stdout.write(manage(config, "seed_demo", *(n.name for n in config.nodes)))
         subprocess.run(
-            [config.python, "-m", "proxy.tls", "--out", str(config.tls_dir),
-             "--host", config.panel_host, "--host", f"*.{config.apps_domain}"],
+            [config.python, "-m", "proxy.tls", "--dir", str(config.tls_dir),
+             "--panel-host", config.panel_host, "--apps-domain", config.apps_domain],
             cwd=REPO_ROOT, env=config.child_environment(), check=True, timeout=60,
         )  # fmt: skip
         base = f"http://{config.panel_host}:{config.proxy_port}"

@@ -194,9 +194,12 @@ class Session:
             self.platform.via_proxy("GET", path, host=self.host, headers=self._headers())
         )
 
-    def post_form(self, path: str, data: dict[str, str]) -> Response:
+    def post_form(
+        self, path: str, data: dict[str, str], extra_headers: dict[str, str] | None = None
+    ) -> Response:
         body = urlencode(data).encode()
         headers = self._headers({
+            **(extra_headers or {}),
             "Content-Type": "application/x-www-form-urlencoded",
             "X-CSRFToken": self.cookies.get("csrftoken", ""),
             "Origin": f"http://{self.host}",

@@ -1,0 +1,84 @@
+"""The whole platform, started once for the end-to-end tests: Redis, Celery worker and beat,
+four nodes, the proxy; a staff operator and 50 users with mixed-case names, each with one app.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+from proxy.tls import make_local_ca
+
+from tests.e2e.harness import Platform, make_config, wait_for_http
+from tests.support import RedisServer, wait_until
+
+USERS = 50
+SETUP = """
+import json
+from routing.actions import do_add_backend
+from webapps.actions import Origin, do_create_token
+from webapps.models import User
+
+spec = json.loads({spec!r})
+origin = Origin(via="cli")
+operator = User.objects.create_user("Operator", password=spec["password"], is_staff=True)
+out = {{"operator": do_create_token(operator, origin=origin)[1], "users": {{}}}}
+for index, (name, address) in enumerate(spec["nodes"]):
+    do_add_backend(operator, origin, name, address, state="active" if index < 2 else "disabled")
+for name in spec["users"]:
+    user = User.objects.create_user(name, password=spec["password"])
+    out["users"][name] = do_create_token(user, origin=origin)[1]
+print(json.dumps(out))
+"""
+
+
+@dataclass
+class Cast:
+    password: str
+    operator_token: str
+    tokens: dict[str, str]  # username -> API token
+
+
+def user_names() -> list[str]:
+    """Mixed-case names, like people type them: IronHand00, jOEbUTY01, ..."""
+    stems = ["IronHand", "JoeButy", "McFly", "deLaCruz", "OBrien"]
+    return [f"{stems[i % len(stems)]}{i:02d}" for i in range(USERS)]
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory) -> Platform:
+    var_dir = tmp_path_factory.mktemp("platform")
+    redis = RedisServer().start()
+    config = make_config(var_dir, redis.url)
+    running = Platform(config, redis)
+    try:
+        make_local_ca(config.tls_dir, config.panel_host, config.apps_domain)
+        running.manage("migrate", "--noinput")
+        for name in ["worker", "beat", *(f"node-{n.name}" for n in config.nodes), "proxy"]:
+            running.start(name)
+        for node in config.nodes:
+            wait_for_http(node.port, "/", host=config.panel_host, what=f"node {node.name}")
+        yield running
+    finally:
+        running.stop_all()
+        redis.cleanup()
+
+
+@pytest.fixture(scope="session")
+def cast(platform: Platform) -> Cast:
+    password = "e2e-pass-Xq7!v"
+    spec = {
+        "password": password,
+        "nodes": [[n.name, f"127.0.0.1:{n.port}"] for n in platform.config.nodes],
+        "users": user_names(),
+    }
+    out = json.loads(platform.django_script(SETUP.format(spec=json.dumps(spec))))
+    # The pool was created with b1, b2 active: wait until the proxy holds that table.
+    wait_until(
+        lambda: platform.proxy_admin("/healthz").status == 200,
+        60,
+        interval=0.1,
+        what="proxy ready with a route table",
+    )
+    return Cast(password, out["operator"], out["users"])

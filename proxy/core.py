@@ -28,6 +28,7 @@ peer is a trusted proxy), X-Request-ID kept when well formed, else generated.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from dataclasses import dataclass
@@ -131,6 +132,9 @@ class RequestHead:
     def path(self) -> str:
         """The target as text for routing (bytes outside ASCII were refused by the parser)."""
         return self.target.decode("latin-1")
+
+
+_CONNECTION_OPTIONS = frozenset({b"close", b"keep-alive", b"upgrade"})
 
 
 def _tokens(value: bytes) -> list[bytes]:
@@ -274,8 +278,13 @@ def validate_request(
     )
 
 
+_ID_PREFIX = os.urandom(8).hex().encode()
+_id_counter = itertools.count(1)
+
+
 def new_request_id() -> bytes:
-    return os.urandom(16).hex().encode()
+    """32 hex digits: random per process, then a counter (unique without a syscall each)."""
+    return b"%b%016x" % (_ID_PREFIX, next(_id_counter))
 
 
 def request_head_for_upstream(
@@ -325,12 +334,37 @@ class ResponseHead:
     head: bytes  # the bytes to send to the client
     framing: int  # LENGTH, CHUNKED, CLOSE or NONE
     keep_alive: bool  # the client connection stays open after this response
+    upstream_framed: bool = True  # the upstream sent a length or chunks (not close-delimited)
+
+
+# Fields of a response that are not passed through as they are: framing, hop-by-hop.
+def _passes_through(specials: list[tuple[bytes, bytes]]) -> bool:
+    """A Content-Length and at most ``Connection: keep-alive``: nothing to rewrite."""
+    length = False
+    for name, value in specials:
+        if name == b"content-length":
+            length = True
+        elif name != b"connection" or value.strip(b" \t") != b"keep-alive":
+            return False
+    return length
+
+
+def _fields(fields: tuple[tuple[bytes, bytes], ...]) -> bytes:
+    return b"".join(b"%b: %b\r\n" % pair for pair in fields)
+
+
+# Matched on a lower-cased copy (a case-sensitive pattern with a literal start is twice as
+# fast); llhttp allows no whitespace before the colon, so ``name:`` is exact.
+_SPECIAL_NAMES = (
+    rb"content-length|connection|transfer-encoding|keep-alive|proxy-connection|te|trailer"
+    rb"|upgrade|proxy-authenticate|proxy-authorization"
+)
+_RESPONSE_SPECIAL = re.compile(rb"\r\n(" + _SPECIAL_NAMES + rb"):")
+_RESPONSE_SPECIAL_VALUES = re.compile(rb"\r\n(" + _SPECIAL_NAMES + rb"):([^\r]*)")
 
 
 def response_head_for_client(
-    status: int,
-    reason: bytes,
-    headers: list[tuple[bytes, bytes]],
+    raw_head: bytes,
     extra: tuple[tuple[bytes, bytes], ...],
     *,
     client_version: bytes,
@@ -340,38 +374,70 @@ def response_head_for_client(
 ) -> ResponseHead:
     """Rewrite an upstream response head for the client: hop-by-hop fields out, our framing in.
 
+    ``raw_head`` is the status line and the field lines, each ending in CRLF, without the
+    empty line; httptools has already parsed (so validated) these bytes. One regex pass finds
+    the few fields that are not passed through as they are; the rest is copied in one slice.
+
     Bodies are re-framed: a Content-Length passes through; a chunked or close-delimited body
     goes to an HTTP/1.1 client chunked (so the connection can stay open) and to an HTTP/1.0
     client close-delimited.
     """
+    eol = raw_head.index(b"\r\n")
+    status = int(raw_head[9:12])
+    low = raw_head.lower()
+    if (
+        keep_alive
+        and client_version == b"1.1"
+        and not head_request
+        and not websocket
+        and raw_head[:9] == b"HTTP/1.1 "
+        and 200 <= status != 204
+        and status != 304
+        and _passes_through(_RESPONSE_SPECIAL_VALUES.findall(low, eol))
+    ):
+        # The common response: a length, perhaps "Connection: keep-alive" (the same connection
+        # option this hop uses), nothing else hop-by-hop: the head goes out as it came.
+        if extra:
+            return ResponseHead(raw_head + _fields(extra) + b"\r\n", LENGTH, True, True)
+        return ResponseHead(raw_head + b"\r\n", LENGTH, True, True)
+    status_line = raw_head[:eol]
+    parts = [b"HTTP/1.1", status_line[8:], b"\r\n"]
     content_length: bytes | None = None
-    connection: list[bytes] = []
-    kept: list[tuple[bytes, bytes]] = []
-    for name, value in headers:
-        lname = name.lower()
-        if lname == b"content-length":
-            content_length = value
-        elif lname in HOP_BY_HOP:
-            if lname == b"connection":
-                connection.extend(_tokens(value))
-        else:
-            kept.append((name, value))
-    if connection:
-        listed = {t for t in connection if t not in (b"close", b"keep-alive", b"upgrade")}
-        if listed:
-            kept = [(n, v) for n, v in kept if n.lower() not in listed]
-
-    parts = [b"HTTP/1.1 %d " % status, reason or _reason(status), b"\r\n"]
-    for name, value in kept:
-        parts += (name, b": ", value, b"\r\n")
+    chunked = False
+    listed: list[bytes] = []
+    pos = eol + 2  # start of the bytes not yet copied
+    for m in _RESPONSE_SPECIAL.finditer(low, eol):
+        start = m.start() + 2
+        if start > pos:
+            parts.append(raw_head[pos:start])
+        line_end = raw_head.index(b"\r\n", m.end())
+        pos = line_end + 2
+        name = m.group(1)
+        if name == b"content-length":
+            content_length = raw_head[m.end() : line_end].strip(b" \t")
+        elif name == b"transfer-encoding":
+            chunked = True
+        elif name == b"connection":
+            value = raw_head[m.end() : line_end].strip(b" \t").lower()
+            if value not in _CONNECTION_OPTIONS:  # the usual single "keep-alive" or "close"
+                listed += [t for t in _tokens(value) if t not in _CONNECTION_OPTIONS]
+    if pos < len(raw_head):
+        parts.append(raw_head[pos:])
+    if listed:
+        # Fields named in Connection are hop-by-hop too (RFC 9110 7.6.1); rare, so slow.
+        names = b"|".join(re.escape(t) for t in listed)
+        drop = re.compile(rb"^(?:" + names + rb")[ \t]*:[^\r\n]*\r\n", re.I | re.M)
+        body = drop.sub(b"", b"".join(parts[3:]))
+        parts = [*parts[:3], body]
     for name, value in extra:
         parts += (name, b": ", value, b"\r\n")
+    framed = chunked or content_length is not None
     if websocket:
         parts.append(b"Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
-        return ResponseHead(b"".join(parts), NONE, False)
-    if head_request or status < 200 or status in (204, 304):
+        return ResponseHead(b"".join(parts), NONE, False, framed)
+    if head_request or status < 200 or status == 204 or status == 304:
         framing = NONE
-        if content_length is not None and status not in (204,) and status >= 200:
+        if content_length is not None and status >= 200 and status != 204:
             parts += (b"Content-Length: ", content_length, b"\r\n")
     elif content_length is not None:
         framing = LENGTH
@@ -382,13 +448,15 @@ def response_head_for_client(
     else:
         framing = CLOSE
         keep_alive = False
-    if not keep_alive:
+    if status < 200:
+        parts.append(b"\r\n")
+    elif not keep_alive:
         parts.append(b"Connection: close\r\n\r\n")
     elif client_version == b"1.0":
         parts.append(b"Connection: keep-alive\r\n\r\n")
     else:
         parts.append(b"\r\n")
-    return ResponseHead(b"".join(parts), framing, keep_alive)
+    return ResponseHead(b"".join(parts), framing, keep_alive, framed)
 
 
 def _reason(status: int) -> bytes:

@@ -18,6 +18,7 @@ costs a float store, the handle re-arms itself when it fires early.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import inspect
 import ipaddress
@@ -44,6 +45,7 @@ __all__ = [
 ]
 
 HIGH_WATER = 64 * 1024  # bytes buffered for one direction before the reader is paused
+MAX_RESPONSE_HEAD = 64 * 1024
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -186,11 +188,7 @@ class Stats:
     def record(self, label: str, status: int, seconds: float) -> None:
         self.requests[(label, status)] += 1
         self.latency_sum += seconds
-        for i, bound in enumerate(self.BUCKETS):
-            if seconds <= bound:
-                self.latency[i] += 1
-                return
-        self.latency[-1] += 1
+        self.latency[bisect.bisect_left(self.BUCKETS, seconds)] += 1
 
 
 class Engine:
@@ -756,8 +754,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.write_paused = False
         self.read_paused = False
         self.tunnel = False
-        self.reason = b""
-        self.headers: list[tuple[bytes, bytes]] = []
+        # Response heads are taken raw from the byte stream (httptools validates them, the
+        # core rewrites them in one regex pass): no Python call per header field.
+        self.head_buf = b""
+        self.raw_heads: collections.deque[bytes] = collections.deque()
         self.got_bytes = False  # any byte of the current exchange's response arrived
         self.in_head = True
 
@@ -777,8 +777,8 @@ class UpstreamConnection(asyncio.Protocol):
     def attach(self, exchange: Exchange) -> None:
         self.exchange = exchange
         self.got_bytes = False
-        self.reason = b""
-        self.headers = []
+        self.head_buf = b""
+        self.raw_heads.clear()
         self.in_head = True
         self.pool.active += 1
 
@@ -841,6 +841,9 @@ class UpstreamConnection(asyncio.Protocol):
         if self.timer.kind:
             self.timer.kind = _U_READ
             self.timer.deadline = self.loop.time() + exchange.config.idle_timeout
+        if self.in_head and not self._scan_heads(data):
+            exchange.upstream_invalid(self, "response head too large")
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -859,24 +862,37 @@ class UpstreamConnection(asyncio.Protocol):
             return
         exchange.flush()
 
+    def _scan_heads(self, data: bytes) -> bool:
+        """Cut complete response heads (interim ones, then the final one) off the stream;
+        the bytes after the final head are body and are not scanned. False: head too large."""
+        buf = self.head_buf + data if self.head_buf else data
+        pos = 0
+        while True:
+            end = buf.find(b"\r\n\r\n", pos)
+            if end < 0:
+                self.head_buf = buf[pos:]
+                return len(self.head_buf) <= MAX_RESPONSE_HEAD
+            self.raw_heads.append(buf[pos : end + 2])
+            status = buf[pos + 9 : pos + 12]
+            pos = end + 4
+            if not status.startswith(b"1") or status == b"101":
+                self.head_buf = b""
+                return end - pos <= MAX_RESPONSE_HEAD
+
     # --- httptools callbacks ------------------------------------------------------------------
-    def on_status(self, reason: bytes) -> None:
-        self.reason += reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self.in_head:
-            self.headers.append((name, value))
-
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
-        headers, self.headers = self.headers, []
-        reason, self.reason = self.reason, b""
+        exchange = self.exchange
+        if not self.raw_heads:
+            # llhttp found a head where we did not: treat the response as invalid.
+            raise HttpError(502, "unrecognised response head")
+        raw = self.raw_heads.popleft()
         if status < 200 and status != 101:
-            self.exchange.interim(status, reason, headers)  # type: ignore[union-attr]
+            exchange.interim(status, raw)  # type: ignore[union-attr]
             return
         self.in_head = False
-        self.exchange.response_head(  # type: ignore[union-attr]
-            self, status, reason, headers, self.parser.should_keep_alive()
+        exchange.response_head(  # type: ignore[union-attr]
+            self, status, raw, self.parser.should_keep_alive()
         )
 
     def on_body(self, body: bytes) -> None:
@@ -897,64 +913,37 @@ class UpstreamConnection(asyncio.Protocol):
 class Exchange:
     """One request and its response."""
 
-    __slots__ = (
-        "attempt",
-        "body_buffer",
-        "body_received",
-        "buffered",
-        "client",
-        "client_framing",
-        "config",
-        "done",
-        "engine",
-        "finished",
-        "head",
-        "head_sent",
-        "keep_alive",
-        "out",
-        "request_done",
-        "response_started",
-        "route",
-        "started_at",
-        "status",
-        "upconn",
-        "upgraded",
-        "upstream",
-        "upstream_framing_known",
-        "upstream_head",
-        "upstream_keep_alive",
-        "waiting_body",
-    )
+    # Class-level defaults: an exchange sets only what differs (one per request, so the
+    # attribute stores it saves are worth the instance dict).
+    route: Route | None = None
+    upconn: UpstreamConnection | None = None
+    upstream: Upstream | None = None
+    upstream_head = b""
+    head_sent = False
+    body_buffer: list[bytes] | None = None
+    buffered = 0
+    body_received = 0
+    response_started = False
+    finished = False
+    client_framing = LENGTH
+    upstream_keep_alive = False
+    upstream_framing_known = True
+    status = 0
+    attempt = 0
+    upgraded = False
+    done = False
+    waiting_body = False
 
     def __init__(self, client: ClientConnection, head: RequestHead) -> None:
         self.client = client
         self.engine = client.engine
         self.config = client.config
         self.head = head
-        self.route: Route | None = None
-        self.upconn: UpstreamConnection | None = None
-        self.upstream: Upstream | None = None
-        self.upstream_head = b""
-        self.head_sent = False
-        self.body_buffer: list[bytes] = []
-        self.buffered = 0
-        self.body_received = 0
-        self.request_done = not head.has_body
-        self.response_started = False
-        self.finished = False
+        self.request_done = not (head.chunked or head.content_length)
         self.out: list[bytes] = []
-        self.client_framing = LENGTH
-        self.keep_alive = head.keep_alive
-        self.upstream_keep_alive = False
-        self.upstream_framing_known = True
-        self.status = 0
-        self.attempt = 0
-        self.upgraded = False
-        self.done = False
-        self.waiting_body = False
+        self.keep_alive = head.keep_alive and not head.websocket
+        # (after anything but a 101 to a WebSocket request the parser cannot go on)
         self.started_at = client.loop.time()
-        if head.websocket:
-            self.keep_alive = False  # after anything but a 101 the parser cannot go on
 
     # --- routing ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -974,6 +963,16 @@ class Exchange:
             self.answer_error(exc.status, exc.detail)
             return
         if type(route) is Route:
+            if route.answer is None and route.upstreams:
+                # The common case, inline: a pooled connection to the first candidate.
+                self.route = route
+                upstream = self.upstream = route.upstreams[0]
+                pool = self.engine.pools.get(upstream.key)
+                if pool is not None:
+                    conn = pool.take()
+                    if conn is not None:
+                        self.send_on(conn)
+                        return
             self.routed(route)
         elif inspect.isawaitable(route):
             task = asyncio.ensure_future(route)
@@ -1083,7 +1082,7 @@ class Exchange:
         self.head_sent = True
         if self.body_buffer:
             conn.transport.write(b"".join([head, *self.body_buffer]))  # type: ignore[union-attr]
-            self.body_buffer = []
+            self.body_buffer = None
             self.buffered = 0
             if client.read_paused and client.active is self:
                 client._resume_reading()
@@ -1108,6 +1107,8 @@ class Exchange:
             if conn.write_paused:
                 self.client._pause_reading()
         elif not self.finished:
+            if self.body_buffer is None:
+                self.body_buffer = []
             self.body_buffer.append(body)
             self.buffered += len(body)
             if self.buffered > HIGH_WATER:
@@ -1137,6 +1138,8 @@ class Exchange:
         if conn is not None and self.head_sent and not self.finished:
             conn.transport.write(data)  # type: ignore[union-attr]
         elif not self.finished:
+            if self.body_buffer is None:
+                self.body_buffer = []
             self.body_buffer.append(data)
 
     def upstream_write_paused(self, paused: bool) -> None:
@@ -1155,21 +1158,19 @@ class Exchange:
             conn.resume_reading()
 
     # --- response -----------------------------------------------------------------------------
-    def interim(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    def interim(self, status: int, raw_head: bytes) -> None:
         # 100 Continue is ours to send (see send_on); other 1xx go to HTTP/1.1 clients.
         if status != 100 and self.head.version == b"1.1":
             rh = core.response_head_for_client(
-                status, reason, headers, (), client_version=b"1.1", keep_alive=True,
-                head_request=False,
-            )  # fmt: skip
+                raw_head, (), client_version=b"1.1", keep_alive=True, head_request=False
+            )
             self.out.append(rh.head)
 
     def response_head(
         self,
         conn: UpstreamConnection,
         status: int,
-        reason: bytes,
-        headers: list[tuple[bytes, bytes]],
+        raw_head: bytes,
         upstream_keep_alive: bool,
     ) -> None:
         route = self.route
@@ -1182,9 +1183,7 @@ class Exchange:
         # request once we answer early, so keep-alive only when the body is done or follows.
         keep_alive = self.keep_alive and not self.client.closing
         rh = core.response_head_for_client(
-            status,
-            reason,
-            headers,
+            raw_head,
             route.response_headers if route is not None else (),
             client_version=head.version,
             keep_alive=keep_alive,
@@ -1197,9 +1196,7 @@ class Exchange:
         self.client_framing = rh.framing
         self.upgraded = websocket
         # Does the upstream frame its body (length or chunked) or end it by closing?
-        self.upstream_framing_known = any(
-            n.lower() in (b"content-length", b"transfer-encoding") for n, _ in headers
-        )
+        self.upstream_framing_known = rh.upstream_framed
         if head.method == b"HEAD" and (status >= 200 and status not in (204, 304)):
             # llhttp would wait for a body a HEAD response never has; finish here and do not
             # reuse the connection (its parser believes a body is coming).

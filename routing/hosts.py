@@ -71,10 +71,11 @@ def canonical_host(raw: str) -> str:
     """
     if not isinstance(raw, str):
         raise InvalidHost(f"invalid host: expected a string, got {type(raw).__name__}")
+    if len(raw) <= _CACHED_LENGTH:
+        return _cached_canonical_host(raw)
     return _canonical_host(raw)
 
 
-@lru_cache(maxsize=65536)
 def _canonical_host(raw: str) -> str:
     if not raw:
         raise _fail(raw, "it is empty")
@@ -100,6 +101,13 @@ def _canonical_host(raw: str) -> str:
     if len(result) > MAX_HOST_OCTETS:
         raise _fail(raw, f"it is {len(result)} octets long (at most {MAX_HOST_OCTETS})")
     return result
+
+
+# A valid host in any usual spelling fits in 262 characters (253, brackets, ":65535", a dot).
+# Only inputs that short are cached, which bounds the cache to 65,536 short strings; longer
+# ones (say, Unicode in decomposed form) are canonicalised afresh each time.
+_CACHED_LENGTH = 262
+_cached_canonical_host = lru_cache(maxsize=65536)(_canonical_host)
 
 
 def _check_characters(raw: str) -> None:

@@ -9,8 +9,10 @@ Invariants (see docs/pool.md, "Redis contract"):
   periodic republish) cannot interleave between reading the stored version and writing.
 - A version is announced on ``<prefix>routes:changed`` only when it was stored, so a subscriber
   that re-reads on every message never sees a message for a table it cannot find.
-- A stored value that is not a JSON object with a numeric ``version`` counts as absent and is
-  replaced: subscribers ignore such a value anyway, and a valid table must be able to repair it.
+- A stored value without the table's shape (a JSON object with a numeric ``version``, a string
+  ``algorithm`` and a list of ``backends``) counts as absent and is replaced: subscribers ignore
+  it anyway, and the next publish must repair it. A well-shaped table with a version beyond the
+  database's is kept (it may be newer); ``manage.py routing publish --bump`` moves past it.
 """
 
 from __future__ import annotations
@@ -27,12 +29,15 @@ DEFAULT_PREFIX = "hosting:"
 
 # KEYS[1] the table key, KEYS[2] the change channel; ARGV[1] the version, ARGV[2] the table JSON.
 # Returns 1 when stored and announced, 0 when the stored version is the same or newer.
+# A stored value counts only if it has the table's shape (numeric version, string algorithm,
+# list of backends): junk written by hand, even with a huge "version", is replaced.
 STORE_IF_NEWER_LUA = """
 local stored = redis.call('GET', KEYS[1])
 if stored then
-  local ok, decoded = pcall(cjson.decode, stored)
-  if ok and type(decoded) == 'table' and type(decoded['version']) == 'number'
-     and decoded['version'] >= tonumber(ARGV[1]) then
+  local ok, t = pcall(cjson.decode, stored)
+  if ok and type(t) == 'table' and type(t['version']) == 'number'
+     and type(t['algorithm']) == 'string' and type(t['backends']) == 'table'
+     and t['version'] >= tonumber(ARGV[1]) then
     return 0
   end
 end
@@ -66,12 +71,20 @@ def publish_table(client: redis.Redis, table: RouteTable, prefix: str = DEFAULT_
 
 
 def stored_version(client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> int | None:
-    """The version of the table Redis holds, or None when it holds none or nothing readable."""
+    """The version the store-if-newer script compares against, or None when Redis holds no
+    value with the table's shape (the script then replaces whatever is there)."""
     raw = client.get(table_key(prefix))
     if raw is None:
         return None
     try:
-        version = json.loads(raw).get("version")
-    except (ValueError, AttributeError):
+        doc = json.loads(raw)
+    except ValueError:
         return None
-    return version if isinstance(version, int) and not isinstance(version, bool) else None
+    if not isinstance(doc, dict):
+        return None
+    version = doc.get("version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        return None
+    if not isinstance(doc.get("algorithm"), str) or not isinstance(doc.get("backends"), list):
+        return None
+    return version

@@ -53,6 +53,7 @@ MEMO_KEYS = 100_000
 RANKING_MEMO_ENTRIES = 2_000_000
 
 _U_SCALE = 2.0**-52
+_MISSING = object()
 _NAME = re.compile(r"[^\s\x00-\x1f\x7f]+")
 _TOP_KEYS = ("version", "algorithm", "backends", "published_at")
 _BACKEND_KEYS = ("name", "address", "weight", "state")
@@ -204,10 +205,9 @@ class RouteTable:
 
     def backend_for(self, key: str) -> Backend | None:
         """The backend that serves canonical ``key``; None when no backend is active."""
-        try:
-            return self._memo[key]
-        except KeyError:
-            pass
+        chosen = self._memo.get(key, _MISSING)
+        if chosen is not _MISSING:
+            return chosen  # type: ignore[return-value]
         chosen = self._choose(key)
         with self._lock:
             memo = self._memo
@@ -235,9 +235,14 @@ class RouteTable:
         # Within one weight the score is monotonic in h, so the group's best is its highest h
         # (ties: the lowest name, which sorts first); only one score per weight is computed.
         data = key.encode("utf-8")
+        groups = self._groups
+        if len(groups) == 1:  # one weight: the highest h wins, no logarithm needed
+            group = groups[0]
+            hashes = list(map(xxh3_64_intdigest, repeat(data), group.seeds))
+            return group.backends[hashes.index(max(hashes))]
         best: tuple[float, int] | None = None
         chosen: Backend | None = None
-        for group in self._groups:
+        for group in groups:
             hashes = list(map(xxh3_64_intdigest, repeat(data), group.seeds))
             h = max(hashes)
             candidate = group.backends[hashes.index(h)]

@@ -69,22 +69,19 @@ class WebAppAPIView(generics.GenericAPIView):
         self.check_object_permissions(self.request, webapp)
         return webapp
 
-    def get_serializer_context(self):
-        context = super().get_serializer_context()
-        if not hasattr(self, "_route_table"):
-            self._route_table = current_table()
-        context["route_table"] = self._route_table
-        return context
+    def render_context(self) -> dict:
+        # One read of the route table per response, for every app's "backend".
+        return {**self.get_serializer_context(), "route_table": current_table()}
 
     def render_app(self, webapp: WebApp, code: int = status.HTTP_200_OK) -> Response:
-        return Response(WebAppSerializer(webapp, context=self.get_serializer_context()).data, code)
+        return Response(WebAppSerializer(webapp, context=self.render_context()).data, code)
 
 
 class WebAppListView(WebAppAPIView):
     @extend_schema(responses=WebAppSerializer(many=True), summary="List your web apps")
     def get(self, request: Request, username: str) -> Response:
         webapps = attach_last_reloads(list(self.get_queryset()))
-        return Response(self.get_serializer(webapps, many=True).data)
+        return Response(WebAppSerializer(webapps, many=True, context=self.render_context()).data)
 
     @extend_schema(
         request=WebAppCreateSerializer,

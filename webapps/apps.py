@@ -6,4 +6,4 @@ class WebappsConfig(AppConfig):
     verbose_name = "Web apps"
 
     def ready(self) -> None:
-        from webapps import checks  # noqa: F401  (registers the system checks)
+        from webapps import checks, schema  # noqa: F401  (register checks and the schema scheme)

@@ -72,16 +72,23 @@ def clean_domain(raw: object, username: str, policy: DomainPolicy) -> str:
     suffix = "." + policy.apps_domain
     if domain.endswith(suffix):
         label = domain[: -len(suffix)].rsplit(".", 1)[-1]
-        if label != username.lower():
+        own = username_label(username)
+        if label != own:
+            yours = f"yours is {display_domain(own + suffix)}" if own else "your name has none"
             raise DomainError(
                 f"{typed!r} is under {policy.apps_domain}, where each user may only use "
-                f"<username>.{policy.apps_domain} (yours is {username.lower()}{suffix})"
+                f"<username>.{policy.apps_domain} ({yours})"
             )
     return domain
 
 
-def default_domain(username: str, policy: DomainPolicy) -> str:
-    return f"{username.lower()}.{policy.apps_domain}"
+def username_label(username: str) -> str:
+    """The user's own label under APPS_DOMAIN, in canonical (IDNA) form; "" if it has none."""
+    try:
+        label = canonical_host(username)
+    except InvalidHost:
+        return ""
+    return label if "." not in label else ""
 
 
 def _is_ip_address(domain: str) -> bool:

@@ -35,3 +35,45 @@ def make_table(version: int, *names: str) -> RouteTable:
         for i, name in enumerate(names)
     )
     return RouteTable(version=version, algorithm=ALGORITHM, backends=backends)
+
+
+# --- database fixtures (tests marked django_db) ---------------------------------------------
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def pool_settings(settings, redis_server):
+    """Point the panel at the test's own Redis, under a prefix of its own."""
+    settings.REDIS_URL = redis_server.url
+    settings.CELERY_BROKER_URL = redis_server.url
+    settings.REDIS_PREFIX = "pooltest:"
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.ALLOWED_HOSTS = ["testserver", "panel.localhost"]
+    return settings
+
+
+@pytest.fixture
+def operator(db):
+    from webapps.models import User
+
+    return User.objects.create_user("stella", password=PASSWORD, is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def outsider(db):
+    from webapps.models import User
+
+    return User.objects.create_user("mallory", password=PASSWORD)
+
+
+def make_apps(count: int, owner_name: str = "appowner") -> list[str]:
+    """``count`` web apps (mixed-case owner on purpose); returns their canonical domains."""
+    from webapps.models import User, WebApp
+
+    owner, _ = User.objects.get_or_create(username=owner_name)
+    domains = [f"app{i}.example.com" for i in range(count)]
+    WebApp.objects.bulk_create(
+        WebApp(owner=owner, domain=d, source_directory=f"/srv/{d}") for d in domains
+    )
+    return domains

@@ -73,7 +73,16 @@ def test_it_announces_only_the_versions_it_stored(redis_client):
 
 
 @pytest.mark.parametrize(
-    "junk", [b"not json", b"[1, 2]", b'{"version": "9"}', b'{"backends": []}', b"\xff\xfe"]
+    "junk",
+    [
+        b"not json",
+        b"[1, 2]",
+        b'{"version": "9"}',
+        b'{"backends": []}',
+        b"\xff\xfe",
+        b'{"version": 999999, "backends": "all of them"}',
+        b'{"version": 999999, "algorithm": "x"}',
+    ],
 )
 def test_it_replaces_a_stored_value_that_has_no_numeric_version(redis_client, junk):
     redis_client.set(table_key(), junk)
@@ -92,6 +101,15 @@ def test_stored_version_is_none_for_a_missing_or_unreadable_table(redis_client):
     assert stored_version(redis_client) is None
     redis_client.set(table_key(), b"{")
     assert stored_version(redis_client) is None
+    redis_client.set(table_key(), b'{"version": 5, "backends": []}')
+    assert stored_version(redis_client) is None
+
+
+def test_a_well_shaped_newer_table_is_kept_and_its_version_reported(redis_client):
+    newer = make_table(40)
+    redis_client.set(table_key(), newer.to_json())
+    assert publish_table(redis_client, make_table(3)) is False
+    assert stored_version(redis_client) == 40
 
 
 def test_it_works_again_after_redis_restarts(redis_server, redis_client):

@@ -57,12 +57,26 @@ def test_a_malformed_request_id_is_replaced():
 
 
 def test_a_response_without_length_is_chunked_for_http11_and_closed_for_http10():
+    raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
     for version, framing, keep in ((b"1.1", core.CHUNKED, True), (b"1.0", core.CLOSE, False)):
         rh = core.response_head_for_client(
-            200, b"OK", [(b"Transfer-Encoding", b"chunked")], (), client_version=version,
-            keep_alive=True, head_request=False,
-        )  # fmt: skip
+            raw, (), client_version=version, keep_alive=True, head_request=False
+        )
         assert (rh.framing, rh.keep_alive) == (framing, keep)
+
+
+def test_response_rewriting_drops_hop_by_hop_fields_and_those_named_in_connection():
+    raw = (
+        b"HTTP/1.0 200 Fine\r\nServer: s\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\n"
+        b"Keep-Alive: timeout=5\r\nContent-Length: 2\r\nX-Kept: 2\r\n"
+    )
+    rh = core.response_head_for_client(
+        raw, ((b"X-Backend", b"b1"),), client_version=b"1.1", keep_alive=True, head_request=False
+    )
+    assert rh.head == (
+        b"HTTP/1.1 200 Fine\r\nServer: s\r\nX-Kept: 2\r\nX-Backend: b1\r\nContent-Length: 2\r\n\r\n"
+    )
+    assert rh.framing == core.LENGTH
 
 
 def test_error_pages_are_small_and_close_the_connection():

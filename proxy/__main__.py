@@ -1,0 +1,5 @@
+import sys
+
+from proxy.server import main
+
+sys.exit(main())

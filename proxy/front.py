@@ -1,0 +1,147 @@
+"""The front proxy's routing: request -> canonical key -> ranked backends, from the table held
+in memory (refreshed in the background by ``routing.subscriber.RouteSubscriber``), and the
+admin port's answers (/healthz, /metrics, /route).
+
+No Redis call and no Django on the request path: the resolver reads ``source()`` (the
+subscriber's current table) and memoises the route per key for that table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from urllib.parse import parse_qs, urlsplit
+
+from proxy.core import HttpError, RequestHead
+from proxy.engine import Answer, Client, Engine, Route, Upstream
+from proxy.metrics import render_metrics
+from routing import InvalidHost, RouteTable, route_key
+
+__all__ = ["AdminResolver", "FrontResolver"]
+
+MEMO_KEYS = 50_000
+NO_ROUTE = Route()
+
+
+class FrontResolver:
+    """Routes by ``routing.route_key(host, path, panel_host)`` over the held table's ranking;
+    backends marked down by passive health go to the end of the list."""
+
+    def __init__(
+        self, source: Callable[[], RouteTable | None], panel_host: str, engine: Engine | None = None
+    ) -> None:
+        self.source = source
+        self.panel_host = panel_host
+        self.engine = engine
+        self._table: RouteTable | None = None
+        self._routes: dict[str, Route] = {}
+        self._upstreams: dict[tuple[str, str], Upstream] = {}
+        # Host header value -> its key, for hosts other than the panel's (whose key also
+        # depends on the path). Filled by route_key itself, so it never disagrees with it.
+        self._host_keys: dict[bytes, str] = {}
+
+    def key(self, head: RequestHead) -> str:
+        key = self._host_keys.get(head.host)
+        if key is not None:
+            return key
+        try:
+            host = head.host.decode("ascii")
+            key = route_key(host, head.path, self.panel_host)
+            if route_key(host, "/", self.panel_host) != route_key(
+                self.panel_host, "/", self.panel_host
+            ):
+                if len(self._host_keys) >= MEMO_KEYS:
+                    del self._host_keys[next(iter(self._host_keys))]
+                self._host_keys[head.host] = key
+            return key
+        except InvalidHost as exc:
+            raise HttpError(400, str(exc)) from None
+
+    def route(self, table: RouteTable, key: str) -> Route:
+        if table is not self._table:
+            self._table = table
+            self._routes = {}
+        route = self._routes.get(key)
+        if route is None:
+            ups = tuple(self._upstream(b.name, b.address) for b in table.ranking(key))
+            route = Route(upstreams=ups)
+            if len(self._routes) >= MEMO_KEYS:
+                del self._routes[next(iter(self._routes))]
+            self._routes[key] = route
+        return route
+
+    def upstreams(self, table: RouteTable, key: str) -> tuple[Upstream, ...]:
+        return self.route(table, key).upstreams
+
+    def _upstream(self, name: str, address: str) -> Upstream:
+        up = self._upstreams.get((name, address))
+        if up is None:
+            up = self._upstreams[(name, address)] = Upstream.parse(address, name)
+        return up
+
+    def __call__(self, head: RequestHead, client: Client) -> Route:
+        table = self.source()
+        if table is None:
+            return NO_ROUTE  # 503 with Retry-After: no table yet
+        route = self.route(table, self.key(head))
+        engine = self.engine
+        if engine is not None and engine.health.down_until:
+            ordered = engine.health.order(route.upstreams)
+            if ordered != route.upstreams:
+                return Route(upstreams=ordered)
+        return route
+
+
+class AdminResolver:
+    """The admin port: every answer is produced here, nothing is forwarded."""
+
+    def __init__(self, front: FrontResolver, engine: Engine, subscriber, worker: str) -> None:
+        self.front = front
+        self.engine = engine
+        self.subscriber = subscriber
+        self.worker = worker
+
+    def __call__(self, head: RequestHead, client: Client) -> Route:
+        url = urlsplit(head.path)
+        if head.method not in (b"GET", b"HEAD"):
+            return Route(answer=Answer(405, b"405 Method Not Allowed\n"))
+        if url.path == "/healthz":
+            table = self.front.source()
+            if table is None:
+                return Route(answer=Answer(503, b"not ready: no route table yet\n"))
+            return Route(answer=Answer(200, b"ok version=%d\n" % table.version))
+        if url.path == "/metrics":
+            text = render_metrics(self.engine, self.subscriber, self.worker)
+            return Route(
+                answer=Answer(200, text.encode(), b"text/plain; version=0.0.4; charset=utf-8")
+            )
+        if url.path == "/route":
+            return Route(answer=self._route(parse_qs(url.query)))
+        return Route(answer=Answer(404, b"404 Not Found\n"))
+
+    def _route(self, query: dict[str, list[str]]) -> Answer:
+        host = query.get("host", [""])[0]
+        path = query.get("path", ["/"])[0]
+        table = self.front.source()
+        doc: dict = {"host": host, "path": path}
+        try:
+            key = route_key(host, path, self.front.panel_host)
+        except InvalidHost as exc:
+            doc["error"] = str(exc)
+            return _json(400, doc)
+        doc["key"] = key
+        if table is None:
+            doc["error"] = "no route table yet"
+            return _json(503, doc)
+        ups = self.engine.health.order(self.front.upstreams(table, key))
+        doc.update(
+            table_version=table.version,
+            backend=ups[0].name if ups else None,
+            ranking=[u.name for u in ups],
+            down=[u.name for u in ups if self.engine.health.is_down(u.name)],
+        )
+        return _json(200, doc)
+
+
+def _json(status: int, doc: dict) -> Answer:
+    return Answer(status, json.dumps(doc, indent=1).encode() + b"\n", b"application/json")

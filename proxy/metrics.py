@@ -1,0 +1,97 @@
+"""Prometheus text exposition (format 0.0.4), written by hand: the numbers already live in
+``Engine.stats``, ``Engine.pools``, ``Engine.health`` and the subscriber's ``stats``."""
+
+from __future__ import annotations
+
+import math
+
+
+def _esc(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _num(value: float | int | None) -> str:
+    if value is None:
+        return "NaN"
+    if isinstance(value, float) and math.isinf(value):
+        return "+Inf"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def render_metrics(engine, subscriber, worker: str) -> str:
+    w = f'worker="{_esc(worker)}"'
+    stats = engine.stats
+    out: list[str] = []
+
+    def metric(name: str, kind: str, help_: str, samples: list[tuple[str, object]]) -> None:
+        out.append(f"# HELP {name} {help_}")
+        out.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            inner = f"{w},{labels}" if labels else w
+            out.append(f"{name}{{{inner}}} {_num(value)}")  # type: ignore[arg-type]
+
+    metric(
+        "proxy_requests_total",
+        "counter",
+        "Requests answered, by backend and status (backend '-' for the proxy's own answers).",
+        [
+            (f'backend="{_esc(label)}",status="{status}"', count)
+            for (label, status), count in sorted(stats.requests.items())
+        ],
+    )
+    cumulative = 0
+    buckets = []
+    for bound, count in zip(stats.BUCKETS, stats.latency, strict=False):
+        cumulative += count
+        buckets.append((f'le="{bound}"', cumulative))
+    total = cumulative + stats.latency[-1]
+    buckets.append(('le="+Inf"', total))
+    out.append("# HELP proxy_request_duration_seconds Time from request head to response end.")
+    out.append("# TYPE proxy_request_duration_seconds histogram")
+    for labels, value in buckets:
+        out.append(f"proxy_request_duration_seconds_bucket{{{w},{labels}}} {value}")
+    out.append(f"proxy_request_duration_seconds_sum{{{w}}} {stats.latency_sum!r}")
+    out.append(f"proxy_request_duration_seconds_count{{{w}}} {total}")
+    metric(
+        "proxy_rejected_requests_total",
+        "counter",
+        "Requests refused before forwarding, by status.",
+        [(f'status="{s}"', c) for s, c in sorted(stats.rejected.items())],
+    )
+    metric("proxy_upstream_retries_total", "counter", "Requests sent to a next candidate.",
+           [("", stats.retries)])  # fmt: skip
+    metric("proxy_connections_accepted_total", "counter", "Client connections accepted.",
+           [("", stats.connections)])  # fmt: skip
+    metric("proxy_connections_open", "gauge", "Client connections open.",
+           [("", len(engine.connections))])  # fmt: skip
+    pools = sorted(engine.pools.values(), key=lambda p: p.upstream.key)
+    metric(
+        "proxy_pool_idle_connections",
+        "gauge",
+        "Idle keep-alive connections per upstream.",
+        [(f'backend="{_esc(p.upstream.name)}"', len(p.idle)) for p in pools],
+    )
+    metric(
+        "proxy_pool_active_connections",
+        "gauge",
+        "Upstream connections carrying a request, per upstream.",
+        [(f'backend="{_esc(p.upstream.name)}"', p.active) for p in pools],
+    )
+    metric(
+        "proxy_backend_down",
+        "gauge",
+        "1 while passive health has marked the backend down.",
+        [(f'backend="{_esc(name)}"', 1) for name in sorted(engine.health.down_until)],
+    )
+    if subscriber is not None:
+        s = subscriber.stats
+        metric("proxy_route_table_version", "gauge", "Version of the route table held.",
+               [("", s.version)])  # fmt: skip
+        metric("proxy_route_table_age_seconds", "gauge",
+               "Seconds since Redis last confirmed the held table.", [("", s.age)])  # fmt: skip
+        metric("proxy_redis_connected", "gauge", "1 while the subscriber is connected to Redis.",
+               [("", int(s.connected))])  # fmt: skip
+        metric("proxy_route_tables_rejected_total", "counter",
+               "Tables read from Redis and refused (malformed or older).",
+               [("", s.rejected)])  # fmt: skip
+    return "\n".join(out) + "\n"

@@ -1,0 +1,368 @@
+"""Every change to the backend pool: one function each, used by the admin, the CLI and the API.
+
+Each ``do_*`` function checks its input, then in one transaction: locks the route-table version
+row (so pool changes run one at a time), changes the ``Backend`` rows, bumps the version, writes
+a ``Revision`` saying who changed what and which apps move, and queues the publish task to run
+after commit. Bad input raises ``PoolError`` naming the field, before anything is written.
+
+``preview_*`` functions answer "what would this change do" with the same code and no writes:
+the admin's confirmation page and ``--dry-run`` show exactly what the action then records.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from routing import pool, tasks
+from routing.hosts import InvalidHost, canonical_host
+from routing.models import NAME_HELP, NAME_PATTERN, Backend, Revision, RouteVersion
+from routing.moves import MovePlan
+from routing.table import MAX_WEIGHT, STATES, InvalidTable, RouteTable
+from routing.table import Backend as TableBackend
+from webapps.actions import Origin
+from webapps.models import User
+
+_NAME = re.compile(NAME_PATTERN)
+MAX_NOTES = 10_000
+
+
+class PoolError(ValueError):
+    """A pool change refused; ``field`` names the offending input (form/API/CLI name)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one change does (preview) or did (committed: ``version`` and ``revision`` set)."""
+
+    action: str
+    backend: str
+    summary: str
+    changes: dict[str, list[Any]]
+    before: RouteTable
+    after: RouteTable
+    plan: MovePlan
+    version: int | None = None
+    revision: Revision | None = field(default=None, compare=False)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+
+# --- input checks ----------------------------------------------------------------------------
+
+
+def clean_name(raw: object) -> str:
+    if not isinstance(raw, str) or not _NAME.fullmatch(raw):
+        raise PoolError(f"invalid backend name {raw!r}: use {NAME_HELP}", "name")
+    return raw
+
+
+def clean_address(raw: object) -> str:
+    """``host:port``, the host in canonical form: ``Node1.Example:80`` -> ``node1.example:80``."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise PoolError("address is required, as host:port (e.g. 127.0.0.1:9003)", "address")
+    text = raw.strip()
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not (port.isascii() and port.isdigit()):
+        raise PoolError(f"invalid address {raw!r}: expected host:port", "address")
+    if not 1 <= int(port) <= 65535:
+        raise PoolError(f"invalid address {raw!r}: port must be from 1 to 65535", "address")
+    try:
+        address = f"{canonical_host(host)}:{int(port)}"
+        TableBackend(name="check", address=address)
+    except (InvalidHost, InvalidTable) as exc:
+        raise PoolError(f"invalid address {raw!r}: {exc}", "address") from None
+    return address
+
+
+def clean_weight(raw: object) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= MAX_WEIGHT:
+        raise PoolError(
+            f"invalid weight {raw!r}: use a whole number from 1 to {MAX_WEIGHT}", "weight"
+        )
+    return raw
+
+
+def clean_state(raw: object) -> str:
+    if raw not in STATES:
+        raise PoolError(f"invalid state {raw!r}: use one of {', '.join(STATES)}", "state")
+    return str(raw)
+
+
+def clean_notes(raw: object) -> str:
+    if not isinstance(raw, str):
+        raise PoolError("notes must be text", "notes")
+    if len(raw) > MAX_NOTES:
+        raise PoolError(f"notes are limited to {MAX_NOTES} characters", "notes")
+    return raw
+
+
+# --- the plan of a change (shared by preview and commit) -------------------------------------
+
+
+@dataclass(frozen=True)
+class _Draft:
+    action: str
+    name: str
+    rows: list[Backend]  # the pool after the change, unsaved
+    target: Backend | None  # the row to save (None when removing)
+    removed: Backend | None
+    changes: dict[str, list[Any]]
+    summary: str
+
+
+def _find(rows: list[Backend], name: str) -> Backend:
+    for row in rows:
+        if row.name == name:
+            return row
+    raise PoolError(f"no backend named {name!r}", "name")
+
+
+def _check_address_free(rows: list[Backend], name: str, address: str) -> None:
+    for row in rows:
+        if row.address == address and row.name != name:
+            raise PoolError(f"address {address} is already used by backend {row.name}", "address")
+
+
+def _draft_add(rows: list[Backend], spec: dict[str, Any]) -> _Draft:
+    name = clean_name(spec.get("name"))
+    address = clean_address(spec.get("address"))
+    weight = clean_weight(spec.get("weight", 1))
+    state = clean_state(spec.get("state", Backend.State.ACTIVE))
+    notes = clean_notes(spec.get("notes", ""))
+    if any(row.name == name for row in rows):
+        raise PoolError(f"a backend named {name!r} already exists", "name")
+    _check_address_free(rows, name, address)
+    new = Backend(name=name, address=address, weight=weight, state=state, notes=notes)
+    changes = {"address": [None, address], "weight": [None, weight], "state": [None, state]}
+    if notes:
+        changes["notes"] = [None, notes]
+    summary = f"added {name} ({address}, weight {weight}, {state})"
+    return _Draft("backend.add", name, [*rows, new], new, None, changes, summary)
+
+
+def _draft_update(rows: list[Backend], spec: dict[str, Any], action: str) -> _Draft:
+    name = clean_name(spec.get("name"))
+    current = _find(rows, name)
+    wanted: dict[str, Any] = {}
+    if spec.get("address") is not None:
+        wanted["address"] = clean_address(spec["address"])
+        _check_address_free(rows, name, wanted["address"])
+    if spec.get("weight") is not None:
+        wanted["weight"] = clean_weight(spec["weight"])
+    if spec.get("state") is not None:
+        wanted["state"] = clean_state(spec["state"])
+    if spec.get("notes") is not None:
+        wanted["notes"] = clean_notes(spec["notes"])
+    changes = {
+        key: [getattr(current, key), value]
+        for key, value in wanted.items()
+        if getattr(current, key) != value
+    }
+    updated = Backend(
+        pk=current.pk,
+        name=current.name,
+        address=wanted.get("address", current.address),
+        weight=wanted.get("weight", current.weight),
+        state=wanted.get("state", current.state),
+        notes=wanted.get("notes", current.notes),
+        created_at=current.created_at,
+        updated_at=timezone.now(),
+    )
+    new_rows = [updated if row.name == name else row for row in rows]
+    described = [
+        f"{key} {old} -> {new}" if key != "notes" else "notes changed"
+        for key, (old, new) in changes.items()
+    ]
+    summary = f"{name}: " + (", ".join(described) if described else "no change")
+    return _Draft(action, name, new_rows, updated, None, changes, summary)
+
+
+def _draft_remove(rows: list[Backend], spec: dict[str, Any]) -> _Draft:
+    name = clean_name(spec.get("name"))
+    current = _find(rows, name)
+    changes = {"address": [current.address, None], "state": [current.state, None]}
+    new_rows = [row for row in rows if row.name != name]
+    return _Draft("backend.remove", name, new_rows, None, current, changes, f"removed {name}")
+
+
+def _draft(action: str, rows: list[Backend], spec: dict[str, Any]) -> _Draft:
+    if action == "backend.add":
+        return _draft_add(rows, spec)
+    if action == "backend.remove":
+        return _draft_remove(rows, spec)
+    return _draft_update(rows, spec, action)
+
+
+def _check_leaves_an_active_backend(before: RouteTable, after: RouteTable, force: bool) -> None:
+    if before.active and not after.active and not force:
+        raise PoolError(
+            "this change leaves no active backend, so no app would be served; "
+            "repeat it with force (--force) if that is intended",
+            "force",
+        )
+
+
+def _change(
+    action: str, rows: list[Backend], spec: dict[str, Any], version_row: RouteVersion, force: bool
+) -> tuple[_Draft, Change]:
+    draft = _draft(action, rows, spec)
+    before = pool.version_table(version_row, rows)
+    after = pool.table_of(version_row.version + 1, draft.rows, None)
+    if draft.changes:
+        _check_leaves_an_active_backend(before, after, force)
+    plan = pool.plan(before, after)
+    change = Change(
+        action=draft.action,
+        backend=draft.name,
+        summary=draft.summary,
+        changes=draft.changes,
+        before=before,
+        after=after,
+        plan=plan,
+    )
+    return draft, change
+
+
+def preview(action: str, spec: dict[str, Any], force: bool = False) -> Change:
+    """What ``action`` with ``spec`` would do now; raises ``PoolError`` as the action would."""
+    rows = list(Backend.objects.order_by("name"))
+    return _change(action, rows, spec, RouteVersion.current(), force)[1]
+
+
+def _commit(
+    actor: User | None, origin: Origin, action: str, spec: dict[str, Any], force: bool
+) -> Change:
+    with transaction.atomic():
+        version_row = RouteVersion.locked()
+        rows = list(Backend.objects.order_by("name"))
+        draft, change = _change(action, rows, spec, version_row, force)
+        if not change.changed:
+            return change
+        if draft.removed is not None:
+            draft.removed.delete()
+        if draft.target is not None:
+            draft.target.save()
+        now = timezone.now()
+        version_row.version += 1
+        version_row.changed_at = now
+        version_row.save(update_fields=["version", "changed_at"])
+        revision = Revision.objects.create(
+            version=version_row.version,
+            created_at=now,
+            actor=actor if actor is not None and actor.pk else None,
+            actor_username=getattr(actor, "username", "") or "",
+            via=origin.via,
+            action=change.action,
+            backend_name=change.backend,
+            summary=change.summary[:300],
+            changes=change.changes,
+            apps_total=change.plan.total,
+            apps_moved=change.plan.moved,
+            moves=change.plan.counts(),
+        )
+        tasks.publish_routes.delay_on_commit(version_row.version)
+    after = pool.version_table(version_row, draft.rows)
+    return Change(
+        action=change.action,
+        backend=change.backend,
+        summary=change.summary,
+        changes=change.changes,
+        before=change.before,
+        after=after,
+        plan=change.plan,
+        version=version_row.version,
+        revision=revision,
+    )
+
+
+# --- the actions -----------------------------------------------------------------------------
+
+
+def do_add_backend(
+    actor: User | None,
+    origin: Origin,
+    name: str,
+    address: str,
+    weight: int = 1,
+    state: str = Backend.State.ACTIVE,
+    notes: str = "",
+) -> Change:
+    spec = {"name": name, "address": address, "weight": weight, "state": state, "notes": notes}
+    return _commit(actor, origin, "backend.add", spec, force=False)
+
+
+def do_update_backend(
+    actor: User | None,
+    origin: Origin,
+    name: str,
+    *,
+    address: str | None = None,
+    weight: int | None = None,
+    state: str | None = None,
+    notes: str | None = None,
+    force: bool = False,
+) -> Change:
+    spec = {"name": name, "address": address, "weight": weight, "state": state, "notes": notes}
+    return _commit(actor, origin, "backend.update", spec, force)
+
+
+def do_set_weight(actor: User | None, origin: Origin, name: str, weight: int) -> Change:
+    return _commit(actor, origin, "backend.set_weight", {"name": name, "weight": weight}, False)
+
+
+def do_drain(actor: User | None, origin: Origin, name: str, force: bool = False) -> Change:
+    """Stop routing apps to ``name``; it stays in the table (shown as draining) until removed."""
+    spec = {"name": name, "state": Backend.State.DRAINING}
+    return _commit(actor, origin, "backend.drain", spec, force)
+
+
+def do_activate(actor: User | None, origin: Origin, name: str) -> Change:
+    spec = {"name": name, "state": Backend.State.ACTIVE}
+    return _commit(actor, origin, "backend.activate", spec, False)
+
+
+def do_disable(actor: User | None, origin: Origin, name: str, force: bool = False) -> Change:
+    spec = {"name": name, "state": Backend.State.DISABLED}
+    return _commit(actor, origin, "backend.disable", spec, force)
+
+
+def do_remove_backend(actor: User | None, origin: Origin, name: str, force: bool = False) -> Change:
+    return _commit(actor, origin, "backend.remove", {"name": name}, force)
+
+
+def do_bump_version(actor: User | None, origin: Origin, at_least: int) -> int:
+    """Move the version past ``at_least`` (e.g. past a table Redis holds from a restored backup)
+    and publish: the pool is unchanged, but its table is now the newest."""
+    if isinstance(at_least, bool) or not isinstance(at_least, int) or at_least < 0:
+        raise PoolError(f"invalid version {at_least!r}", "version")
+    with transaction.atomic():
+        version_row = RouteVersion.locked()
+        old = version_row.version
+        version_row.version = max(old + 1, at_least + 1)
+        version_row.changed_at = timezone.now()
+        version_row.save(update_fields=["version", "changed_at"])
+        Revision.objects.create(
+            version=version_row.version,
+            created_at=version_row.changed_at,
+            actor=actor if actor is not None and actor.pk else None,
+            actor_username=getattr(actor, "username", "") or "",
+            via=origin.via,
+            action="version.bump",
+            summary=f"version {old} -> {version_row.version} (pool unchanged)",
+            changes={"version": [old, version_row.version]},
+            apps_total=len(pool.app_keys()),
+        )
+        tasks.publish_routes.delay_on_commit(version_row.version)
+    return version_row.version

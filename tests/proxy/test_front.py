@@ -1,0 +1,316 @@
+"""The front proxy as a process (`python -m proxy`): routes from Redis through the subscriber,
+the admin port, TLS, workers, signals. Real Redis, real sockets, real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+import urllib.request
+
+import pytest
+import redis
+
+from routing import Backend, RouteTable, reload_path, route_key
+from tests.proxy.harness import Origin, connect, exchange, get, read_response
+from tests.support import RedisServer, child_env, free_port, port_open, repo_root, wait_until
+
+PANEL = "panel.test"
+PREFIX = "hosting:"
+
+
+@pytest.fixture
+def redis_server():
+    server = RedisServer().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def backends(lt):
+    servers = [Origin(lt, "b1").start(), Origin(lt, "b2").start()]
+    yield servers
+    for s in servers:
+        s.stop()
+
+
+def table_for(backends, version: int, states: dict[str, str] | None = None) -> RouteTable:
+    states = states or {}
+    return RouteTable(
+        version=version,
+        algorithm="rendezvous-xxh3-v1",
+        backends=tuple(
+            Backend(o.name, o.address, 1, states.get(o.name, "active")) for o in backends
+        ),
+    )
+
+
+def put_table(redis_url: str, table: RouteTable) -> None:
+    """The Redis contract: the table as JSON under <prefix>routes, its version on the channel."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.set(PREFIX + "routes", table.to_json())
+        client.publish(PREFIX + "routes:changed", table.version)
+    finally:
+        client.close()
+
+
+class ProxyProcess:
+    def __init__(self, redis_url: str, state_file: str, *extra: str) -> None:
+        self.port = free_port()
+        self.admin = free_port()
+        self.args = [
+            "--listen", f"127.0.0.1:{self.port}",
+            "--admin-listen", f"127.0.0.1:{self.admin}",
+            "--redis", redis_url,
+            "--panel-host", PANEL,
+            "--state-file", state_file,
+            "--poll-interval", "0.2",
+            "--log-level", "WARNING",
+            *extra,
+        ]  # fmt: skip
+        self.process: subprocess.Popen | None = None
+
+    def start(self, ready: bool = True) -> ProxyProcess:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "proxy", *self.args],
+            cwd=repo_root(),
+            env=child_env(),
+            start_new_session=True,
+        )
+        self.wait(lambda: port_open("127.0.0.1", self.admin), "proxy admin port")
+        if ready:
+            self.wait(lambda: self.admin_get("/healthz")[0] == 200, "proxy ready")
+        return self
+
+    def wait(self, predicate, what: str) -> None:
+        assert self.process is not None
+        wait_until(lambda: predicate() or self.process.poll() is not None, 20, what=what)
+        assert self.process.poll() is None, f"the proxy exited with {self.process.returncode}"
+
+    def admin_get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode()
+
+    def stop(self) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+        code, self.process = self.process.returncode, None
+        return code
+
+
+@pytest.fixture
+def start_proxy(redis_server, tmp_path):
+    procs: list[ProxyProcess] = []
+
+    def start(*extra: str, ready: bool = True, redis_url: str | None = None) -> ProxyProcess:
+        proc = ProxyProcess(
+            redis_url or redis_server.url, str(tmp_path / "routes.json"), *extra
+        ).start(ready)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.stop()
+
+
+def served_by(port: int, host: str, path: str = "/") -> str | None:
+    return exchange(port, get(host=host, path=path)).header("X-Origin")
+
+
+def two_hosts_on_different_backends(table: RouteTable) -> dict[str, str]:
+    """Host names whose keys land on b1 and on b2 in ``table``."""
+    found: dict[str, str] = {}
+    for i in range(200):
+        host = f"App{i}.Example.COM"
+        name = table.backend_for(route_key(host, "/", PANEL)).name
+        found.setdefault(name, host)
+        if len(found) == 2:
+            return found
+    raise AssertionError("no two hosts on different backends")
+
+
+def test_it_is_not_ready_before_a_table_and_answers_503(start_proxy):
+    proxy = start_proxy(ready=False)
+    assert proxy.admin_get("/healthz")[0] == 503
+    resp = exchange(proxy.port, get())
+    assert resp.status == 503 and resp.header("Retry-After")
+
+
+def test_it_routes_every_spelling_of_a_host_to_the_backend_of_its_canonical_key(
+    start_proxy, redis_server, backends
+):
+    table = table_for(backends, 1)
+    put_table(redis_server.url, table)
+    proxy = start_proxy()
+    for name, host in two_hosts_on_different_backends(table).items():
+        for spelling in (host, host.lower(), host.upper() + ".", host + ":80"):
+            assert served_by(proxy.port, spelling) == name
+
+
+def test_a_reload_url_on_the_panel_goes_to_the_backend_serving_the_app(
+    start_proxy, redis_server, backends
+):
+    table = table_for(backends, 1)
+    put_table(redis_server.url, table)
+    proxy = start_proxy()
+    panel_backend = table.backend_for(route_key(PANEL, "/", PANEL)).name
+    hosts = two_hosts_on_different_backends(table)
+    other = "b2" if panel_backend == "b1" else "b1"
+    path = reload_path("Alice", hosts[other])
+    assert served_by(proxy.port, PANEL.upper(), path) == other
+    assert served_by(proxy.port, PANEL, "/api/v0" + path) == other
+
+
+def test_an_invalid_host_is_a_400_that_reaches_no_backend(start_proxy, redis_server, backends):
+    put_table(redis_server.url, table_for(backends, 1))
+    proxy = start_proxy()
+    assert exchange(proxy.port, get(host="user@evil.test")).status == 400
+    assert all(b.received == b"" for b in backends)
+
+
+def test_no_active_backend_is_a_503_with_retry_after(start_proxy, redis_server, backends):
+    put_table(redis_server.url, table_for(backends, 1, {"b1": "draining", "b2": "disabled"}))
+    proxy = start_proxy()
+    resp = exchange(proxy.port, get())
+    assert resp.status == 503 and resp.header("Retry-After") == "5"
+
+
+def test_the_admin_port_shows_the_route_and_metrics(start_proxy, redis_server, backends):
+    table = table_for(backends, 3)
+    put_table(redis_server.url, table)
+    proxy = start_proxy()
+    exchange(proxy.port, get(host="Shop.Example.com"))
+    status, body = proxy.admin_get("/route?host=Shop.Example.com.&path=/")
+    doc = json.loads(body)
+    assert status == 200
+    assert doc["key"] == "shop.example.com"
+    assert doc["backend"] == table.backend_for("shop.example.com").name
+    assert doc["table_version"] == 3
+    status, text = proxy.admin_get("/metrics")
+    assert status == 200
+    backend = doc["backend"]
+    assert f'proxy_requests_total{{worker="0",backend="{backend}",status="200"}} 1' in text
+    assert 'proxy_route_table_version{worker="0"} 3' in text
+    assert 'proxy_redis_connected{worker="0"} 1' in text
+    assert "proxy_request_duration_seconds_bucket" in text
+    assert f'proxy_pool_idle_connections{{worker="0",backend="{backend}"}} 1' in text
+
+
+def test_the_route_endpoint_explains_an_invalid_host(start_proxy, redis_server, backends):
+    put_table(redis_server.url, table_for(backends, 1))
+    proxy = start_proxy()
+    status, body = proxy.admin_get("/route?host=a%20b")
+    assert status == 400 and "invalid host" in json.loads(body)["error"]
+
+
+def test_it_keeps_routing_while_redis_is_down_and_applies_changes_when_it_returns(
+    start_proxy, redis_server, backends
+):
+    table = table_for(backends, 1)
+    put_table(redis_server.url, table)
+    proxy = start_proxy()
+    hosts = two_hosts_on_different_backends(table)
+    redis_server.stop()
+    for _ in range(20):
+        for name, host in hosts.items():
+            assert served_by(proxy.port, host) == name
+    redis_server.start()
+    put_table(redis_server.url, table_for(backends, 2, {"b1": "disabled"}))
+    wait_until(lambda: served_by(proxy.port, hosts["b1"]) == "b2", 5, what="new table applied")
+
+
+def test_a_restart_while_redis_is_down_routes_from_the_state_file(
+    start_proxy, redis_server, backends
+):
+    table = table_for(backends, 1)
+    put_table(redis_server.url, table)
+    first = start_proxy()
+    first.stop()
+    redis_server.stop()
+    proxy = start_proxy()
+    for name, host in two_hosts_on_different_backends(table).items():
+        assert served_by(proxy.port, host) == name
+
+
+def test_a_killed_backend_is_routed_around(start_proxy, redis_server, backends):
+    table = table_for(backends, 1)
+    put_table(redis_server.url, table)
+    proxy = start_proxy()
+    hosts = two_hosts_on_different_backends(table)
+    backends[0].stop()
+    answers = [served_by(proxy.port, hosts["b1"]) for _ in range(10)]
+    assert answers == ["b2"] * 10
+    _, body = proxy.admin_get(f"/route?host={hosts['b1']}")
+    assert json.loads(body)["down"] == ["b1"]
+
+
+def test_a_post_is_not_duplicated_when_its_backend_drops_it(start_proxy, redis_server, backends):
+    table = table_for(backends, 1)
+    put_table(redis_server.url, table)
+    proxy = start_proxy()
+    host = two_hosts_on_different_backends(table)["b1"]
+    raw = b"POST /drop HTTP/1.1\r\nHost: %b\r\nContent-Length: 2\r\n\r\nhi" % host.encode()
+    assert exchange(proxy.port, raw).status == 502
+    posts = [r for b in backends for r in b.requests if r["method"] == "POST"]
+    assert len(posts) == 1
+
+
+def test_it_terminates_tls_and_says_so_upstream(start_proxy, redis_server, backends, tmp_path):
+    from proxy.tls import make_local_ca
+
+    paths = make_local_ca(tmp_path / "tls", PANEL, "apps.test")
+    put_table(redis_server.url, table_for(backends, 1))
+    tls_port = free_port()
+    proxy = start_proxy(
+        "--tls-listen", f"127.0.0.1:{tls_port}",
+        "--tls-cert", str(paths["cert"]), "--tls-key", str(paths["key"]),
+    )  # fmt: skip
+    ctx = ssl.create_default_context(cafile=str(paths["ca"]))
+    with connect(tls_port) as raw, ctx.wrap_socket(raw, server_hostname="shop.apps.test") as sock:
+        assert sock.version() in ("TLSv1.2", "TLSv1.3")
+        sock.sendall(get(host="shop.apps.test", path="/echo"))
+        seen = json.loads(read_response(sock).body)
+    assert ["X-Forwarded-Proto", "https"] in seen["headers"]
+    assert proxy.process is not None
+
+
+def test_sigterm_lets_an_in_flight_request_finish(start_proxy, redis_server, backends):
+    for b in backends:
+        b.slow_seconds = 0.5
+    put_table(redis_server.url, table_for(backends, 1))
+    proxy = start_proxy()
+    result = {}
+
+    def client():
+        result["resp"] = exchange(proxy.port, get(path="/slow-head"))
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    wait_until(lambda: any(b.requests for b in backends), what="request at a backend")
+    assert proxy.stop() == 0
+    thread.join(5)
+    assert result["resp"].status == 200
+
+
+def test_workers_share_the_port(start_proxy, redis_server, backends):
+    put_table(redis_server.url, table_for(backends, 1))
+    proxy = start_proxy("--workers", "2")
+    statuses = [exchange(proxy.port, get(host=f"w{i}.test")).status for i in range(20)]
+    assert statuses == [200] * 20
+    assert proxy.stop() == 0

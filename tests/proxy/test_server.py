@@ -1,0 +1,40 @@
+"""The front proxy's command line: every option from a flag or from the environment."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from proxy.server import OPTIONS, build_parser, parse_listen
+from tests.support import child_env, repo_root
+
+
+def test_help_documents_every_option_and_its_environment_variable():
+    out = subprocess.run(
+        [sys.executable, "-m", "proxy", "--help"],
+        cwd=repo_root(), env=child_env(), capture_output=True, text=True, timeout=60,
+    ).stdout  # fmt: skip
+    flat = " ".join(out.split())
+    for opt in OPTIONS:
+        assert opt.flag in flat and opt.env in flat, opt.flag
+
+
+def test_the_environment_sets_defaults_and_a_flag_wins():
+    parser = build_parser({"PROXY_WORKERS": "4", "REDIS_URL": "redis://r:1/0"})
+    args = parser.parse_args([])
+    assert (args.workers, args.redis) == (4, "redis://r:1/0")
+    assert parser.parse_args(["--workers", "2"]).workers == 2
+
+
+def test_the_proxy_specific_variable_wins_over_the_project_wide_one():
+    parser = build_parser({"PROXY_PANEL_HOST": "a.test", "PANEL_HOST": "b.test"})
+    assert parser.parse_args([]).panel_host == "a.test"
+
+
+def test_listen_addresses_parse():
+    assert parse_listen("127.0.0.1:8080") == ("127.0.0.1", 8080)
+    assert parse_listen("[::1]:8443") == ("::1", 8443)
+    with pytest.raises(SystemExit):
+        parse_listen("8080")

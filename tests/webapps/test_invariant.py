@@ -1,0 +1,76 @@
+"""The property the whole platform rests on: for every app and every spelling of its domain,
+the reload URL the panel generates routes by the same key as the app's own traffic."""
+
+from urllib.parse import quote, urlsplit
+
+import pytest
+from django.conf import settings
+
+from routing import route_key
+from tests.webapps.conftest import CLI, make_user
+from webapps import actions
+from webapps.serializers import WebAppSerializer
+
+pytestmark = pytest.mark.django_db
+
+# (owner, domain as typed at creation, other spellings a visitor's browser may send)
+APPS = [
+    ("IronHand", "IronHand.example.com", ["ironhand.example.com", "IRONHAND.EXAMPLE.COM."]),
+    ("IronHand", "bücher.example", ["BÜCHER.example", "xn--bcher-kva.example", "Bücher.Example."]),
+    ("Zoë", "zoë.apps.localhost", ["ZOË.apps.localhost", "xn--zo-ija.apps.localhost"]),
+    ("ops", "Shop.Ops.Example.org.", ["shop.ops.example.org", "SHOP.OPS.EXAMPLE.ORG:443"]),
+]
+
+
+def panel_urls(webapp) -> list[str]:
+    """Every reload URL the panel hands out for an app: API fields and the Web tab's form."""
+    data = WebAppSerializer(webapp, context={"route_table": None}).data
+    return [data["reload_url"], data["api_reload_url"]]
+
+
+@pytest.mark.parametrize(("username", "typed", "spellings"), APPS)
+def test_the_reload_url_routes_like_the_apps_own_host(username, typed, spellings):
+    user = make_user(username)
+    webapp = actions.do_create_webapp(user, domain=typed, origin=CLI)
+    panel = settings.PANEL_HOST
+    for url in panel_urls(webapp):
+        reload_key = route_key(panel, urlsplit(url).path, panel)
+        for spelling in [typed, webapp.domain, webapp.domain_display, *spellings]:
+            assert route_key(spelling, "/", panel) == reload_key, (spelling, url)
+
+
+@pytest.mark.parametrize(("username", "typed", "spellings"), APPS)
+def test_the_web_tab_reload_form_routes_like_the_apps_own_host(client, username, typed, spellings):
+    user = make_user(username)
+    webapp = actions.do_create_webapp(user, domain=typed, origin=CLI)
+    client.force_login(user)
+    html = client.get(f"/user/{quote(username)}/webapps/").content.decode()
+    form_path = next(
+        part.split('"')[0]
+        for part in html.split('action="')[1:]
+        if part.split('"')[0].endswith("/reload/")
+    )
+    panel = settings.PANEL_HOST
+    for spelling in [typed, webapp.domain_display, *spellings]:
+        assert route_key(spelling, "/", panel) == route_key(panel, form_path, panel)
+
+
+@pytest.mark.parametrize(("username", "typed", "spellings"), APPS)
+def test_every_spelling_in_a_reload_url_reaches_the_same_app(
+    client, settings, username, typed, spellings
+):
+    settings.WEBAPPS_RELOADER = "tests.webapps.fakes.OkReloader"
+    user = make_user(username)
+    webapp = actions.do_create_webapp(user, domain=typed, origin=CLI)
+    client.force_login(user)
+    for spelling in [typed, webapp.domain_display, *spellings]:
+        if ":" in spelling:
+            continue  # a port belongs to a Host header, not to a path
+        path = f"/user/{quote(username)}/webapps/{quote(spelling)}/reload/"
+        body = client.post(path, HTTP_ACCEPT="application/json").json()
+        assert body["ok"], (spelling, body)
+        panel = settings.PANEL_HOST
+        assert route_key(panel, path, panel) == route_key(spelling, "/", panel)
+    assert webapp.reloads.count() == len(
+        [s for s in [typed, webapp.domain_display, *spellings] if ":" not in s]
+    )

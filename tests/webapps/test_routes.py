@@ -1,0 +1,59 @@
+"""current_table(): the route table as the proxies see it, read from Redis."""
+
+import pytest
+
+from routing import ALGORITHM, Backend, RouteTable
+from webapps.redis_client import _client
+from webapps.routes import current_table, serving_backend
+
+TABLE = RouteTable(
+    version=3,
+    algorithm=ALGORITHM,
+    backends=(Backend("b1", "127.0.0.1:9101"), Backend("b2", "127.0.0.1:9102", weight=2)),
+)
+
+
+def store(settings, raw):
+    _client(settings.REDIS_URL).set(settings.REDIS_PREFIX + "routes", raw)
+
+
+def test_it_reads_the_published_table(settings):
+    store(settings, TABLE.to_json())
+    assert current_table() == TABLE
+
+
+def test_it_has_no_table_before_one_is_published():
+    assert current_table() is None
+
+
+def test_it_ignores_an_invalid_table(settings, caplog):
+    store(settings, '{"version": "three"}')
+    assert current_table() is None
+    assert "invalid" in caplog.text
+
+
+def test_it_has_no_table_when_redis_is_unreachable(settings, caplog):
+    from tests.support import free_port
+
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    assert current_table() is None
+    assert "cannot read the route table" in caplog.text
+
+
+def test_it_names_the_backend_by_the_canonical_key():
+    expected = TABLE.backend_for("ironhand.example.com").name
+    assert serving_backend(TABLE, "ironhand.example.com") == expected
+    assert serving_backend(TABLE, "IronHand.Example.com.") == expected
+
+
+def test_it_names_no_backend_without_a_table_or_an_active_backend():
+    assert serving_backend(None, "ironhand.example.com") == ""
+    drained = RouteTable(4, ALGORITHM, (Backend("b1", "127.0.0.1:9101", state="draining"),))
+    assert serving_backend(drained, "ironhand.example.com") == ""
+
+
+@pytest.mark.django_db
+def test_the_api_reports_the_backend_from_the_table(settings, owner_api, owner_app):
+    store(settings, TABLE.to_json())
+    app = owner_api.get("/api/v0/user/IronHand/webapps/ironhand.example.com/").json()
+    assert app["backend"] == TABLE.backend_for("ironhand.example.com").name

@@ -1,0 +1,191 @@
+"""The Web tab: /user/<username>/webapps/ and its forms."""
+
+import re
+
+import pytest
+from django.test import Client
+
+from routing import ALGORITHM, Backend, RouteTable
+from tests.webapps.conftest import CLI
+from webapps import actions
+from webapps.models import AuditEvent, ReloadEvent, WebApp
+from webapps.redis_client import get_redis
+
+pytestmark = pytest.mark.django_db
+
+LIST = "/user/IronHand/webapps/"
+RELOAD = "/user/IronHand/webapps/ironhand.example.com/reload/"
+
+
+def publish(settings, *names):
+    table = RouteTable(
+        version=7,
+        algorithm=ALGORITHM,
+        backends=tuple(Backend(name, f"127.0.0.1:{9100 + i}") for i, name in enumerate(names)),
+    )
+    get_redis().set(settings.REDIS_PREFIX + "routes", table.to_json())
+    return table
+
+
+def csrf_client(user) -> tuple[Client, str]:
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    client.get(LIST)
+    return client, client.cookies["csrftoken"].value
+
+
+def test_it_sends_a_visitor_to_sign_in(client):
+    response = client.get(LIST)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
+
+
+def test_it_sends_the_signed_in_user_home_to_their_web_tab(owner_web):
+    response = owner_web.get("/")
+    assert response["Location"] == LIST
+
+
+def test_it_lists_apps_in_unicode_with_reload_forms(owner_web, owner_app, unicode_app):
+    html = owner_web.get(LIST).content.decode()
+    assert "bücher.example" in html
+    assert 'action="/user/IronHand/webapps/xn--bcher-kva.example/reload/"' in html
+    assert 'action="/user/IronHand/webapps/ironhand.example.com/reload/"' in html
+
+
+def test_it_shows_the_backend_that_serves_each_app_now(settings, owner_web, owner_app):
+    table = publish(settings, "b1", "b2", "b3")
+    expected = table.backend_for("ironhand.example.com").name
+    html = owner_web.get(LIST).content.decode()
+    assert re.search(rf"Served by</dt><dd>{expected}</dd>", html)
+
+
+def test_it_says_when_no_route_table_is_published(owner_web, owner_app):
+    assert "no backend in the route table" in owner_web.get(LIST).content.decode()
+
+
+def test_it_shows_the_curl_snippet_with_the_canonical_api_url(owner_web, unicode_app):
+    html = owner_web.get("/user/IronHand/webapps/B%C3%BCcher.example/").content.decode()
+    assert "Authorization: Token $PANEL_TOKEN" in html
+    assert "http://testserver/api/v0/user/IronHand/webapps/xn--bcher-kva.example/reload/" in html
+
+
+def test_it_creates_an_app_from_the_form(owner_web):
+    response = owner_web.post(LIST, {"domain_name": "IronHand.example.com"})
+    assert response.status_code == 302
+    assert WebApp.objects.get().domain == "ironhand.example.com"
+
+
+def test_it_shows_why_a_domain_is_refused(owner_web, owner_app):
+    response = owner_web.post(LIST, {"domain_name": "IRONHAND.example.com"})
+    assert response.status_code == 400
+    assert "already used by a web app" in response.content.decode()
+
+
+def test_it_reloads_without_javascript_and_says_how_it_went(settings, owner_web, owner_app):
+    settings.WEBAPPS_RELOADER = "tests.webapps.fakes.OkReloader"
+    response = owner_web.post(RELOAD, follow=True)
+    assert "Reloaded on b7 in 12 ms" in response.content.decode()
+    assert ReloadEvent.objects.get().via == "ui"
+
+
+def test_it_reloads_in_place_with_json(settings, owner_web, owner_app):
+    settings.WEBAPPS_RELOADER = "tests.webapps.fakes.OkReloader"
+    response = owner_web.post(RELOAD, HTTP_ACCEPT="application/json")
+    assert response.json()["summary"] == "Reloaded on b7 in 12 ms"
+
+
+def test_it_shows_the_log_tail_of_a_failed_reload(settings, owner_web, owner_app):
+    settings.WEBAPPS_RELOADER = "tests.webapps.fakes.BrokenAppReloader"
+    body = owner_web.post(RELOAD, HTTP_ACCEPT="application/json").json()
+    assert (body["ok"], body["summary"]) == (False, "Reload failed: the app failed to start")
+    html = owner_web.get(LIST).content.decode()
+    assert "SyntaxError: &lt;boom&gt;" in html
+
+
+def test_it_answers_429_with_retry_after_when_throttled(settings, owner_web, owner_app):
+    settings.RELOAD_THROTTLE_PER_MINUTE = 1
+    owner_web.post(RELOAD)
+    response = owner_web.post(RELOAD, HTTP_X_FORWARDED_FOR="192.0.2.1")
+    assert response.status_code == 429
+    assert int(response["Retry-After"]) >= 1
+
+
+def test_it_refuses_get_on_the_reload_url_with_405(owner_web, owner_app):
+    assert owner_web.get(RELOAD).status_code == 405
+
+
+def test_it_refuses_a_reload_without_the_csrf_token(owner, owner_app):
+    client, _ = csrf_client(owner)
+    assert client.post(RELOAD).status_code == 403
+    assert not ReloadEvent.objects.exists()
+
+
+def test_it_refuses_a_reload_from_a_foreign_origin(owner, owner_app):
+    client, token = csrf_client(owner)
+    response = client.post(
+        RELOAD, {"csrfmiddlewaretoken": token}, HTTP_ORIGIN="https://evil.example"
+    )
+    assert response.status_code == 403
+    assert not ReloadEvent.objects.exists()
+
+
+def test_it_accepts_a_reload_with_the_token_and_its_own_origin(owner, owner_app):
+    client, token = csrf_client(owner)
+    response = client.post(RELOAD, {"csrfmiddlewaretoken": token}, HTTP_ORIGIN="http://testserver")
+    assert response.status_code == 302
+    assert ReloadEvent.objects.count() == 1
+
+
+def test_it_saves_settings_from_the_detail_page(owner_web, owner_app):
+    response = owner_web.post(
+        "/user/IronHand/webapps/ironhand.example.com/",
+        {"source_directory": "site", "wsgi_entry": "site.wsgi:app", "enabled": "on"},
+    )
+    assert response.status_code == 302
+    owner_app.refresh_from_db()
+    assert owner_app.source_directory.endswith("/ironhand/site")
+
+
+def test_it_deletes_from_the_detail_page(owner_web, owner_app):
+    owner_web.post("/user/IronHand/webapps/ironhand.example.com/delete/")
+    assert not WebApp.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", LIST),
+        ("post", LIST),
+        ("get", "/user/IronHand/webapps/ironhand.example.com/"),
+        ("post", "/user/IronHand/webapps/IronHand.Example.com./"),
+        ("post", RELOAD),
+        ("post", "/user/ironhand/webapps/IRONHAND.example.com/reload/"),
+        ("post", "/user/mallory/webapps/ironhand.example.com/reload/"),
+        ("post", "/user/mallory/webapps/%69ronhand.example.com./reload/"),
+        ("post", "/user/IronHand/webapps/ironhand.example.com/delete/"),
+        ("get", "/user/IronHand/account/"),
+    ],
+)
+def test_it_gives_the_outsider_a_404_and_audits_it(settings, outsider_web, owner_app, method, path):
+    settings.WEBAPPS_RELOADER = "tests.webapps.fakes.OkReloader"
+    response = getattr(outsider_web, method)(path, {"domain_name": "x.example.com"})
+    assert response.status_code == 404
+    assert WebApp.objects.get() == owner_app
+    assert not ReloadEvent.objects.exists()
+    assert AuditEvent.objects.filter(outcome="denied", actor_username="mallory").count() == 1
+
+
+def test_it_gives_the_outsider_a_404_for_a_unicode_spelling(outsider_web, unicode_app):
+    response = outsider_web.post("/user/mallory/webapps/B%C3%9Ccher.example/reload/")
+    assert response.status_code == 404
+    denied = AuditEvent.objects.get(outcome="denied")
+    assert denied.target == "xn--bcher-kva.example"
+
+
+def test_it_does_not_reveal_the_owners_apps_on_the_outsiders_own_tab(
+    outsider, outsider_web, owner_app
+):
+    actions.do_create_webapp(outsider, domain="mallory.org", origin=CLI)
+    html = outsider_web.get("/user/mallory/webapps/").content.decode()
+    assert "mallory.org" in html
+    assert "ironhand" not in html.lower()

@@ -8,8 +8,8 @@ import json
 from dataclasses import dataclass
 
 import pytest
-from proxy.tls import make_local_ca
 
+from proxy.tls import make_local_ca
 from tests.e2e.harness import Platform, make_config, wait_for_http
 from tests.support import RedisServer, wait_until
 

@@ -16,6 +16,9 @@ from tests.support import RedisServer, wait_until
 USERS = 50
 SETUP = """
 import json
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.auth.hashers import make_password
+from django.contrib.sessions.backends.db import SessionStore
 from routing.actions import do_add_backend
 from webapps.actions import Origin, do_create_token
 from webapps.models import User
@@ -23,12 +26,22 @@ from webapps.models import User
 spec = json.loads({spec!r})
 origin = Origin(via="cli")
 operator = User.objects.create_user("Operator", password=spec["password"], is_staff=True)
-out = {{"operator": do_create_token(operator, origin=origin)[1], "users": {{}}}}
+out = {{"operator": do_create_token(operator, origin=origin)[1], "users": {{}}, "sessions": {{}}}}
 for index, (name, address) in enumerate(spec["nodes"]):
     do_add_backend(operator, origin, name, address, state="active" if index < 2 else "disabled")
+# One hash for all: the password hasher is slow on purpose, and 50 users share the password.
+hashed = make_password(spec["password"])
 for name in spec["users"]:
-    user = User.objects.create_user(name, password=spec["password"])
+    user = User.objects.create(username=name, password=hashed)
     out["users"][name] = do_create_token(user, origin=origin)[1]
+    # A signed-in browser session, as the sign-in form would create it (the form itself is
+    # exercised by test_sign_in_and_reload_from_the_web_tab and the browser test).
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    out["sessions"][name] = session.session_key
 print(json.dumps(out))
 """
 
@@ -38,6 +51,7 @@ class Cast:
     password: str
     operator_token: str
     tokens: dict[str, str]  # username -> API token
+    sessions: dict[str, str]  # username -> session key of a signed-in browser
 
 
 def user_names() -> list[str]:
@@ -81,4 +95,4 @@ def cast(platform: Platform) -> Cast:
         interval=0.1,
         what="proxy ready with a route table",
     )
-    return Cast(password, out["operator"], out["users"])
+    return Cast(password, out["operator"], out["users"], out["sessions"])

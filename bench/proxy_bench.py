@@ -274,6 +274,7 @@ def run_benchmark(rounds: int, duration: float) -> None:
             ]
             procs += peers
             results: dict[tuple[str, str], list[dict]] = {}
+            load_before = os.getloadavg()[0]
             for r in range(rounds):
                 for size, path in (("small", SMALL), ("1MiB", BIG)):
                     order = peers if r % 2 == 0 else list(reversed(peers))
@@ -285,6 +286,8 @@ def run_benchmark(rounds: int, duration: float) -> None:
                               f"cpu {res['cpu_us']:7.1f} us/req errors {res['errors']} "
                               f"{res['socket_errors']}", flush=True)  # fmt: skip
             report(results, [p.name for p in peers], rounds, duration)
+            print(f"load average (1 min): {load_before:.1f} before, {os.getloadavg()[0]:.1f} "
+                  "after (other processes on this machine share its CPUs)")  # fmt: skip
         finally:
             for p in reversed(procs):
                 p.stop()

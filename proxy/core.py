@@ -349,6 +349,40 @@ def _passes_through(specials: list[tuple[bytes, bytes]]) -> bool:
     return length
 
 
+# A well-formed HTTP/1.1 response head (status line and field lines, without the empty
+# line), for the heads that skip the parser (see pass_through_response).
+_WELL_FORMED_HEAD = re.compile(
+    rb"HTTP/1\.1 [2-5][0-9][0-9](?: [\t \x21-\x7e\x80-\xff]*)?\r\n"
+    rb"(?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t \x21-\x7e\x80-\xff]*\r\n)*"
+)
+
+
+def pass_through_response(data: bytes, extra: tuple[tuple[bytes, bytes], ...]) -> bytes | None:
+    """The bytes for the client when ``data`` is exactly one complete, well-formed HTTP/1.1
+    response with a body framed by Content-Length and nothing hop-by-hop but
+    ``Connection: keep-alive`` (the usual small response, read in one go); else None, and the
+    response goes through the parser. The caller checks that the client speaks HTTP/1.1,
+    stays open and did not send HEAD."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    raw_head = data[: end + 2]
+    status = raw_head[9:12]
+    if status == b"204" or status == b"304" or not _WELL_FORMED_HEAD.fullmatch(raw_head):
+        return None
+    length = None
+    for name, value in _RESPONSE_SPECIAL_VALUES.findall(raw_head.lower(), 12):
+        if name == b"content-length" and length is None:
+            length = value.strip(b" \t")
+        elif name != b"connection" or value.strip(b" \t") != b"keep-alive":
+            return None
+    if length is None or not length.isdigit() or int(length) != len(data) - end - 4:
+        return None
+    if extra:
+        return b"".join((raw_head, _fields(extra), data[end + 2 :]))
+    return data
+
+
 def _fields(fields: tuple[tuple[bytes, bytes], ...]) -> bytes:
     return b"".join(b"%b: %b\r\n" % pair for pair in fields)
 

@@ -436,6 +436,7 @@ class ClientConnection(asyncio.Protocol):
         self.closing = False  # close once the current exchange ends (shutdown, errors)
         self.error: HttpError | None = None
         self.upgrade_tail = b""
+        self.feeding = 0  # length of the chunk being fed to the parser
         self.upgrade_pending = False
         self.head_started = False
         self._reset_head()
@@ -444,7 +445,6 @@ class ClientConnection(asyncio.Protocol):
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_bytes = 0
-        self.header_size = 0
         self.in_head = True
 
     # --- asyncio.Protocol -------------------------------------------------------------------
@@ -499,6 +499,7 @@ class ClientConnection(asyncio.Protocol):
             self.state = _HEAD
             self.timer.arm(_T_HEADER, self.config.header_timeout)
         was_in_head = self.in_head
+        self.feeding = len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -559,13 +560,16 @@ class ClientConnection(asyncio.Protocol):
             return
         headers = self.headers
         headers.append((name, value))
-        self.header_size += len(name) + len(value) + 4
         if len(headers) > self.limits.max_header_count:
             self.error = HttpError(431, f"more than {self.limits.max_header_count} header fields")
             raise self.error
 
     def on_headers_complete(self) -> None:
-        if self.header_size > self.limits.max_header_bytes:
+        # The head came in the bytes fed so far: only when those could exceed the limit is
+        # the exact size worth adding up.
+        if self.head_bytes + self.feeding > self.limits.max_header_bytes and (
+            sum(len(n) + len(v) + 4 for n, v in self.headers) > self.limits.max_header_bytes
+        ):
             self.error = HttpError(431, "header block too large")
             raise self.error
         parser = self.parser
@@ -841,9 +845,31 @@ class UpstreamConnection(asyncio.Protocol):
         if self.timer.kind:
             self.timer.kind = _U_READ
             self.timer.deadline = self.loop.time() + exchange.config.idle_timeout
-        if self.in_head and not self._scan_heads(data):
-            exchange.upstream_invalid(self, "response head too large")
-            return
+        if self.in_head:
+            if not self.head_buf:
+                head = exchange.head
+                if (
+                    exchange.keep_alive
+                    and head.version == b"1.1"
+                    and head.method != b"HEAD"
+                    and not head.websocket
+                    and not exchange.client.closing
+                ):
+                    route = exchange.route
+                    out = core.pass_through_response(data, route.response_headers)  # type: ignore[union-attr]
+                    if out is not None:
+                        # The whole response in one read, nothing to rewrite: no parser.
+                        self.in_head = False
+                        exchange.status = int(data[9:12])
+                        exchange.response_started = True
+                        exchange.upstream_keep_alive = True
+                        exchange.finished = True
+                        exchange.out.append(out)
+                        exchange.flush()
+                        return
+            if not self._scan_heads(data):
+                exchange.upstream_invalid(self, "response head too large")
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -896,7 +922,12 @@ class UpstreamConnection(asyncio.Protocol):
         )
 
     def on_body(self, body: bytes) -> None:
-        self.exchange.response_body(body)  # type: ignore[union-attr]
+        exchange = self.exchange
+        if exchange.finished:  # type: ignore[union-attr]
+            return  # e.g. a body after a HEAD response: dropped, the connection is closed
+        if exchange.client_framing == CHUNKED:  # type: ignore[union-attr]
+            body = b"%x\r\n%b\r\n" % (len(body), body)
+        exchange.out.append(body)  # type: ignore[union-attr]
 
     def on_message_complete(self) -> None:
         if not self.in_head:
@@ -1221,7 +1252,7 @@ class Exchange:
         if self.client_framing == CHUNKED:
             self.out.append(b"0\r\n\r\n")
         self.upstream_keep_alive = upstream_keep_alive
-        self.finished_response()
+        self.finished = True
 
     def finished_response(self) -> None:
         self.finished = True
@@ -1229,13 +1260,16 @@ class Exchange:
     def flush(self) -> None:
         """Called after each upstream read: one write for everything it produced."""
         out = self.out
-        if self.finished and not self.upgraded:
+        finished = self.finished and not self.upgraded
+        if finished and not self.done:
             self._record(self.status)  # before the write, so a client never outruns the count
         if out:
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
-            self.client.write(data)
-        if self.finished and not self.upgraded:
+            client = self.client
+            if client.state != _CLOSED:
+                client.transport.write(data)  # type: ignore[union-attr]
+        if finished:
             self.complete()
 
     def complete(self) -> None:
@@ -1243,13 +1277,21 @@ class Exchange:
         self.upconn = None
         if conn is not None:
             if self.upstream_keep_alive and self.request_done and not conn.closed:
-                conn.release()
+                # conn.release(), inline: back to its pool
+                conn.exchange = None
+                pool = conn.pool
+                pool.active -= 1
+                conn.timer.kind = 0
+                if conn.read_paused:
+                    conn.resume_reading()  # an idle connection must see the upstream's EOF
+                pool.put(conn)
             else:
                 conn.detach()
                 conn.close()
         if self.client_framing == CLOSE:
             self.keep_alive = False
-        self._record(self.status)
+        if not self.done:
+            self._record(self.status)
         self.client.exchange_done(self, self.keep_alive)
 
     def _record(self, status: int) -> None:

@@ -241,6 +241,36 @@ def preview(action: str, spec: dict[str, Any], force: bool = False) -> Change:
     return _change(action, rows, spec, RouteVersion.current(), force)[1]
 
 
+def preview_steps(steps: list[tuple[str, dict[str, Any]]], force: bool = False) -> Change:
+    """The combined effect of several changes made one after another (the admin's bulk drain,
+    activate and disable): one ``Change`` from the pool now to the pool after the last step."""
+    if not steps:
+        raise PoolError("nothing selected")
+    rows = list(Backend.objects.order_by("name"))
+    version_row = RouteVersion.current()
+    before = pool.version_table(version_row, rows)
+    changes: dict[str, list[Any]] = {}
+    summaries = []
+    for action, spec in steps:
+        draft = _draft(action, rows, spec)
+        rows = draft.rows
+        changes.update({f"{draft.name}.{k}": v for k, v in draft.changes.items()})
+        if draft.changes:
+            summaries.append(draft.summary)
+    after = pool.table_of(version_row.version + len(summaries), rows, None)
+    if changes:
+        _check_leaves_an_active_backend(before, after, force)
+    return Change(
+        action="several" if len(steps) > 1 else steps[0][0],
+        backend=", ".join(spec.get("name", "") for _, spec in steps),
+        summary="; ".join(summaries) or "no change",
+        changes=changes,
+        before=before,
+        after=after,
+        plan=pool.plan(before, after),
+    )
+
+
 def _commit(
     actor: User | None, origin: Origin, action: str, spec: dict[str, Any], force: bool
 ) -> Change:

@@ -43,6 +43,7 @@ MAX_PATH_LENGTH = 8192
 
 _FORBIDDEN = {"/": "'/'", "\\": "'\\'", "@": "'@'", "%": "'%'", "?": "'?'", "#": "'#'"}
 _ASCII_ALLOWED = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.:[]")
+_SAFE_ASCII = re.compile(r"[A-Za-z0-9.:\[\]-]*")
 _LDH_LABEL = re.compile(r"[a-z0-9-]+")
 _ASCII_HOST = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.?")
 _PORT = re.compile(r"[0-9]{1,5}")
@@ -111,6 +112,8 @@ _cached_canonical_host = lru_cache(maxsize=65536)(_canonical_host)
 
 
 def _check_characters(raw: str) -> None:
+    if _SAFE_ASCII.fullmatch(raw):
+        return  # the usual case: nothing to name
     for position, char in enumerate(raw):
         if char in _FORBIDDEN:
             raise _fail(raw, f"{_FORBIDDEN[char]} at position {position} is not allowed")
@@ -259,7 +262,11 @@ def reload_domain(path: str) -> str | None:
     raw_segments = path[1:].split("/")
     if raw_segments[-1] == "":
         raw_segments.pop()  # one trailing slash is optional
-    decoded = [unquote_to_bytes(s).decode("utf-8", "surrogateescape") for s in raw_segments]
+    # surrogatepass: a str path may carry lone surrogates; they come out as undecodable bytes.
+    decoded = [
+        unquote_to_bytes(s.encode("utf-8", "surrogatepass")).decode("utf-8", "surrogateescape")
+        for s in raw_segments
+    ]
     if any(("/" in s or "\\" in s) for s in decoded):
         # The panel's server decodes once and then splits, so this path may look different
         # there; if either view is a reload path, refuse rather than route by a guess.

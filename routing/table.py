@@ -26,12 +26,14 @@ Pure: no I/O, no settings, no Django, no Redis.
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from itertools import repeat
 from typing import Any
 
@@ -123,15 +125,25 @@ class Backend:
 def _check_address(name: str, address: object) -> None:
     if not isinstance(address, str):
         raise InvalidTable(f"backend {name!r}: address {address!r} must be a 'host:port' string")
+    problem = _address_problem(address)
+    if problem is not None:
+        raise InvalidTable(f"backend {name!r}: address {address!r} {problem}")
+
+
+# Every new table version repeats most addresses: remembering verdicts keeps re-reading a large
+# table cheap. Bounded by the largest table.
+@lru_cache(maxsize=MAX_BACKENDS)
+def _address_problem(address: str) -> str | None:
     host, sep, port = address.rpartition(":")
     if not sep or not host:
-        raise InvalidTable(f"backend {name!r}: address {address!r} is not 'host:port'")
+        return "is not 'host:port'"
     if not (port.isascii() and port.isdigit() and len(port) <= 5 and 1 <= int(port) <= 65535):
-        raise InvalidTable(f"backend {name!r}: address {address!r} has no port from 1 to 65535")
+        return "has no port from 1 to 65535"
     try:
         canonical_host(host)
     except InvalidHost as exc:
-        raise InvalidTable(f"backend {name!r}: address {address!r}: {exc}") from None
+        return f"has an invalid host: {exc}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -154,8 +166,13 @@ class RouteTable:
     _by_name: dict[str, Backend] = field(init=False, repr=False, compare=False)
     _active: tuple[Backend, ...] = field(init=False, repr=False, compare=False)
     _groups: tuple[_Group, ...] = field(init=False, repr=False, compare=False)
+    _by_name_active: tuple[Backend, ...] = field(init=False, repr=False, compare=False)
+    _seeds: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    _weights: tuple[int, ...] = field(init=False, repr=False, compare=False)
     _memo: dict[str, Backend | None] = field(init=False, repr=False, compare=False)
-    _ranking_memo: dict[str, tuple[Backend, ...]] = field(init=False, repr=False, compare=False)
+    _ranking_memo: dict[str | tuple[str, int], tuple[Backend, ...]] = field(
+        init=False, repr=False, compare=False
+    )
     _lock: threading.Lock = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -181,14 +198,19 @@ class RouteTable:
         if self.published_at is not None:
             _check_timestamp(self.published_at)
         active = tuple(b for b in self.backends if b.active)
+        seeds = {b.name: _seed(b.name) for b in active}
         weights = sorted({b.weight for b in active})
         groups = []
         for weight in weights:
             members = tuple(sorted((b for b in active if b.weight == weight), key=_name_key))
-            groups.append(_Group(weight, members, tuple(_seed(b.name) for b in members)))
+            groups.append(_Group(weight, members, tuple(seeds[b.name] for b in members)))
         object.__setattr__(self, "_by_name", by_name)
         object.__setattr__(self, "_active", active)
         object.__setattr__(self, "_groups", tuple(groups))
+        by_name_active = tuple(sorted(active, key=_name_key))
+        object.__setattr__(self, "_by_name_active", by_name_active)
+        object.__setattr__(self, "_seeds", tuple(seeds[b.name] for b in by_name_active))
+        object.__setattr__(self, "_weights", tuple(b.weight for b in by_name_active))
         object.__setattr__(self, "_memo", {})
         object.__setattr__(self, "_ranking_memo", {})
         object.__setattr__(self, "_lock", threading.Lock())
@@ -217,18 +239,23 @@ class RouteTable:
             memo[key] = chosen
         return chosen
 
-    def ranking(self, key: str) -> tuple[Backend, ...]:
-        """Active backends for canonical ``key``, best first (the fallback order)."""
-        cached = self._ranking_memo.get(key)
+    def ranking(self, key: str, limit: int | None = None) -> tuple[Backend, ...]:
+        """Active backends for canonical ``key``, best first (the fallback order); with
+        ``limit``, only the first ``limit`` of them (cheaper for large pools)."""
+        n = len(self._active)
+        size = n if limit is None else max(0, min(limit, n))
+        memo_key: str | tuple[str, int] = key if size == n else (key, size)
+        cached = self._ranking_memo.get(memo_key)
         if cached is not None:
             return cached
-        ranked = self._rank(key)
-        bound = max(1, RANKING_MEMO_ENTRIES // max(1, len(self._active)))
+        ranked = self._rank(key, size)
+        # Bounds the backends referenced from the memo at about 2 * RANKING_MEMO_ENTRIES.
+        bound = max(1, RANKING_MEMO_ENTRIES // max(1, size))
         with self._lock:
             memo = self._ranking_memo
-            if len(memo) >= bound:
+            while len(memo) >= bound:
                 del memo[next(iter(memo))]
-            memo[key] = ranked
+            memo[memo_key] = ranked
         return ranked
 
     def _choose(self, key: str) -> Backend | None:
@@ -255,18 +282,27 @@ class RouteTable:
                 best, chosen = value, candidate
         return chosen
 
-    def _rank(self, key: str) -> tuple[Backend, ...]:
-        data = key.encode("utf-8")
-        log = math.log
-        scored = []
-        for group in self._groups:
-            weight = group.weight
-            hashes = map(xxh3_64_intdigest, repeat(data), group.seeds)
-            for h, backend in zip(hashes, group.backends, strict=True):
-                s = -weight / log(((h >> 12) + 0.5) * _U_SCALE)
-                scored.append((-s, -h, backend.name, backend))
-        scored.sort(key=lambda entry: entry[:3])
-        return tuple(entry[3] for entry in scored)
+    def _rank(self, key: str, size: int) -> tuple[Backend, ...]:
+        # Candidates are in name order and both sorts below are stable, so equal (score, h)
+        # keep the lowest name first. With one weight the order by h is the order by score.
+        if size == 0:
+            return ()
+        backends, weights = self._by_name_active, self._weights
+        hashes = list(map(xxh3_64_intdigest, repeat(key.encode("utf-8")), self._seeds))
+        if len(self._groups) == 1:
+            order_key = hashes.__getitem__
+        else:
+            log = math.log
+            scored = [
+                (-w / log(((h >> 12) + 0.5) * _U_SCALE), h)
+                for w, h in zip(weights, hashes, strict=True)
+            ]
+            order_key = scored.__getitem__
+        if size == len(backends):
+            order = sorted(range(size), key=order_key, reverse=True)
+        else:
+            order = heapq.nlargest(size, range(len(backends)), key=order_key)
+        return tuple(backends[i] for i in order)
 
     # -- JSON (the Redis contract) -------------------------------------------------------
 
@@ -345,6 +381,8 @@ def _backend_from_dict(index: int, item: object) -> Backend:
 
 
 def _check_keys(doc: dict, required: tuple[str, ...], allowed: tuple[str, ...], where: str) -> None:
+    if doc.keys() == set(allowed):
+        return  # the usual case, checked at C speed
     missing = [k for k in required if k not in doc]
     if missing:
         raise InvalidTable(f"{where} is missing {', '.join(missing)}")

@@ -9,7 +9,6 @@ naming the field; nothing is half-done.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from webapps import homes, throttle
+from webapps.clientip import client_ip
 from webapps.domains import DomainError, DomainPolicy, clean_domain
 from webapps.models import ApiToken, AuditEvent, ReloadEvent, User, Via, WebApp, hash_token
 from webapps.reload import reload_app
@@ -61,20 +61,8 @@ class Origin:
 
     @classmethod
     def from_request(cls, request: Any, via: str) -> Origin:
-        # The front proxy appends the address it saw to X-Forwarded-For, so the last entry is
-        # the one our own proxy vouches for; it is recorded, not trusted for anything.
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        candidate = forwarded.rsplit(",", 1)[-1].strip() if forwarded else ""
-        ip = _valid_ip(candidate) or _valid_ip(request.META.get("REMOTE_ADDR", ""))
         request_id = request.META.get("HTTP_X_REQUEST_ID", "")[:100]
-        return cls(via=via, client_ip=ip, request_id=request_id)
-
-
-def _valid_ip(text: str) -> str | None:
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        return None
+        return cls(via=via, client_ip=client_ip(request), request_id=request_id)
 
 
 def domain_policy() -> DomainPolicy:

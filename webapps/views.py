@@ -7,7 +7,8 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from drf_spectacular.generators import SchemaGenerator
 
 from routing import reload_path
 from webapps import access, actions
@@ -185,3 +186,26 @@ def token_revoke(request: HttpRequest, username: str, token_id: int) -> HttpResp
     actions.do_revoke_token(request.user, token, _origin(request))
     messages.success(request, f"Revoked the token {token.prefix}….")
     return redirect("account", username=request.user.username)
+
+
+@require_GET
+def api_docs(request: HttpRequest) -> HttpResponse:
+    """A plain reference page built from the OpenAPI schema (no CDN, no JavaScript)."""
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    components = schema.get("components", {}).get("schemas", {})
+    endpoints = []
+    for path, methods in schema["paths"].items():
+        for method, operation in methods.items():
+            body = operation.get("requestBody", {}).get("content", {})
+            ref = next(iter(body.values()), {}).get("schema", {}).get("$ref", "")
+            fields = components.get(ref.rsplit("/", 1)[-1], {}).get("properties", {}) if ref else {}
+            endpoints.append(
+                {
+                    "method": method.upper(),
+                    "path": path,
+                    "summary": operation.get("summary", ""),
+                    "fields": sorted(fields),
+                    "responses": sorted(operation.get("responses", {})),
+                }
+            )
+    return render(request, "webapps/api_docs.html", {"endpoints": endpoints})

@@ -73,31 +73,59 @@ def template_db(tmp_path_factory):
     return migrated_template(tmp_path_factory.mktemp("node-db"))
 
 
-@pytest.fixture
-def platform(short_tmp, template_db):
-    """A database copy, an environment for node processes, and a way to start nodes."""
+@contextlib.contextmanager
+def platform_in(workdir: Path, template: Path):
+    """A database copy, an environment for node processes, and a way to start nodes.
+
+    On exit every node is stopped with SIGTERM and no app process of theirs may be left.
+    """
     from tests.node.nodes import NodeProcess, copy_db, platform_env
 
-    database = copy_db(template_db, short_tmp)
-    env = platform_env(short_tmp, database)
-    (short_tmp / "home").mkdir(exist_ok=True)
+    database = copy_db(template, workdir)
+    env = platform_env(workdir, database)
+    (workdir / "home").mkdir(exist_ok=True)
     nodes: list[NodeProcess] = []
 
     class Platform:
-        workdir = short_tmp
-        home = short_tmp / "home"
+        home = workdir / "home"
 
         def __init__(self) -> None:
             self.env = env
+            self.workdir = workdir
 
         def node(self, name: str, *args: str) -> NodeProcess:
-            node = NodeProcess(name, self.env, short_tmp, *args)
+            node = NodeProcess(name, self.env, workdir, *args)
             nodes.append(node)
             return node.start()
 
-    yield Platform()
-    left = []
-    for node in nodes:
-        node.stop()
-        left += node.kill_leftovers()
-    assert left == [], f"app processes outlived their node: {left}"
+    try:
+        yield Platform()
+    finally:
+        left, notes = [], []
+        for node in nodes:
+            node.stop()
+            pids = node.kill_leftovers()
+            if pids:
+                notes += [
+                    f"{p.name}:\n{p.read_text()[-1500:]}" for p in node.log_dir.glob("*.server.log")
+                ]
+                notes.append(node.output.read_text()[-3000:])
+            left += pids
+    assert left == [], f"app processes outlived their node: {left}\n" + "\n".join(notes)
+
+
+@pytest.fixture
+def platform(short_tmp, template_db):
+    with platform_in(short_tmp, template_db) as value:
+        yield value
+
+
+@pytest.fixture(scope="module")
+def module_platform(template_db):
+    """Like ``platform``, shared by the tests of one module (their apps must not clash)."""
+    workdir = Path(tempfile.mkdtemp(prefix="nd-", dir="/tmp"))
+    try:
+        with platform_in(workdir, template_db) as value:
+            yield value
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

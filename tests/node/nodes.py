@@ -66,7 +66,7 @@ from webapps.models import User, Via, WebApp
 spec = json.loads({spec!r})
 tokens = {{}}
 for owner, apps in spec.items():
-    user = User.objects.create_user(owner, password="a-long-test-password")
+    user = User.objects.create_user(owner, password=None)  # no hashing: tokens only
     for domain, source in apps:
         WebApp.objects.create(owner=user, domain=domain, source_directory=source)
     _, tokens[owner] = actions.do_create_token(
@@ -174,13 +174,29 @@ class NodeProcess:
         return code
 
     def kill_leftovers(self) -> list[int]:
-        """Kill app process groups still alive (a failing test); return their pids."""
-        left = []
+        """Kill app process groups still running (a failing test); return their members."""
+        with contextlib.suppress(TimeoutError):
+            # SIGKILLed processes need a moment to be gone; exited ones (zombies) do not count
+            wait_until(lambda: not any(group_members(p) for p in self.app_pids), timeout=5)
+        left = [m for pid in self.app_pids for m in group_members(pid)]
         for pid in self.app_pids:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-                left.append(pid)
         return left
+
+
+def group_members(pgid: int) -> list[int]:
+    """Processes of a process group that still run (zombies, already exited, excluded)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp == pgid and state not in ("Z", "X"):
+            members.append(int(stat.parent.name))
+    return members
 
 
 def copy_db(template: Path, workdir: Path) -> Path:

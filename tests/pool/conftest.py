@@ -54,14 +54,14 @@ def pool_settings(settings, redis_server):
 
 
 @pytest.fixture
-def operator(db):
+def operator(db, pool_settings):
     from webapps.models import User
 
     return User.objects.create_user("stella", password=PASSWORD, is_staff=True, is_superuser=True)
 
 
 @pytest.fixture
-def outsider(db):
+def outsider(db, pool_settings):
     from webapps.models import User
 
     return User.objects.create_user("mallory", password=PASSWORD)

@@ -104,3 +104,38 @@ def test_upstream_addresses_parse():
     assert Upstream.parse("unix:/run/app.sock").unix == "/run/app.sock"
     with pytest.raises(ValueError):
         Upstream.parse("nohost")
+
+
+SIMPLE = b"HTTP/1.1 200 OK\r\nServer: s\r\nContent-Length: 2\r\nConnection: keep-alive\r\n"
+
+
+def test_a_whole_simple_response_passes_through_with_route_headers_added():
+    out = core.pass_through_response(SIMPLE + b"\r\nok", ((b"X-Backend", b"b1"),))
+    assert out == SIMPLE + b"X-Backend: b1\r\n\r\nok"
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        SIMPLE + b"X : y\r\n",  # space before the colon
+        SIMPLE + b": y\r\n",  # empty name
+        SIMPLE + b"Xy\r\n",  # no colon
+        SIMPLE + b" folded\r\n",  # obs-fold
+        SIMPLE + b"X: a\rb\r\n",  # bare CR
+        SIMPLE + b"X: a\nb\r\n",  # bare LF
+        SIMPLE + b"X: a\x01\r\n",  # control character
+        SIMPLE.replace(b"HTTP/1.1", b"HTTP/1.0"),
+        SIMPLE + b"Transfer-Encoding: chunked\r\n",
+        SIMPLE.replace(b"keep-alive", b"close"),
+        SIMPLE + b"Content-Length: 2\r\n",
+        SIMPLE + b"Keep-Alive: timeout=5\r\n",
+        SIMPLE.replace(b"200", b"204"),
+    ],
+)
+def test_anything_unusual_in_a_response_goes_through_the_parser(head):
+    assert core.pass_through_response(head + b"\r\nok", ()) is None
+
+
+def test_a_response_not_read_whole_goes_through_the_parser():
+    assert core.pass_through_response(SIMPLE + b"\r\no", ()) is None
+    assert core.pass_through_response(SIMPLE + b"\r\nokHTTP/1.1", ()) is None

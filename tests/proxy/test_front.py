@@ -314,3 +314,22 @@ def test_workers_share_the_port(start_proxy, redis_server, backends):
     statuses = [exchange(proxy.port, get(host=f"w{i}.test")).status for i in range(20)]
     assert statuses == [200] * 20
     assert proxy.stop() == 0
+
+
+def test_500_slow_header_connections_are_closed_at_the_deadline_while_traffic_flows(
+    start_proxy, redis_server, backends
+):
+    put_table(redis_server.url, table_for(backends, 1))
+    proxy = start_proxy("--header-timeout", "1")
+    slow = []
+    try:
+        for _ in range(500):
+            sock = connect(proxy.port)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: slow.test\r\n")
+            slow.append(sock)
+        assert [exchange(proxy.port, get()).status for _ in range(20)] == [200] * 20
+        assert sum(read_response(sock).status == 408 for sock in slow) == 500
+    finally:
+        for sock in slow:
+            sock.close()
+    assert all(b"slow.test" not in b.received for b in backends)

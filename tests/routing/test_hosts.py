@@ -246,6 +246,11 @@ def test_a_domain_that_is_not_utf8_once_decoded_is_invalid():
         route_key(PANEL, "/user/bob/webapps/%FF.example/reload/", PANEL)
 
 
+def test_a_lone_surrogate_in_a_reload_path_is_invalid_host_not_a_crash():
+    with pytest.raises(InvalidHost, match="not UTF-8"):
+        route_key(PANEL, "/user/bob/webapps/\ud800.example/reload/", PANEL)
+
+
 def test_an_invalid_domain_in_a_reload_path_is_invalid():
     with pytest.raises(InvalidHost, match="invisible character"):
         route_key(PANEL, "/user/bob/webapps/exa%E2%80%8Bmple.com/reload/", PANEL)

@@ -131,7 +131,7 @@ host_like = st.text(
 
 
 @SETTINGS
-@given(st.one_of(st.text(max_size=40), host_like))
+@given(st.one_of(st.text(st.characters(exclude_categories=[]), max_size=40), host_like))
 def test_any_text_gives_a_canonical_key_or_invalid_host(raw):
     try:
         key = canonical_host(raw)
@@ -146,6 +146,7 @@ def test_any_text_gives_a_canonical_key_or_invalid_host(raw):
 segment = st.one_of(
     st.sampled_from(["user", "api", "v0", "webapps", "reload", "", ".", "..", "%2F", "%2e", ";p"]),
     st.text(alphabet=ASCII + "%/;.?\\ü", max_size=8),
+    st.text(st.characters(exclude_categories=[]), max_size=6),  # lone surrogates too
 )
 
 
@@ -247,6 +248,7 @@ def test_the_choice_and_ranking_follow_the_definition(backends, key):
     )
     assert table.ranking(key) == tuple(expected)
     assert table.backend_for(key) == expected[0]
+    assert table.ranking(key, 2) == tuple(expected[:2])
 
 
 @SETTINGS

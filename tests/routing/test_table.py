@@ -171,6 +171,28 @@ def test_ranking_follows_the_documented_score():
         assert table.ranking(key) == tuple(expected)
 
 
+@pytest.mark.parametrize("limit", [0, 1, 3, 8, 9, 50])
+def test_a_limited_ranking_is_the_start_of_the_full_one(limit):
+    table = make_table(*pool(5), Backend("w3", "h:1", 3), Backend("w2", "h:2", 2))
+    for key in KEYS[:100]:
+        assert table.ranking(key, limit) == table.ranking(key)[:limit]
+
+
+def test_a_limited_ranking_of_one_weight_is_the_start_of_the_full_one():
+    table = make_table(*pool(12))
+    for key in KEYS[:100]:
+        assert table.ranking(key, 4) == table.ranking(key)[:4]
+
+
+def test_the_ranking_memo_is_bounded(monkeypatch):
+    monkeypatch.setattr("routing.table.RANKING_MEMO_ENTRIES", 40)
+    table = make_table(*pool(10))
+    for key in KEYS[:50]:
+        table.ranking(key)
+        table.ranking(key, 2)
+    assert sum(len(r) for r in table._ranking_memo.values()) <= 2 * 40
+
+
 def test_the_choice_is_the_first_of_the_ranking_for_mixed_weights():
     table = make_table(*pool(6), Backend("big", "h:1", 4), Backend("mid", "h:2", 2))
     for key in KEYS:

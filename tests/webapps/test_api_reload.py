@@ -108,3 +108,16 @@ def test_it_accepts_a_signed_in_session_with_csrf(settings, owner, owner_app):
     token = client.cookies["csrftoken"].value
     assert client.post(URL).status_code == 403
     assert client.post(URL, HTTP_X_CSRFTOKEN=token).status_code == 200
+
+
+def test_it_refuses_a_session_call_from_a_foreign_origin(settings, owner, owner_app):
+    from django.test import Client
+
+    settings.WEBAPPS_RELOADER = "tests.webapps.fakes.OkReloader"
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(owner)
+    client.get("/user/IronHand/webapps/")
+    token = client.cookies["csrftoken"].value
+    response = client.post(URL, HTTP_X_CSRFTOKEN=token, HTTP_ORIGIN="https://evil.example")
+    assert response.status_code == 403
+    assert not ReloadEvent.objects.exists()

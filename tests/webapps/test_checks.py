@@ -27,6 +27,7 @@ def test_it_passes_with_the_defaults():
         ("RESERVED_DOMAINS", ["ok.example", "a/b"], "webapps.E003"),
         ("WEBAPPS_RELOADER", "webapps.reload.NoSuchReloader", "webapps.E004"),
         ("WEBAPPS_RELOADER", "webapps.reload.ReloadResult", "webapps.E004"),
+        ("TRUSTED_PROXIES", ["127.0.0.1/32", "10.0.0.0/33"], "webapps.E006"),
     ],
 )
 def test_it_reports_bad_hosting_settings_with_a_stable_id(settings, name, value, check_id):

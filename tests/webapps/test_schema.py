@@ -15,5 +15,9 @@ def test_it_serves_the_schema_with_the_webapp_paths(owner_api):
     assert "tokenAuth" in schema["components"]["securitySchemes"]
 
 
-def test_it_serves_a_docs_page(owner_web):
-    assert owner_web.get("/api/docs/").status_code == 200
+def test_it_serves_a_reference_page_built_from_the_schema(client):
+    response = client.get("/api/docs/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "/api/v0/user/{username}/webapps/{domain}/reload/" in html
+    assert "<code>domain_name</code>" in html

@@ -153,11 +153,13 @@ class Platform:
         return request(self.config.proxy_admin_port, "GET", path, host="127.0.0.1")
 
     def proxy_table_version(self) -> int | None:
-        """The route table version the proxy holds, read from its metrics."""
-        for line in self.proxy_admin("/metrics").text.splitlines():
-            if line.startswith("proxy_route_table_version "):
-                return int(float(line.split()[1]))
-        return None
+        """The route table version every proxy worker holds (the lowest), from its metrics."""
+        versions = [
+            int(float(line.rsplit(" ", 1)[1]))
+            for line in self.proxy_admin("/metrics").text.splitlines()
+            if line.startswith(("proxy_route_table_version{", "proxy_route_table_version "))
+        ]
+        return min(versions) if versions else None
 
 
 def make_config(var_dir: Path, redis_url: str) -> PlatformConfig:

@@ -185,10 +185,14 @@ def test_doubling_the_pool_moves_exactly_the_predicted_apps(platform, cast, apps
         response = api(platform, "PATCH", f"/api/v0/backends/{name}/", cast.operator_token,
                        {"state": "active"})  # fmt: skip
         assert response.status == 200, response.text
-    after = routing_table(platform)
+    routing = api(platform, "GET", "/api/v0/routing/", cast.operator_token)
+    assert routing.status == 200, routing.text
+    after = RouteTable.from_json(json.dumps(routing.json()["committed"]))
     assert after.version > before.version
+    assert {b.name for b in after.active} == {"b1", "b2", "b3", "b4"}
     wait_until(lambda: platform.proxy_table_version() == after.version, 15,
                what="the proxy to hold the doubled table")  # fmt: skip
+    assert routing_table(platform) == after
 
     moved = {d for d in apps.values() if before.backend_for(d) != after.backend_for(d)}
     assert moved, "doubling the pool moved no app; the test would prove nothing"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from proxy.tls import make_local_ca
+from routing import canonical_host
 from tests.e2e.harness import Platform, make_config, wait_for_http
 from tests.support import RedisServer, wait_until
 
@@ -69,6 +70,7 @@ def platform(tmp_path_factory) -> Platform:
     try:
         make_local_ca(config.tls_dir, config.panel_host, config.apps_domain)
         running.manage("migrate", "--noinput")
+        running.manage("collectstatic", "--noinput")
         for name in ["worker", "beat", *(f"node-{n.name}" for n in config.nodes), "proxy"]:
             running.start(name)
         for node in config.nodes:
@@ -96,3 +98,42 @@ def cast(platform: Platform) -> Cast:
         what="proxy ready with a route table",
     )
     return Cast(password, out["operator"], out["users"], out["sessions"])
+
+
+IDN_INDEX = 7  # this user's app gets an internationalised domain
+
+
+def typed_domain(username: str, index: int) -> str:
+    """The domain as its owner types it on create: mixed case, sometimes Unicode."""
+    if index == IDN_INDEX:
+        return f"Bücher-{index:02d}.Example"
+    if index % 2:
+        return f"{username}.Apps.Localhost"
+    return f"Shop-{index:02d}.{username}.Example.TEST"
+
+
+def api(platform: Platform, method: str, path: str, token: str, body: dict | None = None):
+    headers = {"Authorization": f"Token {token}", "Accept": "application/json"}
+    data = None
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+        data = json.dumps(body).encode()
+    return platform.via_proxy(
+        method, path, host=platform.config.panel_host, headers=headers, body=data
+    )
+
+
+@pytest.fixture(scope="session")
+def apps(platform: Platform, cast: Cast) -> dict[str, str]:
+    """username -> canonical domain of the one app each user creates through the API."""
+    created = {}
+    for index, (username, token) in enumerate(cast.tokens.items()):
+        response = api(
+            platform, "POST", f"/api/v0/user/{username}/webapps/", token,
+            {"domain_name": typed_domain(username, index)},
+        )  # fmt: skip
+        assert response.status == 201, response.text
+        domain = response.json()["domain_name"]
+        assert domain == canonical_host(typed_domain(username, index))
+        created[username] = domain
+    return created

@@ -18,6 +18,9 @@ from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import urlencode
 
+import redis
+
+from routing import RouteTable
 from scripts.platform import REPO_ROOT, NodeSpec, PlatformConfig, process_table
 from tests.support import RedisServer, free_port, wait_until
 
@@ -225,3 +228,12 @@ def wait_for_http(port: int, path: str, host: str, timeout: float = 60.0, what: 
         interval=0.1,
         what=what or f"http://127.0.0.1:{port}{path}",
     )
+
+
+def routing_table(platform: Platform) -> RouteTable:
+    """The table as published in Redis: what every proxy and node routes by."""
+    client = redis.Redis.from_url(platform.config.redis_url, socket_timeout=5)
+    try:
+        return RouteTable.from_json(client.get("hosting:routes"))
+    finally:
+        client.close()

@@ -10,25 +10,13 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import pytest
-import redis
 
-from routing import RouteTable, canonical_host, route_key
-from tests.e2e.conftest import Cast
-from tests.e2e.harness import Platform, Session
+from routing import RouteTable, route_key
+from tests.e2e.conftest import Cast, api
+from tests.e2e.harness import Platform, Session, routing_table
 from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
-
-IDN_INDEX = 7  # this user's app gets an internationalised domain
-
-
-def typed_domain(username: str, index: int) -> str:
-    """The domain as its owner types it on create: mixed case, sometimes Unicode."""
-    if index == IDN_INDEX:
-        return f"Bücher-{index:02d}.Example"
-    if index % 2:
-        return f"{username}.Apps.Localhost"
-    return f"Shop-{index:02d}.{username}.Example.TEST"
 
 
 def host_spellings(domain: str, port: int) -> list[str]:
@@ -45,42 +33,6 @@ def path_spellings(domain: str) -> list[str]:
         quote(unicode_form.upper() + "."),
         "".join(f"%{b:02X}" for b in domain.encode()),  # every byte percent-encoded
     ]
-
-
-def api(platform: Platform, method: str, path: str, token: str, body: dict | None = None):
-    headers = {"Authorization": f"Token {token}", "Accept": "application/json"}
-    data = None
-    if body is not None:
-        headers["Content-Type"] = "application/json"
-        data = json.dumps(body).encode()
-    return platform.via_proxy(
-        method, path, host=platform.config.panel_host, headers=headers, body=data
-    )
-
-
-def routing_table(platform: Platform) -> RouteTable:
-    """The table as published in Redis: what every proxy and node routes by."""
-    client = redis.Redis.from_url(platform.config.redis_url, socket_timeout=5)
-    try:
-        return RouteTable.from_json(client.get("hosting:routes"))
-    finally:
-        client.close()
-
-
-@pytest.fixture(scope="module")
-def apps(platform: Platform, cast: Cast) -> dict[str, str]:
-    """username -> canonical domain of the one app each user creates through the API."""
-    created = {}
-    for index, (username, token) in enumerate(cast.tokens.items()):
-        response = api(
-            platform, "POST", f"/api/v0/user/{username}/webapps/", token,
-            {"domain_name": typed_domain(username, index)},
-        )  # fmt: skip
-        assert response.status == 201, response.text
-        domain = response.json()["domain_name"]
-        assert domain == canonical_host(typed_domain(username, index))
-        created[username] = domain
-    return created
 
 
 def traffic_backends(platform: Platform, domain: str) -> set[str]:

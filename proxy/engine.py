@@ -139,6 +139,8 @@ class Health:
         self.down_until: dict[str, float] = {}
 
     def failed(self, name: str) -> None:
+        if self.is_down(name):
+            return  # requests that chose it before it was marked; it stays down as marked
         count = self.failures.get(name, 0) + 1
         if count >= self.threshold:
             self.down_until[name] = self.clock() + self.down_seconds
@@ -538,7 +540,11 @@ class ClientConnection(asyncio.Protocol):
 
     # --- httptools callbacks ------------------------------------------------------------------
     def on_message_begin(self) -> None:
-        self._reset_head()
+        # _reset_head(), inline (once per request)
+        self.url = b""
+        self.headers = []
+        self.head_bytes = 0
+        self.in_head = True
         self.head_started = True
         if self.state == _IDLE:
             self.state = _HEAD
@@ -612,7 +618,9 @@ class ClientConnection(asyncio.Protocol):
         self.parsing = None
         if self.timer.kind == _T_BODY:
             self.timer.disarm()
-        if exchange is not None:
+        # A request without a body was complete from its head on; it cannot have been
+        # started (that happens after the parser call), so there is nothing to tell it.
+        if exchange is not None and not exchange.request_done:
             exchange.client_body_end()
 
     # --- flow ---------------------------------------------------------------------------------
@@ -708,8 +716,9 @@ class ClientConnection(asyncio.Protocol):
 
     def shutdown(self) -> None:
         self.closing = True
-        if self.state in (_IDLE, _LINGER) and self.active is None:
-            self.close()
+        idle = self.active is None and not self.queue and not self.head_started
+        if idle and self.state in (_IDLE, _HEAD, _LINGER):
+            self.close()  # no request under way: nothing to finish
 
     def close(self) -> None:
         if self.transport is not None and self.state != _CLOSED:
@@ -791,15 +800,6 @@ class UpstreamConnection(asyncio.Protocol):
             self.exchange = None
             self.pool.active -= 1
 
-    def release(self) -> None:
-        """The exchange finished cleanly: back to the pool."""
-        self.detach()
-        self.timer.disarm()
-        if self.closed:
-            return
-        self.resume_reading()  # the client may have paused us; an idle connection must see EOF
-        self.pool.put(self)
-
     def close(self) -> None:
         if not self.closed:
             self.closed = True
@@ -850,6 +850,7 @@ class UpstreamConnection(asyncio.Protocol):
                 head = exchange.head
                 if (
                     exchange.keep_alive
+                    and exchange.request_done
                     and head.version == b"1.1"
                     and head.method != b"HEAD"
                     and not head.websocket
@@ -1013,6 +1014,12 @@ class Exchange:
 
     def _resolved(self, task: asyncio.Future) -> None:
         if self.finished:
+            # The client went away while the resolver worked: the route is not used, but its
+            # on_done still runs once, so the resolver's bookkeeping stays balanced.
+            if not task.cancelled() and task.exception() is None:
+                route = task.result()
+                if route.on_done is not None:
+                    route.on_done(0)
             return
         if task.cancelled():
             self.answer_error(503, "no route")
@@ -1210,9 +1217,9 @@ class Exchange:
         if status == 101 and not websocket:
             self.upstream_invalid(conn, "101 without a WebSocket upgrade request")
             return
-        # A request whose body is still arriving makes the connection unusable for a next
-        # request once we answer early, so keep-alive only when the body is done or follows.
-        keep_alive = self.keep_alive and not self.client.closing
+        # An answer that starts before the request body has all arrived ends the connection
+        # (the rest of the body is drained, not parsed), so it says Connection: close.
+        keep_alive = self.keep_alive and self.request_done and not self.client.closing
         rh = core.response_head_for_client(
             raw_head,
             route.response_headers if route is not None else (),
@@ -1237,14 +1244,6 @@ class Exchange:
             return
         self.out.append(rh.head)
         self.upstream_keep_alive = upstream_keep_alive
-
-    def response_body(self, body: bytes) -> None:
-        if self.finished:
-            return  # e.g. a body after a HEAD response: dropped, the connection is closed
-        if self.client_framing == CHUNKED:
-            self.out.append(b"%x\r\n%b\r\n" % (len(body), body))
-        else:
-            self.out.append(body)
 
     def response_end(self, upstream_keep_alive: bool) -> None:
         if self.finished:
@@ -1277,7 +1276,7 @@ class Exchange:
         self.upconn = None
         if conn is not None:
             if self.upstream_keep_alive and self.request_done and not conn.closed:
-                # conn.release(), inline: back to its pool
+                # Back to its pool (inline: this runs once per request).
                 conn.exchange = None
                 pool = conn.pool
                 pool.active -= 1

@@ -143,6 +143,7 @@ class RouteSubscriber:
         if self._task is not None:
             raise RuntimeError("subscriber already started")
         self._stopping = False
+        self._first_attempt.clear()
         if self._load_state_file():
             await self._notify(self._table)
         self._task = asyncio.create_task(self._run(), name=f"route-subscriber {self.prefix}")
@@ -203,10 +204,16 @@ class RouteSubscriber:
         # cancellation that arrives as the awaited call completes, and stop() would never return.
         while not self._stopping:
             client = self._client()
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            pubsub = client.pubsub()
             try:
                 async with asyncio.timeout(self.timeout):
                     await pubsub.subscribe(channel(self.prefix))
+                    # The GET below goes over another connection: only once Redis confirms the
+                    # subscription is every later change sure to be announced to us.
+                    while True:
+                        confirmation = await pubsub.get_message(timeout=self.timeout)
+                        if confirmation is not None and confirmation["type"] == "subscribe":
+                            break
                 self._connected = True
                 await self._read(client)
                 self._first_attempt.set()
@@ -287,9 +294,10 @@ class RouteSubscriber:
         self._changed.set()
         if self.state_file is not None:
             try:
-                await asyncio.to_thread(_write_atomically, self.state_file, raw)
-            except OSError as exc:
-                logger.error("could not write route state file %s: %s", self.state_file, exc)
+                async with asyncio.timeout(self.timeout):
+                    await asyncio.to_thread(_write_atomically, self.state_file, raw)
+            except (OSError, TimeoutError) as exc:
+                logger.error("could not write route state file %s: %r", self.state_file, exc)
         await self._notify(table)
 
     async def _notify(self, table: RouteTable | None) -> None:
@@ -298,7 +306,9 @@ class RouteSubscriber:
         try:
             result = self.on_change(table)
             if inspect.isawaitable(result):
-                await result
+                # A callback that hangs must not stop the subscriber from following Redis.
+                async with asyncio.timeout(self.timeout):
+                    await result
         except Exception:
             # The subscriber must outlive a faulty callback; the traceback goes to the log.
             logger.exception("route subscriber on_change callback failed")

@@ -53,32 +53,34 @@ class PublishTask(DjangoTask):
         return True
 
 
-def _check_broker(url: str) -> None:
-    """Raise ``redis.RedisError`` at once when a Redis broker does not answer.
-
-    The broker's own client retries a refused connection for seconds before giving up; this
-    probe does not retry, so a change made while Redis is down returns promptly.
-    """
-    if not url.startswith(("redis://", "rediss://", "unix://")):
-        return
-    client = redis.Redis.from_url(
+@functools.lru_cache(maxsize=4)
+def _probe_client(url: str) -> redis.Redis:
+    # No retries: the broker's own client retries a refused connection for seconds; this probe
+    # answers at once. Kept per URL so a probe costs one PING on an open connection.
+    return redis.Redis.from_url(
         url, socket_connect_timeout=1, socket_timeout=1, retry=Retry(NoBackoff(), 0)
     )
-    try:
-        client.ping()
-    finally:
-        client.close()
 
 
-def redis_client() -> redis.Redis:
+def _check_broker(url: str) -> None:
+    """Raise ``redis.RedisError`` at once when a Redis broker does not answer, so a change made
+    while Redis is down returns promptly instead of waiting out the broker's retries."""
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        _probe_client(url).ping()
+
+
+@functools.lru_cache(maxsize=4)
+def _client(url: str) -> redis.Redis:
     # One quick retry, no backoff: a caller (a task, a command) fails within seconds when
     # Redis is down, and the next periodic run tries again.
     return redis.Redis.from_url(
-        settings.REDIS_URL,
-        socket_connect_timeout=2,
-        socket_timeout=5,
-        retry=Retry(NoBackoff(), 1),
+        url, socket_connect_timeout=2, socket_timeout=5, retry=Retry(NoBackoff(), 1)
     )
+
+
+def redis_client() -> redis.Redis:
+    """The process's client for REDIS_URL (shared; keeps its connections open)."""
+    return _client(settings.REDIS_URL)
 
 
 @shared_task(
@@ -97,13 +99,10 @@ def publish_routes(version: int | None = None) -> int | None:
         logger.info("no pool change committed yet; nothing to publish")
         return None
     client = redis_client()
-    try:
-        if publish_table(client, table, settings.REDIS_PREFIX):
-            logger.info("published route table version %d (queued for %s)", table.version, version)
-            return table.version
-        held = stored_version(client, settings.REDIS_PREFIX)
-    finally:
-        client.close()
+    if publish_table(client, table, settings.REDIS_PREFIX):
+        logger.info("published route table version %d (queued for %s)", table.version, version)
+        return table.version
+    held = stored_version(client, settings.REDIS_PREFIX)
     if held is not None and held > table.version:
         # Proxies keep the newer table and never see this database's changes: an operator must
         # decide (a restored database backup, or a second panel writing the same prefix).

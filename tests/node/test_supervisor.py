@@ -273,3 +273,28 @@ def test_stopping_the_supervisor_leaves_no_process(supervisor_factory, home_root
 
 def _children(pid: int) -> list[int]:
     return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def test_a_new_supervisor_kills_the_apps_of_a_killed_one(
+    supervisor_factory, home_root, loop_thread
+):
+    first = supervisor_factory()
+    source = write_app(home_root, "alice", "orphan.apps.test", answer_app("orphan"))
+    loop_thread.run(first.socket_for(spec_for(source)))
+    pid = first.status()[0]["pid"]
+    workers = _children(pid)
+    # The node dies without stopping anything (SIGKILL): its app processes live on.
+    supervisor_factory()  # same run directory
+    wait_until(lambda: not any(alive(p) for p in [pid, *workers]), what="orphans killed")
+
+
+def test_a_reload_after_the_wsgi_entry_changed_restarts_with_it(
+    supervisor_factory, home_root, loop_thread
+):
+    sup = supervisor_factory()
+    source = write_app(home_root, "alice", "moved.apps.test", answer_app("old entry"))
+    write_app(home_root, "alice", "moved.apps.test", answer_app("new entry"), entry_file="app2.py")
+    sock = loop_thread.run(sup.socket_for(spec_for(source)))
+    outcome = loop_thread.run(sup.reload(spec_for(source, wsgi_entry="app2:application")))
+    assert outcome.ok and "new settings" in outcome.message
+    assert get_unix(sock)[1] == "new entry"

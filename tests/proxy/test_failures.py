@@ -31,12 +31,10 @@ def test_no_upstream_is_a_503_with_retry_after(serve):
 
 
 def test_an_upstream_slower_than_the_first_byte_timeout_is_a_504(serve, origin):
-    origin.slow_seconds = 3.0
+    origin.slow_seconds = 30.0  # the client's 5 s socket timeout would expire first
     proxy = serve(origin, first_byte_timeout=0.3)
-    started = time.monotonic()
     resp = exchange(proxy.port, get(path="/slow-head"))
     assert resp.status == 504
-    assert time.monotonic() - started < 2.5
 
 
 @pytest.fixture
@@ -112,7 +110,7 @@ def test_a_slow_request_head_gets_408_at_the_deadline_and_is_closed(serve, origi
         started = time.monotonic()
         resp = read_response(sock)
         assert resp.status == 408
-        assert 0.2 < time.monotonic() - started < 2.5
+        assert time.monotonic() - started > 0.2  # not before the deadline (0.3 s from connect)
         assert closed_by_peer(sock)
     assert origin.received == b""
 
@@ -161,3 +159,14 @@ def test_shutdown_lets_an_in_flight_request_finish(serve, origin):
     thread.join(5)
     assert result["resp"].status == 200
     assert result["resp"].header("Connection") == "close"
+
+
+def test_shutdown_closes_connections_that_have_no_request_under_way(serve, origin):
+    proxy = serve(origin)
+    with connect(proxy.port) as fresh, connect(proxy.port) as used:
+        used.sendall(get())
+        assert read_response(used).status == 200
+        wait_until(lambda: proxy.lt.call(len, proxy.engine.connections) == 2, what="accepted")
+        # With a 60 s grace, only closing them at once lets shutdown end within 10 s.
+        proxy.lt.run(proxy.engine.shutdown(grace=60), timeout=10)
+        assert closed_by_peer(fresh, timeout=2) and closed_by_peer(used, timeout=2)

@@ -9,6 +9,7 @@ import tempfile
 
 from proxy.engine import Answer, Route, Upstream
 from tests.proxy.harness import Origin, closed_by_peer, connect, exchange, get, read_response
+from tests.support import wait_until
 
 
 def echoed(resp) -> dict:
@@ -262,3 +263,32 @@ def test_on_done_reports_the_final_status(serve, origin):
     proxy = serve(lambda head, client: route)
     exchange(proxy.port, get())
     assert statuses == [200]
+
+
+def test_on_done_runs_once_even_when_the_client_leaves_during_an_async_resolver(serve, origin):
+    statuses = []
+    release = asyncio.Event()
+
+    async def resolver(head, client):
+        await release.wait()
+        return Route(upstreams=(Upstream.parse(origin.address),), on_done=statuses.append)
+
+    proxy = serve(resolver)
+    with connect(proxy.port) as sock:
+        sock.sendall(get())
+        wait_until(lambda: proxy.lt.call(len, proxy.engine.connections) == 1, what="connected")
+    wait_until(lambda: proxy.lt.call(len, proxy.engine.connections) == 0, what="client gone")
+    proxy.lt.call(release.set)
+    wait_until(lambda: statuses, what="on_done")
+    assert statuses == [0]
+    assert origin.received == b""
+
+
+def test_an_answer_before_the_request_body_ended_says_connection_close(serve, origin):
+    proxy = serve(origin)
+    with connect(proxy.port) as sock:
+        # More than the 64 KiB read before contacting the upstream, and the body not finished.
+        head = b"POST /early HTTP/1.1\r\nHost: a\r\nContent-Length: 200000\r\n\r\n"
+        sock.sendall(head + b"x" * 70000)
+        resp = read_response(sock)
+        assert resp.status == 200 and resp.header("Connection") == "close"

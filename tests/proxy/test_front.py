@@ -333,3 +333,19 @@ def test_500_slow_header_connections_are_closed_at_the_deadline_while_traffic_fl
         for sock in slow:
             sock.close()
     assert all(b"slow.test" not in b.received for b in backends)
+
+
+def test_the_front_proxy_refuses_the_whole_malformed_battery_before_any_backend(
+    start_proxy, redis_server, backends
+):
+    from tests.proxy.test_malformed import CASES, MAX_BODY
+
+    put_table(redis_server.url, table_for(backends, 1))
+    proxy = start_proxy("--max-body", str(MAX_BODY))
+    got = {}
+    for name, raw, _ in CASES:
+        with connect(proxy.port) as sock:
+            sock.sendall(raw.replace(b"app.test", b"shop.apps.test"))
+            got[name] = read_response(sock).status
+    assert got == {name: status for name, _, status in CASES}
+    assert all(b.received == b"" for b in backends)

@@ -144,3 +144,22 @@ def test_it_gives_the_outsider_a_404_for_a_create_under_another_user(outsider_ap
 
 def test_it_gives_staff_a_404_for_someone_elses_apps(staff_api, owner_app):
     assert staff_api.get(URL).status_code == 404
+
+
+def test_it_lists_many_apps_in_a_constant_number_of_queries(owner, owner_api, owner_app):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.webapps.conftest import CLI
+    from webapps import actions
+
+    actions.do_reload_webapp(owner, owner_app, CLI)
+    owner_api.get(URL)  # the token's first use writes last_used_at once
+    with CaptureQueriesContext(connection) as one:
+        owner_api.get(URL)
+    for n in range(5):
+        app = actions.do_create_webapp(owner, domain=f"site{n}.ironhand.org", origin=CLI)
+        actions.do_reload_webapp(owner, app, CLI)
+    with CaptureQueriesContext(connection) as six:
+        assert len(owner_api.get(URL).json()) == 6
+    assert len(six) == len(one)

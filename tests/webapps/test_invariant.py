@@ -5,10 +5,15 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 from django.conf import settings
+from hypothesis import assume, given
+from hypothesis import settings as settings_hypothesis
+from hypothesis import strategies as st
 
 from routing import route_key
 from tests.webapps.conftest import CLI, make_user
 from webapps import actions
+from webapps.domains import DomainError, DomainPolicy, clean_domain, display_domain
+from webapps.models import User, WebApp
 from webapps.serializers import WebAppSerializer
 
 pytestmark = pytest.mark.django_db
@@ -74,3 +79,35 @@ def test_every_spelling_in_a_reload_url_reaches_the_same_app(
     assert webapp.reloads.count() == len(
         [s for s in [typed, webapp.domain_display, *spellings] if ":" not in s]
     )
+
+
+# The same property over many generated domains, without the database: the URL the panel
+# builds (the serializer's fields) for an app whose domain went through the panel's own rules.
+label = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789üöéñ", min_size=1, max_size=20)
+
+
+def case_variants(typed: str, flips: list[bool]) -> str:
+    chars = list(typed)
+    for i, flip in enumerate(flips[: len(chars)]):
+        if flip and chars[i].isascii():
+            chars[i] = chars[i].swapcase()
+    return "".join(chars)
+
+
+@settings_hypothesis(max_examples=150, deadline=None)
+@given(labels=st.lists(label, min_size=2, max_size=4), flips=st.lists(st.booleans(), max_size=80))
+def test_generated_domains_keep_the_invariant(labels, flips):
+    typed = ".".join(labels)
+    policy = DomainPolicy.build("panel.localhost", "apps.localhost", [])
+    try:
+        domain = clean_domain(typed, "ironhand", policy)
+    except DomainError:
+        assume(False)
+    webapp = WebApp(owner=User(username="IronHand"), domain=domain)
+    webapp.last_reload = None  # unsaved: nothing to look up
+    panel = "panel.localhost"
+    spellings = [typed, domain, display_domain(domain), case_variants(typed, flips), typed + "."]
+    for url in panel_urls(webapp):
+        reload_key = route_key(panel, urlsplit(url).path, panel)
+        for spelling in spellings:
+            assert route_key(spelling, "/", panel) == reload_key

@@ -189,3 +189,10 @@ def test_it_does_not_reveal_the_owners_apps_on_the_outsiders_own_tab(
     html = outsider_web.get("/user/mallory/webapps/").content.decode()
     assert "mallory.org" in html
     assert "ironhand" not in html.lower()
+
+
+def test_it_serves_its_script_and_stylesheet_without_collectstatic(client):
+    for name in ("panel.js", "panel.css"):
+        response = client.get(f"/static/webapps/{name}")
+        assert response.status_code == 200
+        response.close()

@@ -55,6 +55,15 @@ class AppDirectory:
         # One thread: one database connection for the node, and lookups never pile up threads.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="node-db")
 
+    def cached(self, key: str) -> tuple[bool, AppSpec | None]:
+        """``(True, app or None)`` when known without a query, else ``(False, None)``."""
+        if key in self.system:
+            return True, self.system[key]
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] > self.clock():
+            return True, hit[1]
+        return False, None
+
     async def get(self, key: str, *, fresh: bool = False) -> AppSpec | None:
         """The app for a canonical host (``routing.canonical_host``), or None."""
         if key in self.system:

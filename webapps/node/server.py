@@ -14,8 +14,10 @@ import contextlib
 import logging
 import signal
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from proxy.engine import Answer, Client, Engine, EngineConfig, Route, Upstream
 from routing import InvalidHost, RouteTable, canonical_host
@@ -41,11 +43,25 @@ class NodeResolver:
         self.inflight: Counter[str] = Counter()
         self._drained: dict[str, asyncio.Event] = {}
 
-    async def __call__(self, head, client: Client) -> Route:
+    def __call__(self, head, client: Client) -> Route | Coroutine[Any, Any, Route]:
+        """A ``Route`` at once when nothing must wait (the common case), else a coroutine.
+
+        The engine accepts either; answering synchronously saves a task per request.
+        """
         try:
             key = canonical_host(head.host.decode("latin-1"))
         except InvalidHost as exc:
             return self._answer(400, pages.bad_host(str(exc)))
+        known, spec = self.node.directory.cached(key)
+        if known:
+            if spec is None:
+                return self._answer(404, pages.unknown_domain(key))
+            sock = self.node.supervisor.ready_socket(spec)
+            if sock is not None:
+                return self._forward(key, sock)
+        return self._resolve(key)
+
+    async def _resolve(self, key: str) -> Route:
         spec = await self.node.directory.get(key)
         if spec is None:
             return self._answer(404, pages.unknown_domain(key))
@@ -55,6 +71,9 @@ class NodeResolver:
             return self._answer(
                 502, pages.app_unavailable(exc.name, exc.reason, str(exc.error_log))
             )
+        return self._forward(key, sock)
+
+    def _forward(self, key: str, sock: str) -> Route:
         self.inflight[key] += 1
         return Route(
             upstreams=(Upstream(name=key, unix=sock),),

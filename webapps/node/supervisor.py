@@ -42,6 +42,9 @@ CAPTURE_MAX_BYTES = 8 * 1024
 _READY_LINE_MAX = 64  # a ready line is a pid; anything longer is not ours
 
 
+_SERVING = (Phase.RUNNING, Phase.RELOADING)
+
+
 class AppUnavailable(Exception):
     """The app cannot serve now; the HTTP side answers 502 naming the app and its error log."""
 
@@ -160,8 +163,20 @@ class Supervisor:
         self._tasks: set[asyncio.Task] = set()
         (run_dir / "apps").mkdir(parents=True, exist_ok=True)
         log_dir.mkdir(parents=True, exist_ok=True)
+        self._kill_stale_groups()
 
     # --- public API ------------------------------------------------------------------------
+    def ready_socket(self, spec: AppSpec) -> str | None:
+        """The socket when the app's process already serves with these settings, else None.
+
+        The request path's fast lane: no coroutine, no waiting. Counts as a request (idle time).
+        """
+        app = self._apps.get(spec.name)
+        if app is None or app.spec != spec or app.state.phase not in _SERVING:
+            return None
+        app.state.on_request(self.clock())
+        return str(app.socket)
+
     async def socket_for(self, spec: AppSpec) -> str:
         """The socket of the app's running process, starting it first if needed.
 
@@ -194,9 +209,15 @@ class Supervisor:
                 started, True, "not running on this node; the next request loads the new code"
             )
         if app.spec != spec and app.state.phase in (Phase.RUNNING, Phase.RELOADING):
-            # Settings that gunicorn reads from its command line changed: HUP cannot apply them.
+            # Settings that gunicorn reads from its command line changed: HUP cannot apply them,
+            # so stop the process and start it anew, reporting how that start went.
             app.server.line("settings changed: restarting the process")
             await self._stop(app, "settings changed")
+            try:
+                await self.socket_for(spec)
+            except AppUnavailable as exc:
+                return self._outcome(started, False, exc.reason, self._captured(app))
+            return self._outcome(started, True, "restarted with the new settings")
         app.spec = spec
         decision = app.state.on_reload()
         if decision == OnReload.NOT_RUNNING:
@@ -379,6 +400,7 @@ class Supervisor:
         )
         app.transports.append(transport)
         app.server.line(f"started gunicorn pid {process.pid} ({spec.wsgi_entry} in {cwd})")
+        _pidfile(app.socket).write_text(str(process.pid))
         self._spawn_task(self._watch(app, process))
         self._spawn_task(self._start_deadline(app, process))
 
@@ -432,6 +454,8 @@ class Supervisor:
         for transport in app.transports:
             transport.close()
         self._kill_group(process, signal.SIGKILL)  # workers orphaned by a dead master
+        with contextlib.suppress(FileNotFoundError):
+            _pidfile(app.socket).unlink()
         if app.process is process:
             app.process = None
         with contextlib.suppress(FileNotFoundError):
@@ -478,6 +502,24 @@ class Supervisor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), 5.0)
 
+    def _kill_stale_groups(self) -> None:
+        """Kill app process groups left by a node of this run directory that was killed.
+
+        Each running app has ``<socket>.pid``; a pid is only trusted while its command line
+        still names that socket, so a recycled pid is never signalled.
+        """
+        for pidfile in (self.run_dir / "apps").glob("*.sock.pid"):
+            try:
+                pid = int(pidfile.read_text())
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except (OSError, ValueError):
+                cmdline = b""
+            if str(pidfile.with_suffix("")).encode() in cmdline:
+                log.warning("killing app process group %d left by a previous node", pid)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+            pidfile.unlink(missing_ok=True)
+
     @staticmethod
     def _kill_group(process: asyncio.subprocess.Process, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -492,6 +534,10 @@ def _describe_exit(returncode: int, phase: Phase) -> str:
     if returncode < 0:
         return f"gunicorn was killed by signal {signal.Signals(-returncode).name} while {phase}"
     return f"gunicorn exited with code {returncode} while {phase}"
+
+
+def _pidfile(socket: Path) -> Path:
+    return socket.with_name(socket.name + ".pid")
 
 
 def _children(pid: int) -> list[int]:

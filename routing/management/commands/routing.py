@@ -41,13 +41,10 @@ class Command(BaseCommand):
         getattr(self, verb)(**options)
 
     def redis_table(self) -> tuple[RouteTable | None, str]:
-        client = tasks.redis_client()
         try:
-            raw = client.get(table_key(settings.REDIS_PREFIX))
+            raw = tasks.redis_client().get(table_key(settings.REDIS_PREFIX))
         except redis.RedisError as exc:
             return None, f"unreachable ({exc})"
-        finally:
-            client.close()
         if raw is None:
             return None, "no table"
         try:
@@ -74,13 +71,10 @@ class Command(BaseCommand):
             self.stdout.write("  (no backends)")
 
     def publish(self, bump: bool, **options) -> None:
-        client = tasks.redis_client()
         try:
-            held = stored_version(client, settings.REDIS_PREFIX)
+            held = stored_version(tasks.redis_client(), settings.REDIS_PREFIX)
         except redis.RedisError as exc:
             raise CommandError(f"cannot reach Redis at {settings.REDIS_URL}: {exc}") from None
-        finally:
-            client.close()
         table = pool.current_table()
         if held is not None and held > table.version:
             if not bump:

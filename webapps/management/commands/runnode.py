@@ -156,7 +156,12 @@ class Command(BaseCommand):
             server = NodeServer(config)
         except ValueError as exc:  # e.g. a run directory too long for unix sockets
             raise CommandError(str(exc)) from None
-        asyncio.run(server.run_until_signalled())
+        try:
+            import uvloop  # the engine is tuned for it, as in the front proxy
+        except ImportError:
+            asyncio.run(server.run_until_signalled())
+        else:
+            uvloop.run(server.run_until_signalled())
 
 
 def _path(raw: str | None):

@@ -850,6 +850,7 @@ class UpstreamConnection(asyncio.Protocol):
                 head = exchange.head
                 if (
                     exchange.keep_alive
+                    and exchange.request_done
                     and head.version == b"1.1"
                     and head.method != b"HEAD"
                     and not head.websocket
@@ -1216,9 +1217,9 @@ class Exchange:
         if status == 101 and not websocket:
             self.upstream_invalid(conn, "101 without a WebSocket upgrade request")
             return
-        # A request whose body is still arriving makes the connection unusable for a next
-        # request once we answer early, so keep-alive only when the body is done or follows.
-        keep_alive = self.keep_alive and not self.client.closing
+        # An answer that starts before the request body has all arrived ends the connection
+        # (the rest of the body is drained, not parsed), so it says Connection: close.
+        keep_alive = self.keep_alive and self.request_done and not self.client.closing
         rh = core.response_head_for_client(
             raw_head,
             route.response_headers if route is not None else (),

@@ -9,6 +9,7 @@ The origin answers by path:
   /slow-head   the response head after ``slow_seconds``
   /garbage     an invalid response
   /drop        closes the connection without answering
+  /early       200 as soon as the request head is in, before any body
   /ws          101 when asked for a WebSocket, then echoes bytes back
   anything     200 "ok"
 """
@@ -96,6 +97,11 @@ class OriginProtocol(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
+    def on_headers_complete(self) -> None:
+        if self.url.startswith(b"/early"):
+            # Answers before reading the body (as an app that rejects an upload does).
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
     def on_body(self, body: bytes) -> None:
         self.body += body
 
@@ -106,6 +112,8 @@ class OriginProtocol(asyncio.Protocol):
         )  # fmt: skip
         path = self.url.decode("latin-1")
         loop = asyncio.get_running_loop()
+        if path.startswith("/early"):
+            return  # answered at the end of the head
         if path.startswith("/slow-head"):
             loop.call_later(self.origin.slow_seconds, self.respond, path)
         else:

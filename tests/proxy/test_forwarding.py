@@ -282,3 +282,13 @@ def test_on_done_runs_once_even_when_the_client_leaves_during_an_async_resolver(
     wait_until(lambda: statuses, what="on_done")
     assert statuses == [0]
     assert origin.received == b""
+
+
+def test_an_answer_before_the_request_body_ended_says_connection_close(serve, origin):
+    proxy = serve(origin)
+    with connect(proxy.port) as sock:
+        # More than the 64 KiB read before contacting the upstream, and the body not finished.
+        head = b"POST /early HTTP/1.1\r\nHost: a\r\nContent-Length: 200000\r\n\r\n"
+        sock.sendall(head + b"x" * 70000)
+        resp = read_response(sock)
+        assert resp.status == 200 and resp.header("Connection") == "close"

@@ -18,8 +18,8 @@ from django.db import transaction
 
 from routing.actions import PoolError, do_add_backend
 from routing.models import Backend
-from webapps.actions import ActionError, Origin, do_create_webapp, domain_policy
-from webapps.domains import default_domain
+from webapps.actions import ActionError, Origin, do_create_webapp
+from webapps.domains import username_label
 from webapps.models import User, WebApp
 
 DEMO_USERS = ("IronHand", "JoeButy", "fred")
@@ -101,7 +101,7 @@ class Command(BaseCommand):
         if WebApp.objects.filter(owner=user).exists():
             return
         try:
-            domain = default_domain(user.username, domain_policy())
+            domain = f"{username_label(user.username)}.{settings.APPS_DOMAIN}"
             webapp = do_create_webapp(user, domain=domain, origin=origin)
         except ActionError as exc:
             raise CommandError(f"app for {user.username}: {exc}") from None

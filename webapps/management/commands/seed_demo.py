@@ -61,6 +61,7 @@ class Command(BaseCommand):
         parser.add_argument("nodes", nargs="*", help="backends as NAME=HOST:PORT, in order")
 
     def handle(self, *args, nodes: list[str], **options):
+        backends = [_parse_node(raw) for raw in nodes]  # all checked before anything is written
         credentials = self._credentials(Path(settings.VAR_DIR) / "demo-credentials.json")
         origin = Origin(via="cli")
         with transaction.atomic():
@@ -68,8 +69,7 @@ class Command(BaseCommand):
             users = [self._user(name, credentials[name]) for name in DEMO_USERS]
         for user in users:
             self._app(user, origin)
-        for index, raw in enumerate(nodes):
-            name, address = _parse_node(raw)
+        for index, (name, address) in enumerate(backends):
             if Backend.objects.filter(name=name).exists():
                 continue
             state = Backend.State.ACTIVE if index < ACTIVE_BACKENDS else Backend.State.DISABLED

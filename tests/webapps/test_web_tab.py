@@ -93,6 +93,16 @@ def test_it_reloads_without_javascript_and_says_how_it_went(settings, owner_web,
     assert ReloadEvent.objects.get().via == "ui"
 
 
+def test_it_goes_back_to_the_page_the_reload_came_from(owner_web, owner_app):
+    detail = "/user/IronHand/webapps/ironhand.example.com/"
+    assert owner_web.post(RELOAD, {"next": detail})["Location"] == detail
+
+
+@pytest.mark.parametrize("elsewhere", ["https://evil.example/", "//evil.example/", "javascript:x"])
+def test_it_never_goes_back_to_another_site(owner_web, owner_app, elsewhere):
+    assert owner_web.post(RELOAD, {"next": elsewhere})["Location"] == LIST
+
+
 def test_it_reloads_in_place_with_json(settings, owner_web, owner_app):
     settings.WEBAPPS_RELOADER = "tests.webapps.fakes.OkReloader"
     response = owner_web.post(RELOAD, HTTP_ACCEPT="application/json")

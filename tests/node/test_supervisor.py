@@ -332,3 +332,18 @@ def test_a_virtualenv_outside_the_home_is_refused(supervisor_factory, home_root,
     with pytest.raises(AppUnavailable):
         loop_thread.run(sup.socket_for(spec))
     assert "virtualenv" in tail(sup.log_file(spec.name, "error"))
+
+
+def test_stopping_an_app_that_is_still_starting_leaves_no_process(
+    supervisor_factory, home_root, loop_thread
+):
+    sup = supervisor_factory(stop_timeout=3.0)
+    source = write_app(home_root, "alice", "slowboot.apps.test", "import time\ntime.sleep(600)\n")
+    pending = loop_thread.submit(sup.socket_for(spec_for(source)))
+    pid = wait_until(lambda: sup.status() and sup.status()[0]["pid"], what="a starting process")
+    assert sup.status()[0]["phase"] == "starting"
+    workers = _children(pid)
+    loop_thread.run(sup.stop_all())
+    with pytest.raises(AppUnavailable):
+        pending.result(30)
+    wait_until(lambda: not any(alive(p) for p in [pid, *workers]), what="nothing left")

@@ -8,7 +8,7 @@ PY := $(BIN)/python
 PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 PG_TEST_NAME ?= test_hosting
 
-.PHONY: help venv lint fmt test test-sqlite test-pg demo bench clean
+.PHONY: help venv browser lint fmt test test-sqlite test-pg demo bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -20,6 +20,11 @@ $(BIN)/.installed: requirements.txt
 
 venv: $(BIN)/.installed  ## create .venv with the pinned requirements
 
+# The browser test drives Debian's chromium (a tool's own browser download cannot work here).
+browser:  ## install chromium for the browser test if it is missing (needs root and apt)
+	@command -v chromium >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 lint: venv  ## ruff check and ruff format --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -28,7 +33,7 @@ fmt: venv  ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test-sqlite: venv
+test-sqlite: venv browser
 	$(PY) -m pytest
 
 test-pg: venv  ## the database tests again on PostgreSQL

@@ -64,10 +64,13 @@ def ensure_wrk() -> str:
 def run_wrk(wrk: str, url: str, host: str, duration: int) -> tuple[float, float]:
     """(requests/s, p99 ms) from one wrk run."""
     out = subprocess.run(
-        [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{duration}s", "--latency", "-H", f"Host: {host}", url],
+        [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{duration}s", "--timeout", "10s", "--latency",
+         "-H", f"Host: {host}", url],
         capture_output=True, text=True, timeout=duration + 60, check=True,
     ).stdout  # fmt: skip
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    if rps == 0:
+        print(f"  wrk got no answer from {url}:\n{out}", flush=True)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
     if errors:
         print(f"  wrk reported errors against {url}: {errors.group(0)}", flush=True)

@@ -40,6 +40,10 @@ class PoolError(ValueError):
         self.field = field
 
 
+class UnknownBackend(PoolError):
+    """The change names a backend that does not exist (the API answers 404)."""
+
+
 @dataclass(frozen=True)
 class Change:
     """What one change does (preview) or did (committed: ``version`` and ``revision`` set)."""
@@ -126,7 +130,7 @@ def _find(rows: list[Backend], name: str) -> Backend:
     for row in rows:
         if row.name == name:
             return row
-    raise PoolError(f"no backend named {name!r}", "name")
+    raise UnknownBackend(f"no backend named {name!r}", "name")
 
 
 def _check_address_free(rows: list[Backend], name: str, address: str) -> None:

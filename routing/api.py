@@ -57,7 +57,7 @@ def _flag(request: Request, name: str) -> bool:
 
 
 def _pool_error(exc: actions.PoolError) -> exceptions.APIException:
-    if exc.message.startswith("no backend named"):
+    if isinstance(exc, actions.UnknownBackend):
         return exceptions.NotFound(exc.message)
     return exceptions.ValidationError({exc.field or "non_field_errors": [exc.message]})
 

@@ -143,6 +143,7 @@ class RouteSubscriber:
         if self._task is not None:
             raise RuntimeError("subscriber already started")
         self._stopping = False
+        self._first_attempt.clear()
         if self._load_state_file():
             await self._notify(self._table)
         self._task = asyncio.create_task(self._run(), name=f"route-subscriber {self.prefix}")
@@ -293,9 +294,10 @@ class RouteSubscriber:
         self._changed.set()
         if self.state_file is not None:
             try:
-                await asyncio.to_thread(_write_atomically, self.state_file, raw)
-            except OSError as exc:
-                logger.error("could not write route state file %s: %s", self.state_file, exc)
+                async with asyncio.timeout(self.timeout):
+                    await asyncio.to_thread(_write_atomically, self.state_file, raw)
+            except (OSError, TimeoutError) as exc:
+                logger.error("could not write route state file %s: %r", self.state_file, exc)
         await self._notify(table)
 
     async def _notify(self, table: RouteTable | None) -> None:
@@ -304,7 +306,9 @@ class RouteSubscriber:
         try:
             result = self.on_change(table)
             if inspect.isawaitable(result):
-                await result
+                # A callback that hangs must not stop the subscriber from following Redis.
+                async with asyncio.timeout(self.timeout):
+                    await result
         except Exception:
             # The subscriber must outlive a faulty callback; the traceback goes to the log.
             logger.exception("route subscriber on_change callback failed")

@@ -1,14 +1,153 @@
-"""`make demo`: bring the whole platform up on this machine (see README)."""
+"""`make demo`: the whole platform on this machine, with embedded defaults.
 
+Starts a private Redis (unless REDIS_URL is given), migrates, seeds demo data idempotently,
+makes a local CA and certificate, prints where to look, then hands the long-running processes
+(Celery worker and beat, nodes b1..b4, the proxy) to honcho. Ctrl-C stops everything it started;
+running it again reuses var/ (database, credentials, certificate).
+
+Ports and hosts come from the environment; see the README's "Demo" section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import socket
+import subprocess
 import sys
+import time
+from pathlib import Path
+
+from scripts.platform import REPO_ROOT, NodeSpec, PlatformConfig, process_table
+from scripts.services import redis_server_binary
 
 
-def main() -> int:
-    print(
-        "demo: the platform's processes are not wired up yet; see issues in the tracker",
-        file=sys.stderr,
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(f"demo: {name}={raw!r} is not a port number") from None
+    if not 0 < value < 65536:
+        raise SystemExit(f"demo: {name}={value} is not a port number (1-65535)")
+    return value
+
+
+def config_from_environment() -> PlatformConfig:
+    var_dir = Path(os.environ.get("VAR_DIR", REPO_ROOT / "var")).resolve()
+    redis_port = _int_env("DEMO_REDIS_PORT", 6390)
+    first_node_port = _int_env("NODE_BASE_PORT", 9001)
+    return PlatformConfig(
+        var_dir=var_dir,
+        redis_url=os.environ.get("REDIS_URL", f"redis://127.0.0.1:{redis_port}/0"),
+        database_url=os.environ.get("DATABASE_URL", f"sqlite:///{var_dir / 'db.sqlite3'}"),
+        panel_host=os.environ.get("PANEL_HOST", "panel.localhost"),
+        apps_domain=os.environ.get("APPS_DOMAIN", "apps.localhost"),
+        host=os.environ.get("DEMO_HOST", "127.0.0.1"),
+        proxy_port=_int_env("PROXY_PORT", 8080),
+        proxy_tls_port=_int_env("PROXY_TLS_PORT", 8443),
+        proxy_admin_port=_int_env("PROXY_ADMIN_PORT", 8081),
+        nodes=tuple(NodeSpec(f"b{i + 1}", first_node_port + i) for i in range(4)),
     )
-    return 1
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.3)
+        return sock.connect_ex((host, port)) == 0
+
+
+def start_private_redis(config: PlatformConfig) -> subprocess.Popen[bytes]:
+    port = int(config.redis_url.rsplit(":", 1)[1].split("/")[0])
+    if _port_in_use("127.0.0.1", port):
+        raise SystemExit(
+            f"demo: port {port} is taken; is another demo running? "
+            "Stop it, set DEMO_REDIS_PORT, or give REDIS_URL"
+        )
+    data_dir = config.var_dir / "redis"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [redis_server_binary(), "--bind", "127.0.0.1", "--port", str(port), "--dir",
+         str(data_dir), "--save", "60 1", "--appendonly", "no", "--logfile", "redis.log"],
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while not _port_in_use("127.0.0.1", port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"demo: redis-server did not start; see {data_dir / 'redis.log'}")
+        time.sleep(0.05)
+    return process
+
+
+def manage(config: PlatformConfig, *args: str) -> str:
+    result = subprocess.run(
+        [config.python, "manage.py", *args],
+        cwd=REPO_ROOT,
+        env=config.child_environment(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout + result.stderr)
+        raise SystemExit(f"demo: manage.py {' '.join(args)} failed ({result.returncode})")
+    return result.stdout
+
+
+def write_procfile(config: PlatformConfig) -> Path:
+    path = config.var_dir / "Procfile"
+    lines = [f"{name}: {shlex.join(argv)}" for name, argv in process_table(config).items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="make demo", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "--setup-only", action="store_true", help="migrate, seed and print, start no processes"
+    )
+    args = parser.parse_args(argv)
+
+    config = config_from_environment()
+    config.var_dir.mkdir(parents=True, exist_ok=True)
+    redis = None if "REDIS_URL" in os.environ else start_private_redis(config)
+    try:
+        manage(config, "migrate", "--noinput")
+        manage(config, "collectstatic", "--noinput")
+        sys.stdout.write(manage(config, "seed_demo", *(n.name for n in config.nodes)))
+        subprocess.run(
+            [config.python, "-m", "proxy.tls", "--dir", str(config.tls_dir),
+             "--panel-host", config.panel_host, "--apps-domain", config.apps_domain],
+            cwd=REPO_ROOT, env=config.child_environment(), check=True, timeout=60,
+        )  # fmt: skip
+        base = f"http://{config.panel_host}:{config.proxy_port}"
+        print(
+            f"\nPanel:        {base}/  (HTTPS: https://{config.panel_host}:{config.proxy_tls_port}/)"
+        )
+        print(f"Admin:        {base}/admin/")
+        print(f"Proxy admin:  http://{config.host}:{config.proxy_admin_port}/metrics")
+        print(f"Trust the local CA: {config.tls_dir / 'ca.pem'} (e.g. curl --cacert)")
+        if args.setup_only:
+            return 0
+        procfile = write_procfile(config)
+        print(f"Starting {procfile} with honcho; Ctrl-C stops everything.\n", flush=True)
+        honcho = subprocess.run(
+            [config.python, "-m", "honcho", "start", "-f", str(procfile), "-d", str(REPO_ROOT)],
+            cwd=REPO_ROOT,
+            env=config.child_environment(),
+        )
+        return honcho.returncode
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if redis is not None:
+            redis.terminate()
+            try:
+                redis.wait(10)
+            except subprocess.TimeoutExpired:
+                redis.kill()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from drf_spectacular.generators import SchemaGenerator
 
@@ -138,8 +139,15 @@ def webapp_reload(request: HttpRequest, username: str, domain: str) -> HttpRespo
         messages.success(request, f"{webapp.domain_display}: {event.summary()}.")
     else:
         messages.error(request, f"{webapp.domain_display}: {event.summary()}")
-    next_url = reverse("webapp-list", kwargs={"username": request.user.username})
-    return redirect(next_url, permanent=False)
+    return redirect(_back(request))
+
+
+def _back(request: HttpRequest) -> str:
+    """Where a form came from (one of our own pages), else the Web tab."""
+    wanted = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(wanted, allowed_hosts=None) and wanted.startswith("/"):
+        return wanted
+    return reverse("webapp-list", kwargs={"username": request.user.username})
 
 
 @login_required

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import site
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -298,3 +301,49 @@ def test_a_reload_after_the_wsgi_entry_changed_restarts_with_it(
     outcome = loop_thread.run(sup.reload(spec_for(source, wsgi_entry="app2:application")))
     assert outcome.ok and "new settings" in outcome.message
     assert get_unix(sock)[1] == "new entry"
+
+
+def test_an_app_with_a_virtualenv_runs_on_its_python(supervisor_factory, home_root, loop_thread):
+    venv = home_root / "alice" / ".virtualenvs" / "site"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    # gunicorn comes from the project's environment (a real user would pip install it)
+    packages = next(venv.glob("lib/python*/site-packages"))
+    (packages / "node-test.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    sup = supervisor_factory()
+    source = write_app(
+        home_root,
+        "alice",
+        "venv.apps.test",
+        """
+        import sys
+        def application(environ, start_response):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [sys.prefix.encode()]
+    """,
+    )
+    sock = loop_thread.run(sup.socket_for(spec_for(source, virtualenv_path=str(venv))))
+    assert get_unix(sock)[1] == str(venv)
+
+
+def test_a_virtualenv_outside_the_home_is_refused(supervisor_factory, home_root, loop_thread):
+    sup = supervisor_factory()
+    source = write_app(home_root, "alice", "badvenv.apps.test", answer_app("x"))
+    spec = spec_for(source, virtualenv_path=sys.prefix)
+    with pytest.raises(AppUnavailable):
+        loop_thread.run(sup.socket_for(spec))
+    assert "virtualenv" in tail(sup.log_file(spec.name, "error"))
+
+
+def test_stopping_an_app_that_is_still_starting_leaves_no_process(
+    supervisor_factory, home_root, loop_thread
+):
+    sup = supervisor_factory(stop_timeout=3.0)
+    source = write_app(home_root, "alice", "slowboot.apps.test", "import time\ntime.sleep(600)\n")
+    pending = loop_thread.submit(sup.socket_for(spec_for(source)))
+    pid = wait_until(lambda: sup.status() and sup.status()[0]["pid"], what="a starting process")
+    assert sup.status()[0]["phase"] == "starting"
+    workers = _children(pid)
+    loop_thread.run(sup.stop_all())
+    with pytest.raises(AppUnavailable):
+        pending.result(30)
+    wait_until(lambda: not any(alive(p) for p in [pid, *workers]), what="nothing left")

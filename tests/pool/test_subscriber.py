@@ -343,3 +343,39 @@ def test_wait_for_version_times_out(redis_server):
 def test_it_rejects_a_poll_interval_that_is_not_positive(redis_server):
     with pytest.raises(ValueError, match="positive"):
         RouteSubscriber(redis_server.url, poll_interval=0)
+
+
+def test_a_callback_that_hangs_does_not_stop_the_subscriber(redis_server, redis_client):
+    async def on_change(table):
+        if table.version == 1:
+            await asyncio.Event().wait()  # never set
+
+    async def scenario():
+        sub = subscriber(redis_server, on_change=on_change, timeout=0.3)
+        await sub.start()
+        try:
+            publish_table(redis_client, make_table(1))
+            await sub.wait_for_version(1, timeout=10)
+            publish_table(redis_client, make_table(2))
+            assert (await sub.wait_for_version(2, timeout=10)).version == 2
+        finally:
+            await sub.stop()
+
+    run(scenario())
+
+
+def test_it_can_be_started_again_after_stopping(redis_server, redis_client):
+    publish_table(redis_client, make_table(1))
+
+    async def scenario():
+        sub = subscriber(redis_server)
+        await sub.start()
+        await sub.stop()
+        publish_table(redis_client, make_table(2))
+        await sub.start()
+        try:
+            assert (await sub.wait_for_version(2, timeout=10)).version == 2
+        finally:
+            await sub.stop()
+
+    run(scenario())

@@ -63,6 +63,11 @@ def test_it_says_when_no_route_table_is_published(owner_web, owner_app):
     assert "no backend in the route table" in owner_web.get(LIST).content.decode()
 
 
+def test_it_shows_each_apps_curl_snippet_on_the_web_tab(owner_web, unicode_app):
+    html = owner_web.get(LIST).content.decode()
+    assert "http://testserver/api/v0/user/IronHand/webapps/xn--bcher-kva.example/reload/" in html
+
+
 def test_it_shows_the_curl_snippet_with_the_canonical_api_url(owner_web, unicode_app):
     html = owner_web.get("/user/IronHand/webapps/B%C3%BCcher.example/").content.decode()
     assert "Authorization: Token $PANEL_TOKEN" in html
@@ -86,6 +91,16 @@ def test_it_reloads_without_javascript_and_says_how_it_went(settings, owner_web,
     response = owner_web.post(RELOAD, follow=True)
     assert "Reloaded on b7 in 12 ms" in response.content.decode()
     assert ReloadEvent.objects.get().via == "ui"
+
+
+def test_it_goes_back_to_the_page_the_reload_came_from(owner_web, owner_app):
+    detail = "/user/IronHand/webapps/ironhand.example.com/"
+    assert owner_web.post(RELOAD, {"next": detail})["Location"] == detail
+
+
+@pytest.mark.parametrize("elsewhere", ["https://evil.example/", "//evil.example/", "javascript:x"])
+def test_it_never_goes_back_to_another_site(owner_web, owner_app, elsewhere):
+    assert owner_web.post(RELOAD, {"next": elsewhere})["Location"] == LIST
 
 
 def test_it_reloads_in_place_with_json(settings, owner_web, owner_app):

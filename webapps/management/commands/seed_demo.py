@@ -1,0 +1,118 @@
+"""``manage.py seed_demo b1=127.0.0.1:9001 ...``: the demo's data, created once and reused.
+
+Creates (only what is missing): an admin, the users IronHand, JoeButy and fred with one small
+app each under HOME_ROOT, and the backends named on the command line — the first two active,
+the rest disabled as spares. Passwords are generated once into ``VAR_DIR/demo-credentials.json``
+(mode 0600) and printed on every run.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from routing.actions import PoolError, do_add_backend
+from routing.models import Backend
+from webapps.actions import ActionError, Origin, do_create_webapp, domain_policy
+from webapps.domains import default_domain
+from webapps.models import User, WebApp
+
+DEMO_USERS = ("IronHand", "JoeButy", "fred")
+ACTIVE_BACKENDS = 2
+
+DEMO_APP = '''\
+"""{username}'s demo app. Edit MESSAGE, then press Reload in the panel's Web tab."""
+
+import os
+import time
+
+MESSAGE = "Hello from {username}'s app"
+STARTED = time.strftime("%H:%M:%S")
+
+
+def application(environ, start_response):
+    body = (
+        f"{{MESSAGE}}\\n"
+        f"host: {{environ.get('HTTP_HOST')}}\\n"
+        f"worker pid {{os.getpid()}}, code loaded at {{STARTED}}\\n"
+    ).encode()
+    start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+'''
+
+
+def _parse_node(raw: str) -> tuple[str, str]:
+    name, sep, address = raw.partition("=")
+    if not sep or not name or not address:
+        raise CommandError(f"{raw!r} is not NAME=HOST:PORT (e.g. b1=127.0.0.1:9001)")
+    return name, address
+
+
+class Command(BaseCommand):
+    help = "Create the demo's admin, users, apps and backends if missing; print the credentials."
+
+    def add_arguments(self, parser):
+        parser.add_argument("nodes", nargs="*", help="backends as NAME=HOST:PORT, in order")
+
+    def handle(self, *args, nodes: list[str], **options):
+        credentials = self._credentials(Path(settings.VAR_DIR) / "demo-credentials.json")
+        origin = Origin(via="cli")
+        with transaction.atomic():
+            admin = self._user("admin", credentials["admin"], staff=True)
+            users = [self._user(name, credentials[name]) for name in DEMO_USERS]
+        for user in users:
+            self._app(user, origin)
+        for index, raw in enumerate(nodes):
+            name, address = _parse_node(raw)
+            if Backend.objects.filter(name=name).exists():
+                continue
+            state = Backend.State.ACTIVE if index < ACTIVE_BACKENDS else Backend.State.DISABLED
+            try:
+                do_add_backend(admin, origin, name, address, state=state, notes="demo node")
+            except PoolError as exc:
+                raise CommandError(f"backend {name}: {exc}") from None
+        self._print(credentials, users)
+
+    def _credentials(self, path: Path) -> dict[str, str]:
+        stored = json.loads(path.read_text()) if path.exists() else {}
+        wanted = ("admin", *DEMO_USERS)
+        if any(name not in stored for name in wanted):
+            stored = {name: stored.get(name) or secrets.token_urlsafe(12) for name in wanted}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(stored, indent=2))
+            path.chmod(0o600)
+        return stored
+
+    def _user(self, username: str, password: str, staff: bool = False) -> User:
+        user = User.objects.filter(username__iexact=username).first()
+        if user is None:
+            user = User(username=username, is_staff=staff, is_superuser=staff)
+            user.set_password(password)
+            user.save()
+        return user
+
+    def _app(self, user: User, origin: Origin) -> None:
+        if WebApp.objects.filter(owner=user).exists():
+            return
+        try:
+            domain = default_domain(user.username, domain_policy())
+            webapp = do_create_webapp(user, domain=domain, origin=origin)
+        except ActionError as exc:
+            raise CommandError(f"app for {user.username}: {exc}") from None
+        Path(webapp.source_directory, "wsgi.py").write_text(DEMO_APP.format(username=user.username))
+
+    def _print(self, credentials: dict[str, str], users: list[User]) -> None:
+        self.stdout.write("Sign in (username / password):")
+        for name in ("admin", *DEMO_USERS):
+            self.stdout.write(f"  {name:<10} {credentials[name]}")
+        self.stdout.write("Apps:")
+        for webapp in WebApp.objects.filter(owner__in=users).select_related("owner"):
+            self.stdout.write(
+                f"  {webapp.owner.username:<10} {webapp.domain}  ({webapp.source_directory})"
+            )

@@ -57,6 +57,12 @@ class Upstream:
     host: str = ""
     port: int = 0
     unix: str | None = None
+    # The pool key, computed once (it is looked up for every request).
+    key: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        key = f"unix:{self.unix}" if self.unix else f"{self.host}:{self.port}"
+        object.__setattr__(self, "key", key)
 
     @classmethod
     def parse(cls, address: str, name: str | None = None) -> Upstream:
@@ -69,10 +75,6 @@ class Upstream:
         if not sep or not port.isdigit() or not host:
             raise ValueError(f"upstream address {address!r} is not host:port or unix:/path")
         return cls(name or address, host=host.strip("[]"), port=int(port))
-
-    @property
-    def key(self) -> str:
-        return f"unix:{self.unix}" if self.unix else f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -637,7 +639,10 @@ class ClientConnection(asyncio.Protocol):
     def _next(self) -> None:
         exchange = self.queue.popleft()
         self.active = exchange
-        exchange.start()
+        if exchange.request_done:
+            exchange.route_request()  # Exchange.start for a request without a body
+        else:
+            exchange.start()
 
     def exchange_done(self, exchange: Exchange, keep_alive: bool) -> None:
         """Called by the active exchange once its response is fully written."""
@@ -659,7 +664,8 @@ class ClientConnection(asyncio.Protocol):
         elif self.parsing is None:
             self.state = _IDLE
             self.timer.arm(_T_IDLE, self.config.idle_timeout)
-        self._resume_reading()
+        if self.read_paused:
+            self._resume_reading()
 
     def start_tunnel(self) -> None:
         self.state = _TUNNEL
@@ -786,14 +792,6 @@ class UpstreamConnection(asyncio.Protocol):
         if self.read_paused and self.transport is not None and not self.closed:
             self.read_paused = False
             self.transport.resume_reading()
-
-    def attach(self, exchange: Exchange) -> None:
-        self.exchange = exchange
-        self.got_bytes = False
-        self.head_buf = b""
-        self.raw_heads.clear()
-        self.in_head = True
-        self.pool.active += 1
 
     def detach(self) -> None:
         if self.exchange is not None:
@@ -1110,7 +1108,15 @@ class Exchange:
 
     def send_on(self, conn: UpstreamConnection) -> None:
         self.upconn = conn
-        conn.attach(self)
+        # The connection now carries this exchange (inline: once per request).
+        conn.exchange = self
+        conn.got_bytes = False
+        if conn.head_buf:
+            conn.head_buf = b""
+        if conn.raw_heads:
+            conn.raw_heads.clear()
+        conn.in_head = True
+        conn.pool.active += 1
         client = self.client
         if not self.upstream_head:
             self.upstream_head = core.request_head_for_upstream(
@@ -1301,7 +1307,12 @@ class Exchange:
         label = (route.label if route is not None else "") or (
             self.upstream.name if self.upstream is not None else "-"
         )
-        self.engine.stats.record(label, status, self.client.loop.time() - self.started_at)
+        # Stats.record, inline (once per request)
+        stats = self.engine.stats
+        seconds = self.client.loop.time() - self.started_at
+        stats.requests[(label, status)] += 1
+        stats.latency_sum += seconds
+        stats.latency[bisect.bisect_left(Stats.BUCKETS, seconds)] += 1
         if route is not None and route.on_done is not None:
             route.on_done(status)
 

@@ -83,7 +83,11 @@ class FrontResolver:
         table = self.source()
         if table is None:
             return NO_ROUTE  # 503 with Retry-After: no table yet
-        route = self.route(table, self.key(head))
+        # The memoised answers first, inline (once per request): self.key(), self.route().
+        key = self._host_keys.get(head.host)
+        route = self._routes.get(key) if key is not None and table is self._table else None
+        if route is None:
+            route = self.route(table, self.key(head))
         engine = self.engine
         if engine is not None and engine.health.down_until:
             ordered = engine.health.order(route.upstreams)

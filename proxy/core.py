@@ -77,7 +77,7 @@ _REWRITTEN = frozenset(
 )
 _DROP_FROM_REQUEST = HOP_BY_HOP | _REWRITTEN
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
-_VISIBLE_ASCII = re.compile(rb"[\x21-\x7e]+")
+_VISIBLE_ASCII = bytes(range(0x21, 0x7F))
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:+/=-]{1,200}")
 _ABSOLUTE = re.compile(rb"(?i:(https?))://([^/?#]+)([^#]*)")
 
@@ -204,7 +204,7 @@ def validate_request(
     if len(hosts) > 1:
         raise HttpError(400, "more than one Host header")
     host = hosts[0].strip()
-    if not _VISIBLE_ASCII.fullmatch(host):
+    if not host or host.translate(None, _VISIBLE_ASCII):  # empty, or bytes left: not visible
         raise HttpError(400, "invalid Host header")
 
     chunked = False

@@ -369,12 +369,13 @@ class Pool:
 class _Timer:
     """One lazy deadline per connection (see the module docstring)."""
 
-    __slots__ = ("callback", "deadline", "handle", "kind", "loop")
+    __slots__ = ("callback", "deadline", "handle", "kind", "loop", "when")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, callback: Callable[[int], None]) -> None:
         self.loop = loop
         self.callback = callback
         self.handle: asyncio.TimerHandle | None = None
+        self.when = 0.0  # when the handle fires
         self.deadline = 0.0
         self.kind = 0  # 0: disarmed
 
@@ -385,9 +386,11 @@ class _Timer:
         handle = self.handle
         if handle is None:
             self.handle = self.loop.call_at(deadline, self._fire)
-        elif handle.when() > deadline:
+            self.when = deadline
+        elif self.when > deadline:
             handle.cancel()
             self.handle = self.loop.call_at(deadline, self._fire)
+            self.when = deadline
 
     def disarm(self) -> None:
         self.kind = 0
@@ -404,6 +407,7 @@ class _Timer:
             return
         if self.loop.time() < self.deadline:
             self.handle = self.loop.call_at(self.deadline, self._fire)
+            self.when = self.deadline
             return
         kind, self.kind = self.kind, 0
         self.callback(kind)
@@ -422,6 +426,7 @@ class ClientConnection(asyncio.Protocol):
         self.engine = engine
         self.config = engine.config
         self.limits = engine.config.limits
+        self.max_head = self.limits.max_request_line + self.limits.max_header_bytes + 4
         self.scheme = scheme
         self.scheme_b = scheme.encode()
         self.loop = asyncio.get_running_loop()
@@ -528,9 +533,7 @@ class ClientConnection(asyncio.Protocol):
             return
         if was_in_head and self.in_head:
             self.head_bytes += len(data)
-        if self.in_head and self.head_bytes > (
-            self.limits.max_request_line + self.limits.max_header_bytes + 4
-        ):
+        if self.in_head and self.head_bytes > self.max_head:
             # httptools buffers a partial line without bound; one read is the most it holds.
             if self.headers:
                 self._refuse(HttpError(431, "header block too large"))
@@ -863,8 +866,12 @@ class UpstreamConnection(asyncio.Protocol):
                         exchange.response_started = True
                         exchange.upstream_keep_alive = True
                         exchange.finished = True
-                        exchange.out.append(out)
-                        exchange.flush()
+                        # Exchange.flush for this case, inline (once per request).
+                        exchange._record(exchange.status)
+                        client = exchange.client
+                        if client.state != _CLOSED:
+                            client.transport.write(out)  # type: ignore[union-attr]
+                        exchange.complete()
                         return
             if not self._scan_heads(data):
                 exchange.upstream_invalid(self, "response head too large")

@@ -600,10 +600,10 @@ class ClientConnection(asyncio.Protocol):
         self.head_started = False
         self.head_bytes = 0
         self.state = _BUSY
-        if head.has_body:
+        if head.chunked or head.content_length:  # head.has_body
             self.timer.arm(_T_BODY, self.config.idle_timeout)
         else:
-            self.timer.disarm()
+            self.timer.kind = 0  # disarm
         exchange = Exchange(self, head)
         self.parsing = exchange
         self.queue.append(exchange)

@@ -306,19 +306,33 @@ def request_head_for_upstream(
         parts += (b"Content-Length: ", b"%d" % head.content_length, b"\r\n")
     if head.websocket:
         parts.append(b"Connection: Upgrade\r\nUpgrade: websocket\r\n")
-    if trusted_peer and head.forwarded_for:
-        parts += (b"X-Forwarded-For: ", head.forwarded_for, b", ", client_ip, b"\r\n")
-    else:
-        parts += (b"X-Forwarded-For: ", client_ip, b"\r\n")
-    proto = head.forwarded_proto if trusted_peer and head.forwarded_proto else scheme
-    fhost = head.forwarded_host if trusted_peer and head.forwarded_host else head.host
-    parts += (b"X-Forwarded-Proto: ", proto, b"\r\nX-Forwarded-Host: ", fhost, b"\r\n")
-    if trusted_peer and head.forwarded:
-        parts += (b"Forwarded: ", head.forwarded, b"\r\n")
     rid = head.request_id
     if rid is None or not _REQUEST_ID.fullmatch(rid):
-        rid = request_id or new_request_id()
-    parts += (b"X-Request-ID: ", rid, b"\r\n")
+        rid = request_id or b"%b%016x" % (_ID_PREFIX, next(_id_counter))  # new_request_id()
+    if not trusted_peer:
+        # The usual case in one step: the client's own forwarding fields are not kept.
+        parts += (
+            b"X-Forwarded-For: ",
+            client_ip,
+            b"\r\nX-Forwarded-Proto: ",
+            scheme,
+            b"\r\nX-Forwarded-Host: ",
+            head.host,
+            b"\r\nX-Request-ID: ",
+            rid,
+            b"\r\n",
+        )
+    else:
+        if head.forwarded_for:
+            parts += (b"X-Forwarded-For: ", head.forwarded_for, b", ", client_ip, b"\r\n")
+        else:
+            parts += (b"X-Forwarded-For: ", client_ip, b"\r\n")
+        proto = head.forwarded_proto or scheme
+        fhost = head.forwarded_host or head.host
+        parts += (b"X-Forwarded-Proto: ", proto, b"\r\nX-Forwarded-Host: ", fhost, b"\r\n")
+        if head.forwarded:
+            parts += (b"Forwarded: ", head.forwarded, b"\r\n")
+        parts += (b"X-Request-ID: ", rid, b"\r\n")
     if head.via:
         parts += (b"Via: ", head.via, b", 1.1 ", via_name, b"\r\n\r\n")
     else:

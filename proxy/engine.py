@@ -843,9 +843,6 @@ class UpstreamConnection(asyncio.Protocol):
             exchange.tunnel_to_client(data)
             return
         self.got_bytes = True
-        if self.timer.kind:
-            self.timer.kind = _U_READ
-            self.timer.deadline = self.loop.time() + exchange.config.idle_timeout
         if self.in_head:
             if not self.head_buf:
                 head = exchange.head
@@ -876,6 +873,11 @@ class UpstreamConnection(asyncio.Protocol):
             if not self._scan_heads(data):
                 exchange.upstream_invalid(self, "response head too large")
                 return
+        if self.timer.kind:
+            # Bytes arrived: from now on the response may idle up to idle_timeout between
+            # reads (a response passed through whole above is over, its timer is disarmed).
+            self.timer.kind = _U_READ
+            self.timer.deadline = self.loop.time() + exchange.config.idle_timeout
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:

@@ -182,7 +182,8 @@ class Stats:
     BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
     def __init__(self) -> None:
-        self.requests: collections.Counter[tuple[str, int]] = collections.Counter()
+        # A plain dict (a Counter's += costs twice as much, once per request).
+        self.requests: dict[tuple[str, int], int] = {}
         self.latency = [0] * (len(self.BUCKETS) + 1)
         self.latency_sum = 0.0
         self.rejected: collections.Counter[int] = collections.Counter()
@@ -190,7 +191,8 @@ class Stats:
         self.retries = 0
 
     def record(self, label: str, status: int, seconds: float) -> None:
-        self.requests[(label, status)] += 1
+        key = (label, status)
+        self.requests[key] = self.requests.get(key, 0) + 1
         self.latency_sum += seconds
         self.latency[bisect.bisect_left(self.BUCKETS, seconds)] += 1
 
@@ -1319,7 +1321,9 @@ class Exchange:
         # Stats.record, inline (once per request)
         stats = self.engine.stats
         seconds = self.client.loop.time() - self.started_at
-        stats.requests[(label, status)] += 1
+        requests = stats.requests
+        key = (label, status)
+        requests[key] = requests.get(key, 0) + 1
         stats.latency_sum += seconds
         stats.latency[bisect.bisect_left(Stats.BUCKETS, seconds)] += 1
         if route is not None and route.on_done is not None:

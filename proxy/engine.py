@@ -738,8 +738,8 @@ class ClientConnection(asyncio.Protocol):
                 self.write(core.error_page(408, "request head not received in time"))
                 self.linger()
         elif kind == _T_BODY:
-            self.engine.stats.rejected[408] += 1
             if self.active is not None and self.active.response_started:
+                self.engine.stats.rejected[408] += 1
                 self.active.abort()
                 self.abort()
             else:

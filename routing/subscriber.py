@@ -49,7 +49,8 @@ class SubscriberStats:
     """A snapshot of a subscriber's health, for /healthz, /metrics and logs.
 
     ``age`` is the number of seconds since Redis last confirmed the held table (held the same
-    version), or None without a table. It grows while Redis is down, empty or holds junk.
+    version); None while there is no table or Redis has not confirmed it yet (a table from the
+    state file). It grows while Redis is down, empty or holds junk.
     ``rejected`` = ``malformed`` + ``lower``; ``reads`` counts the GETs that Redis answered.
     """
 
@@ -177,14 +178,6 @@ class RouteSubscriber:
 
         async with asyncio.timeout(timeout):
             return await reached()
-
-    async def refresh(self) -> bool:
-        """Read the table once now, outside the loop's schedule. True if a newer one was taken."""
-        client = self._client()
-        try:
-            return await self._read(client)
-        finally:
-            await client.aclose()
 
     # --- the loop -------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -101,6 +102,28 @@ def write_procfile(config: PlatformConfig) -> Path:
     return path
 
 
+def run_honcho(config: PlatformConfig, procfile: Path) -> int:
+    """Run honcho until it exits; SIGTERM or SIGHUP to the demo stops it (and so every process)
+    the way Ctrl-C does, so that `kill` or a closed terminal leaves nothing running."""
+    honcho = subprocess.Popen(
+        [config.python, "-m", "honcho", "start", "-f", str(procfile), "-d", str(REPO_ROOT)],
+        cwd=REPO_ROOT,
+        env=config.child_environment(),
+    )
+
+    def forward(signum: int, frame: object) -> None:
+        honcho.send_signal(signal.SIGTERM)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, forward)
+    while True:
+        try:
+            return honcho.wait()
+        except KeyboardInterrupt:
+            # The terminal sent SIGINT to honcho as well; wait for it to stop its processes.
+            continue
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="make demo", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -116,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         manage(config, "migrate", "--noinput")
         manage(config, "collectstatic", "--noinput")
-        sys.stdout.write(manage(config, "seed_demo", *(n.name for n in config.nodes)))
+        nodes = (f"{n.name}={config.host}:{n.port}" for n in config.nodes)
+        sys.stdout.write(manage(config, "seed_demo", *nodes))
         subprocess.run(
             [config.python, "-m", "proxy.tls", "--dir", str(config.tls_dir),
              "--panel-host", config.panel_host, "--apps-domain", config.apps_domain],
@@ -133,12 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         procfile = write_procfile(config)
         print(f"Starting {procfile} with honcho; Ctrl-C stops everything.\n", flush=True)
-        honcho = subprocess.run(
-            [config.python, "-m", "honcho", "start", "-f", str(procfile), "-d", str(REPO_ROOT)],
-            cwd=REPO_ROOT,
-            env=config.child_environment(),
-        )
-        return honcho.returncode
+        return run_honcho(config, procfile)
     except KeyboardInterrupt:
         return 130
     finally:

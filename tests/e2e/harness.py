@@ -111,6 +111,22 @@ class Platform:
                 os.killpg(process.pid, signal.SIGTERM)
         for name in list(self.processes):
             self.stop(name, timeout=timeout)
+        self.kill_strays()
+
+    def kill_strays(self) -> None:
+        """Kill any process still running from this platform's directory: app processes of a
+        node that a test killed outright have no parent left to stop them."""
+        marker = str(self.config.var_dir).encode()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if marker in cmdline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(entry.name), signal.SIGKILL)
 
     def log_tail(self, name: str, lines: int = 40) -> str:
         path = self.log_dir / f"{name}.log"

@@ -124,3 +124,18 @@ def test_only_the_node_user_may_use_the_socket(node_control):
 def test_a_missing_node_is_a_control_error(short_tmp):
     with pytest.raises(ControlError, match="cannot reach"):
         call(short_tmp / "nobody-here.sock", {"op": "status"}, timeout=2)
+
+
+def test_another_nodes_logs_are_read_from_its_log_directory(settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    logs = tmp_path / "log" / "b2"
+    logs.mkdir(parents=True)
+    (logs / "shop.apps.test.error.log").write_text("first\nTraceback: boom\n")
+    got = client.app_logs("SHOP.apps.test", lines=1, backend="b2")
+    assert got == {"access": "", "error": "Traceback: boom", "server": ""}
+
+
+def test_a_node_name_cannot_point_outside_the_log_root(settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    with pytest.raises(ValueError, match="not a node name"):
+        client.app_logs("shop.apps.test", backend="../../etc")

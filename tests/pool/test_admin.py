@@ -175,3 +175,10 @@ def test_a_user_who_is_not_staff_cannot_reach_the_pool(client, outsider, pool_se
     assert response.status_code == 302
     assert "/login/" in response["Location"]
     assert not Backend.objects.exists()
+
+
+def test_the_add_and_change_forms_render(admin_client, two_backends):
+    assert 'name="force"' in admin_client.get(ADD_URL).content.decode()
+    page = admin_client.get(change_url("b1")).content.decode()
+    assert "127.0.0.1:9001" in page
+    assert 'name="name"' not in page  # a backend is never renamed

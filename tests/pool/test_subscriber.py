@@ -379,3 +379,29 @@ def test_it_can_be_started_again_after_stopping(redis_server, redis_client):
             await sub.stop()
 
     run(scenario())
+
+
+def test_age_counts_from_the_last_time_redis_confirmed_the_table(
+    redis_server, redis_client, tmp_path
+):
+    state = tmp_path / "routes.json"
+    state.write_text(make_table(4).to_json())
+    redis_server.stop()
+
+    async def scenario():
+        sub = subscriber(redis_server, state_file=state, backoff_max=0.2)
+        await sub.start(wait=0.5)
+        try:
+            assert sub.stats.age is None  # from the state file, not confirmed by Redis
+            redis_server.start()
+            publish_table(redis_client, make_table(4))
+            await eventually(lambda: sub.stats.age is not None, what="Redis to confirm it")
+            assert sub.stats.source == "redis"
+            confirmed = sub.stats.age
+            redis_client.flushall()
+            await eventually(lambda: sub.stats.missing, what="the table reported missing")
+            await eventually(lambda: sub.stats.age > confirmed + POLL, what="the age to grow")
+        finally:
+            await sub.stop()
+
+    run(scenario())

@@ -170,3 +170,12 @@ def test_shutdown_closes_connections_that_have_no_request_under_way(serve, origi
         # With a 60 s grace, only closing them at once lets shutdown end within 10 s.
         proxy.lt.run(proxy.engine.shutdown(grace=60), timeout=10)
         assert closed_by_peer(fresh, timeout=2) and closed_by_peer(used, timeout=2)
+
+
+def test_a_stalled_request_body_gets_408_and_never_reaches_the_backend(serve, origin):
+    proxy = serve(origin, idle_timeout=0.3)
+    with connect(proxy.port) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
+        assert read_response(sock).status == 408
+        assert closed_by_peer(sock)
+    assert origin.received == b""

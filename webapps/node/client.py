@@ -1,26 +1,47 @@
 """What the panel uses to talk to the node it runs on (through ``NODE_CONTROL_SOCKET``).
 
-``app_logs(domain)`` gives the last lines of an app's access, error and server logs as this node
-has them; the Web tab shows them for the node that serves the app (its panel answers there).
+``app_logs(domain, backend=...)`` gives the last lines of an app's access, error and server logs
+as the node that serves it has them, for the Web tab.
 """
 
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
 
+from routing import canonical_host
 from webapps.node.control import ControlError, call
+from webapps.node.logs import LOG_KINDS, log_path, tail
 
 LOGS_TIMEOUT = 5.0
 RELOAD_TIMEOUT = 90.0
+_NODE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
-def app_logs(domain: str, lines: int = 50, *, socket_path: str | None = None) -> dict[str, str]:
-    """``{"access": ..., "error": ..., "server": ...}`` for the app; raises ``ControlError``."""
-    path = socket_path if socket_path is not None else settings.NODE_CONTROL_SOCKET
-    answer = call(path, {"op": "logs", "domain": domain, "lines": lines}, timeout=LOGS_TIMEOUT)
-    if answer.get("status") != "OK" or not isinstance(answer.get("logs"), dict):
-        raise ControlError(str(answer.get("message") or f"unexpected answer: {answer}"))
-    return {str(k): str(v) for k, v in answer["logs"].items()}
+def app_logs(
+    domain: str, lines: int = 50, *, backend: str | None = None, socket_path: str | None = None
+) -> dict[str, str]:
+    """``{"access": ..., "error": ..., "server": ...}``: the app's last log lines on ``backend``.
+
+    ``backend`` is the node that serves the app (``RouteTable.backend_for``); by default, and
+    when it is this panel's own node, the node is asked over its control socket (raises
+    ``ControlError`` when that fails). Another node's logs are read from its log directory,
+    ``VAR_DIR/log/<backend>/`` (``runnode``'s default ``--log-dir``), which the nodes of a site
+    share as they share users' code; a node with another ``--log-dir`` is only seen by its own
+    panel. A log that does not exist reads as "".
+    """
+    if backend is None or backend == settings.NODE_NAME:
+        path = socket_path if socket_path is not None else settings.NODE_CONTROL_SOCKET
+        answer = call(path, {"op": "logs", "domain": domain, "lines": lines}, timeout=LOGS_TIMEOUT)
+        if answer.get("status") != "OK" or not isinstance(answer.get("logs"), dict):
+            raise ControlError(str(answer.get("message") or f"unexpected answer: {answer}"))
+        return {str(k): str(v) for k, v in answer["logs"].items()}
+    if not _NODE_NAME.match(backend):
+        raise ValueError(f"{backend!r} is not a node name")
+    log_dir = settings.VAR_DIR / "log" / backend
+    name = canonical_host(domain)
+    return {kind: tail(log_path(log_dir, name, kind), lines) for kind in LOG_KINDS}
 
 
 def reload(domain: str, *, socket_path: str | None = None) -> dict:

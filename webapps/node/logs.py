@@ -39,6 +39,8 @@ class RotatingLog:
         self._size = os.fstat(self._fd).st_size
 
     def write(self, data: bytes) -> None:
+        if self._fd < 0:
+            return  # closed at shutdown while a pipe still delivered its last bytes
         while data:
             if self._size >= self.max_bytes:
                 self._rotate()

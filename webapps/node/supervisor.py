@@ -161,6 +161,7 @@ class Supervisor:
         self.clock = clock
         self._apps: dict[str, _App] = {}
         self._tasks: set[asyncio.Task] = set()
+        self._closing = False  # stop_all began: nothing may start any more
         (run_dir / "apps").mkdir(parents=True, exist_ok=True)
         log_dir.mkdir(parents=True, exist_ok=True)
         self._kill_stale_groups()
@@ -185,6 +186,8 @@ class Supervisor:
         app = self._app(spec)
         deadline = self.clock() + self.start_timeout + self.stop_timeout
         while True:
+            if self._closing:
+                raise AppUnavailable(spec.name, "the node is shutting down", self._err(app))
             decision = app.state.on_request(self.clock())
             if decision == OnRequest.FORWARD:
                 return str(app.socket)
@@ -252,6 +255,7 @@ class Supervisor:
             await self._stop(app, reason)
 
     async def stop_all(self) -> None:
+        self._closing = True
         await asyncio.gather(
             *(self._stop(app, "node shutting down") for app in self._apps.values())
         )
@@ -345,7 +349,8 @@ class Supervisor:
         except SourceRefused as exc:
             app.error.line(str(exc))
             app.server.line(str(exc))
-            app.state.on_start_failed(self.clock(), str(exc))
+            if app.state.phase == Phase.STARTING:
+                app.state.on_start_failed(self.clock(), str(exc))
             app.notify()
             return
         with contextlib.suppress(FileNotFoundError):
@@ -378,11 +383,19 @@ class Supervisor:
                 os.close(w)
             message = f"could not start gunicorn: {exc}"
             app.error.line(message)
-            app.state.on_start_failed(self.clock(), message)
+            if app.state.phase == Phase.STARTING:
+                app.state.on_start_failed(self.clock(), message)
             app.notify()
             return
         for _, w in fds:
             os.close(w)
+        if app.state.phase != Phase.STARTING:
+            # Stopped (node shutting down, app moved away) while we were spawning it.
+            for r, _ in fds:
+                os.close(r)
+            self._kill_group(process, signal.SIGKILL)
+            await process.wait()
+            return
         app.process = process
         app.capture = bytearray()
         app.ready_count = 0

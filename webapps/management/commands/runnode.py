@@ -118,7 +118,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--hide-name",
             action="store_true",
-            help="do not add X-Backend: <name> to responses (default: NODE_EXPOSE_NAME)",
+            help="do not add X-Backend: <name> to responses (also off when NODE_EXPOSE_NAME=0)",
         )
 
     def handle(self, *args, **options) -> None:

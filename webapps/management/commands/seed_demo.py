@@ -18,8 +18,8 @@ from django.db import transaction
 
 from routing.actions import PoolError, do_add_backend
 from routing.models import Backend
-from webapps.actions import ActionError, Origin, do_create_webapp, domain_policy
-from webapps.domains import default_domain
+from webapps.actions import ActionError, Origin, do_create_webapp
+from webapps.domains import username_label
 from webapps.models import User, WebApp
 
 DEMO_USERS = ("IronHand", "JoeButy", "fred")
@@ -61,6 +61,7 @@ class Command(BaseCommand):
         parser.add_argument("nodes", nargs="*", help="backends as NAME=HOST:PORT, in order")
 
     def handle(self, *args, nodes: list[str], **options):
+        backends = [_parse_node(raw) for raw in nodes]  # all checked before anything is written
         credentials = self._credentials(Path(settings.VAR_DIR) / "demo-credentials.json")
         origin = Origin(via="cli")
         with transaction.atomic():
@@ -68,8 +69,7 @@ class Command(BaseCommand):
             users = [self._user(name, credentials[name]) for name in DEMO_USERS]
         for user in users:
             self._app(user, origin)
-        for index, raw in enumerate(nodes):
-            name, address = _parse_node(raw)
+        for index, (name, address) in enumerate(backends):
             if Backend.objects.filter(name=name).exists():
                 continue
             state = Backend.State.ACTIVE if index < ACTIVE_BACKENDS else Backend.State.DISABLED
@@ -101,7 +101,7 @@ class Command(BaseCommand):
         if WebApp.objects.filter(owner=user).exists():
             return
         try:
-            domain = default_domain(user.username, domain_policy())
+            domain = f"{username_label(user.username)}.{settings.APPS_DOMAIN}"
             webapp = do_create_webapp(user, domain=domain, origin=origin)
         except ActionError as exc:
             raise CommandError(f"app for {user.username}: {exc}") from None

@@ -1,4 +1,4 @@
-"""Fixtures for the whole suite (the private Redis is started earlier, by tests/private_redis.py)."""
+"""Fixtures for the whole suite (the private Redis starts earlier: tests/private_redis.py)."""
 
 from pathlib import Path
 

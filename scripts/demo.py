@@ -5,7 +5,7 @@ makes a local CA and certificate, prints where to look, then hands the long-runn
 (Celery worker and beat, nodes b1..b4, the proxy) to honcho. Ctrl-C stops everything it started;
 running it again reuses var/ (database, credentials, certificate).
 
-Ports and hosts come from the environment; see the README's "Demo" section.
+Ports and hosts come from the environment; see the README's "The demo" section.
 """
 
 from __future__ import annotations

@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         manage(config, "migrate", "--noinput")
         manage(config, "collectstatic", "--noinput")
         nodes = (f"{n.name}={config.host}:{n.port}" for n in config.nodes)
-        sys.stdout.write(manage(config, "seed_demo", *nodes))
+        sys.stdout.write(manage(config, "seed_demo", f"--proxy-port={config.proxy_port}", *nodes))
         subprocess.run(
             [config.python, "-m", "proxy.tls", "--dir", str(config.tls_dir),
              "--panel-host", config.panel_host, "--apps-domain", config.apps_domain],

@@ -86,9 +86,9 @@ def percentile(values: list[float], q: float) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="wrk runs per target")
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
-    parser.add_argument("--reloads", type=int, default=20)
+    parser.add_argument("--reloads", type=int, default=20, help="reloads to time")
     args = parser.parse_args()
     wrk = ensure_wrk()
     workdir = Path(tempfile.mkdtemp(prefix="nb-", dir="/tmp"))

@@ -5,7 +5,7 @@ makes a local CA and certificate, prints where to look, then hands the long-runn
 (Celery worker and beat, nodes b1..b4, the proxy) to honcho. Ctrl-C stops everything it started;
 running it again reuses var/ (database, credentials, certificate).
 
-Ports and hosts come from the environment; see the README's "Demo" section.
+Ports and hosts come from the environment; see the README's "The demo" section.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         manage(config, "migrate", "--noinput")
         manage(config, "collectstatic", "--noinput")
         nodes = (f"{n.name}={config.host}:{n.port}" for n in config.nodes)
-        sys.stdout.write(manage(config, "seed_demo", *nodes))
+        sys.stdout.write(manage(config, "seed_demo", f"--proxy-port={config.proxy_port}", *nodes))
         subprocess.run(
             [config.python, "-m", "proxy.tls", "--dir", str(config.tls_dir),
              "--panel-host", config.panel_host, "--apps-domain", config.apps_domain],

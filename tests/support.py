@@ -112,3 +112,24 @@ def child_env(**extra: str) -> dict[str, str]:
     env.setdefault("PYTHONPATH", str(repo_root()))
     env.update(extra)
     return env
+
+
+# Headless Chromium as these machines allow it: no sandbox as root, and nothing that reaches
+# for the network on its own (its connections would be refused, many at a time).
+CHROMIUM_FLAGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
+def chromium_binary() -> str:
+    """Debian's chromium; a browser test fails (never skips) without it."""
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        raise RuntimeError("chromium is not installed: `make browser` installs it")
+    return binary

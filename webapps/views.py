@@ -13,6 +13,7 @@ from drf_spectacular.generators import SchemaGenerator
 
 from routing import reload_path
 from webapps import access, actions
+from webapps.applogs import logs_for
 from webapps.forms import TokenCreateForm, WebAppCreateForm, WebAppUpdateForm
 from webapps.models import Via, WebApp, attach_last_reloads
 from webapps.routes import current_table, serving_backend
@@ -102,6 +103,7 @@ def webapp_detail(request: HttpRequest, username: str, domain: str) -> HttpRespo
         "row": row,
         "form": form,
         "reloads": webapp.reloads.select_related("user")[:10],
+        "app_logs": logs_for(webapp.domain, row["backend"]),
     }
     return render(
         request, "webapps/detail.html", context, status=400 if request.method == "POST" else 200

@@ -135,9 +135,10 @@ class Platform:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
     # --- management commands ---------------------------------------------------------------
-    def manage(self, *args: str, stdin: str | None = None, timeout: float = 120.0) -> str:
+    def python(self, *args: str, stdin: str | None = None, timeout: float = 120.0) -> str:
+        """Run the project's Python with the platform's settings; its stdout, or RuntimeError."""
         result = subprocess.run(
-            [sys.executable, "manage.py", *args],
+            [sys.executable, *args],
             cwd=REPO_ROOT,
             env=self.config.child_environment(),
             input=stdin,
@@ -146,23 +147,15 @@ class Platform:
             timeout=timeout,
         )
         if result.returncode != 0:
-            raise RuntimeError(f"manage.py {args} failed:\n{result.stdout}\n{result.stderr}")
+            raise RuntimeError(f"{args[:2]} failed:\n{result.stdout}\n{result.stderr}")
         return result.stdout
+
+    def manage(self, *args: str, timeout: float = 120.0) -> str:
+        return self.python("manage.py", *args, timeout=timeout)
 
     def django_script(self, code: str, timeout: float = 120.0) -> str:
         """Run Python with Django set up against the platform's database; return its stdout."""
-        prelude = "import django\ndjango.setup()\n"
-        result = subprocess.run(
-            [sys.executable, "-c", prelude + code],
-            cwd=REPO_ROOT,
-            env=self.config.child_environment(),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"script failed:\n{result.stdout}\n{result.stderr}")
-        return result.stdout
+        return self.python("-c", "import django\ndjango.setup()\n" + code, timeout=timeout)
 
     # --- HTTP through the proxy --------------------------------------------------------------
     def via_proxy(self, method: str, path: str, *, host: str, **kwargs) -> Response:

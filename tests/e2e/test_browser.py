@@ -4,41 +4,32 @@ ran. Drives Debian's headless chromium (installed by `make test`), never a downl
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from scripts.platform import REPO_ROOT
 from tests.e2e.harness import routing_table
+from tests.support import CHROMIUM_FLAGS, chromium_binary
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    # *.localhost names resolve to loopback; pin them to the address the proxy listens on.
-    "--host-resolver-rules=MAP *.localhost 127.0.0.1",
-]
+# *.localhost names resolve to loopback; pin them to the address the proxy listens on.
+RESOLVE_LOCALHOST = "--host-resolver-rules=MAP *.localhost 127.0.0.1"
 
 
 @pytest.mark.timeout(900)
 def test_it_signs_in_and_reloads_from_the_web_tab(platform, cast, apps):
-    chromium = shutil.which("chromium")
-    assert chromium, "chromium is not installed: `make browser` installs it"
+    chromium = chromium_binary()
     username, domain = next(iter(apps.items()))
     expected = routing_table(platform).backend_for(domain).name
     base = f"http://{platform.config.panel_host}:{platform.config.proxy_port}"
     ARTIFACTS.mkdir(exist_ok=True)
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        browser = playwright.chromium.launch(
+            executable_path=chromium, args=[*CHROMIUM_FLAGS, RESOLVE_LOCALHOST]
+        )
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 800})
             page.set_default_timeout(60_000)

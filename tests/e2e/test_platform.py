@@ -171,6 +171,16 @@ def test_reload_serves_the_new_code(platform, cast, apps):
     assert b"Serving new code" in platform.via_proxy("GET", "/", host=domain).body
 
 
+def test_an_apps_page_shows_its_logs_from_the_node_that_serves_it(platform, cast, apps):
+    username, domain = next(iter(apps.items()))
+    serving = routing_table(platform).backend_for(domain).name
+    platform.via_proxy("GET", "/?from-the-log-test", host=domain)
+    page = signed_in(platform, cast, username).get(f"/user/{username}/webapps/{domain}/")
+    assert page.status == 200
+    assert f"on {serving}, last lines" in page.text
+    assert "GET /?from-the-log-test HTTP/1.1" in page.text
+
+
 @pytest.mark.timeout(600)
 def test_a_dead_nodes_apps_and_reloads_follow_to_the_next_ranked_node(platform, cast, apps):
     table = routing_table(platform)

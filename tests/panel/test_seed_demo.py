@@ -38,6 +38,7 @@ def test_it_creates_the_demo_cast_apps_and_pool(demo_dirs, capsys):
     assert "Hello from IronHand's app" in wsgi.read_text()
     credentials = json.loads((demo_dirs.VAR_DIR / "demo-credentials.json").read_text())
     assert credentials["IronHand"] in out
+    assert "http://ironhand.apps.localhost/" in out
     assert User.objects.get(username="IronHand").check_password(credentials["IronHand"])
 
 
@@ -51,6 +52,11 @@ def test_it_reuses_what_exists_on_a_second_run(demo_dirs, capsys):
     assert WebApp.objects.count() == 3
     assert Backend.objects.count() == 4
     assert wsgi.read_text() == "# fred's own code\n"
+
+
+def test_it_prints_app_urls_with_the_proxy_port(demo_dirs, capsys):
+    call_command("seed_demo", "--proxy-port=8080", *NODES)
+    assert "http://fred.apps.localhost:8080/" in capsys.readouterr().out
 
 
 def test_it_rejects_a_node_without_an_address(demo_dirs):

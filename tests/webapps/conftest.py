@@ -10,23 +10,14 @@ Every test gets its own HOME_ROOT and its own Redis key prefix on the run's priv
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
 from rest_framework.test import APIClient
 
 from webapps import actions
 from webapps.models import User, Via
 
 PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture(autouse=True, scope="session")
-def static_root():
-    # WhiteNoise warns (an error under this suite) when STATIC_ROOT is missing; a fresh clone
-    # has not run collectstatic.
-    Path(django_settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
 
 
 @pytest.fixture(autouse=True)

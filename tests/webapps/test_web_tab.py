@@ -117,6 +117,17 @@ def test_it_shows_the_log_tail_of_a_failed_reload(settings, owner_web, owner_app
     assert "SyntaxError: &lt;boom&gt;" in html
 
 
+def test_it_keeps_each_failed_reloads_log_tail_in_the_history(settings, owner_web, owner_app):
+    settings.WEBAPPS_RELOADER = "tests.webapps.fakes.BrokenAppReloader"
+    owner_web.post(RELOAD)
+    settings.WEBAPPS_RELOADER = "tests.webapps.fakes.OkReloader"
+    owner_web.post(RELOAD)
+    html = owner_web.get("/user/IronHand/webapps/ironhand.example.com/").content.decode()
+    history = html.split("Recent reloads")[1]
+    assert "Reloaded on b7 in 12 ms" in history
+    assert "SyntaxError: &lt;boom&gt;" in history
+
+
 def test_it_answers_429_with_retry_after_when_throttled(settings, owner_web, owner_app):
     settings.RELOAD_THROTTLE_PER_MINUTE = 1
     owner_web.post(RELOAD)

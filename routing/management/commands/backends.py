@@ -54,14 +54,16 @@ class Command(BaseCommand):
         add = change_parser("add", "add a backend")
         add.add_argument("address", help="host:port the proxies connect to")
         add.add_argument("--weight", type=int, default=1, help="relative share (default 1)")
-        add.add_argument("--state", choices=STATES, default="active")
-        add.add_argument("--notes", default="")
+        add.add_argument(
+            "--state", choices=STATES, default="active", help="initial state (default active)"
+        )
+        add.add_argument("--notes", default="", help="free text for operators")
         change_parser("remove", "remove a backend (its apps move to the others)", force=True)
         change_parser("drain", "stop routing apps to a backend, keep it listed", force=True)
         change_parser("activate", "route apps to a backend again")
         change_parser("disable", "take a backend out of routing", force=True)
         weight = change_parser("set-weight", "change a backend's relative share")
-        weight.add_argument("weight", type=int)
+        weight.add_argument("weight", type=int, help="new relative share, 1 to 1,000,000")
 
     def handle(self, *args, verb: str, **options) -> None:
         if verb == "list":

@@ -35,7 +35,7 @@ class Command(BaseCommand):
             "database's version past it and publish",
         )
         where = sub.add_parser("where", help="the backend (and fallback order) of a domain")
-        where.add_argument("domain")
+        where.add_argument("domain", help="the domain, in any spelling")
 
     def handle(self, *args, verb: str, **options) -> None:
         getattr(self, verb)(**options)

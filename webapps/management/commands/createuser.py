@@ -18,8 +18,8 @@ class Command(BaseCommand):
     help = "Create a user of the panel (password from stdin or a prompt)."
 
     def add_arguments(self, parser):
-        parser.add_argument("username")
-        parser.add_argument("--email", default="")
+        parser.add_argument("username", help="unique regardless of case")
+        parser.add_argument("--email", default="", help="the user's e-mail address (optional)")
         parser.add_argument("--staff", action="store_true", help="may use the admin and staff API")
 
     def handle(self, *args, username: str, email: str, staff: bool, **options):

@@ -59,8 +59,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("nodes", nargs="*", help="backends as NAME=HOST:PORT, in order")
+        parser.add_argument(
+            "--proxy-port", type=int, default=80, help="port the apps' URLs are printed with"
+        )
 
-    def handle(self, *args, nodes: list[str], **options):
+    def handle(self, *args, nodes: list[str], proxy_port: int, **options):
         backends = [_parse_node(raw) for raw in nodes]  # all checked before anything is written
         credentials = self._credentials(Path(settings.VAR_DIR) / "demo-credentials.json")
         origin = Origin(via="cli")
@@ -77,7 +80,7 @@ class Command(BaseCommand):
                 do_add_backend(admin, origin, name, address, state=state, notes="demo node")
             except PoolError as exc:
                 raise CommandError(f"backend {name}: {exc}") from None
-        self._print(credentials, users)
+        self._print(credentials, users, proxy_port)
 
     def _credentials(self, path: Path) -> dict[str, str]:
         stored = json.loads(path.read_text()) if path.exists() else {}
@@ -107,12 +110,14 @@ class Command(BaseCommand):
             raise CommandError(f"app for {user.username}: {exc}") from None
         Path(webapp.source_directory, "wsgi.py").write_text(DEMO_APP.format(username=user.username))
 
-    def _print(self, credentials: dict[str, str], users: list[User]) -> None:
+    def _print(self, credentials: dict[str, str], users: list[User], proxy_port: int) -> None:
+        port = "" if proxy_port == 80 else f":{proxy_port}"
         self.stdout.write("Sign in (username / password):")
         for name in ("admin", *DEMO_USERS):
             self.stdout.write(f"  {name:<10} {credentials[name]}")
         self.stdout.write("Apps:")
         for webapp in WebApp.objects.filter(owner__in=users).select_related("owner"):
             self.stdout.write(
-                f"  {webapp.owner.username:<10} {webapp.domain}  ({webapp.source_directory})"
+                f"  {webapp.owner.username:<10} http://{webapp.domain}{port}/  "
+                f"(code: {webapp.source_directory}/wsgi.py)"
             )

@@ -20,6 +20,7 @@ from django.urls import reverse
 from routing import actions, pool
 from routing.models import Backend, Revision
 from webapps.actions import Origin
+from webapps.admin import ReadOnlyAdmin
 from webapps.models import Via
 
 # The confirmation page names at most this many apps; the counts always cover all of them.
@@ -252,7 +253,7 @@ class BackendAdmin(admin.ModelAdmin):
 
 
 @admin.register(Revision)
-class RevisionAdmin(admin.ModelAdmin):
+class RevisionAdmin(ReadOnlyAdmin):
     list_display = [
         "version",
         "created_at",
@@ -266,12 +267,3 @@ class RevisionAdmin(admin.ModelAdmin):
     list_filter = ["action", "via"]
     search_fields = ["summary", "backend_name", "actor_username"]
     readonly_fields = [f.name for f in Revision._meta.fields]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

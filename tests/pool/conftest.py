@@ -5,8 +5,13 @@ from __future__ import annotations
 import pytest
 import redis
 
-from routing.table import ALGORITHM, Backend, RouteTable
+from routing import actions
+from routing.models import Backend, Revision, RouteVersion
+from routing.table import ALGORITHM, RouteTable
+from routing.table import Backend as TableBackend
 from tests.support import RedisServer
+from webapps.actions import Origin
+from webapps.models import Via
 
 
 @pytest.fixture
@@ -31,7 +36,7 @@ def make_table(version: int, *names: str) -> RouteTable:
     """A table with active backends ``names`` (default b1, b2) on made-up loopback ports."""
     names = names or ("b1", "b2")
     backends = tuple(
-        Backend(name=name, address=f"127.0.0.1:{9100 + i}", weight=1, state="active")
+        TableBackend(name=name, address=f"127.0.0.1:{9100 + i}", weight=1, state="active")
         for i, name in enumerate(names)
     )
     return RouteTable(version=version, algorithm=ALGORITHM, backends=backends)
@@ -77,3 +82,18 @@ def make_apps(count: int, owner_name: str = "appowner") -> list[str]:
         WebApp(owner=owner, domain=d, source_directory=f"/srv/{d}") for d in domains
     )
     return domains
+
+
+CLI = Origin(via=Via.CLI)
+
+
+@pytest.fixture
+def two_backends(pool_settings):
+    actions.do_add_backend(None, CLI, "b1", "127.0.0.1:9001")
+    actions.do_add_backend(None, CLI, "b2", "127.0.0.1:9002")
+
+
+def snapshot():
+    """The pool, its version and its history: equal before and after a refused change."""
+    rows = Backend.objects.order_by("name").values_list("name", "address", "weight", "state")
+    return list(rows), RouteVersion.current().version, Revision.objects.count()

@@ -9,8 +9,8 @@ from django.conf import settings as django_settings
 from django.utils.html import escape
 
 from routing import actions
-from routing.models import Backend, Revision, RouteVersion
-from tests.pool.conftest import make_apps
+from routing.models import Backend, Revision
+from tests.pool.conftest import make_apps, snapshot
 from webapps.actions import Origin
 from webapps.models import Via
 
@@ -31,17 +31,6 @@ def static_root():
 def admin_client(client, operator, pool_settings):
     client.force_login(operator)
     return client
-
-
-@pytest.fixture
-def two_backends(pool_settings):
-    actions.do_add_backend(None, CLI, "b1", "127.0.0.1:9001")
-    actions.do_add_backend(None, CLI, "b2", "127.0.0.1:9002")
-
-
-def snapshot():
-    rows = Backend.objects.order_by("name").values_list("name", "address", "weight", "state")
-    return list(rows), RouteVersion.current().version, Revision.objects.count()
 
 
 def change_url(name: str) -> str:

@@ -6,8 +6,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from routing import actions, tasks
-from routing.models import Backend, Revision, RouteVersion
-from tests.pool.conftest import make_apps
+from routing.models import Backend, Revision
+from tests.pool.conftest import make_apps, snapshot
 from webapps import actions as webapp_actions
 from webapps.models import Via
 
@@ -31,17 +31,6 @@ def staff_api(operator):
 @pytest.fixture
 def outsider_api(outsider):
     return client_for(outsider)
-
-
-@pytest.fixture
-def two_backends(pool_settings):
-    actions.do_add_backend(None, CLI, "b1", "127.0.0.1:9001")
-    actions.do_add_backend(None, CLI, "b2", "127.0.0.1:9002")
-
-
-def snapshot():
-    rows = Backend.objects.order_by("name").values_list("name", "address", "weight", "state")
-    return list(rows), RouteVersion.current().version, Revision.objects.count()
 
 
 def test_it_lists_the_pool_with_app_counts(two_backends, staff_api):

@@ -369,11 +369,15 @@ def run_memory(connections: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds per peer; medians are printed"
+    )
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=10_000, help="for the memory check")
-    parser.add_argument("--memory-only", action="store_true")
-    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument(
+        "--memory-only", action="store_true", help="only the idle-connection memory check"
+    )
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory check")
     args = parser.parse_args()
     ensure_tools()
     raise_nofile()

@@ -12,7 +12,7 @@ the admin's confirmation page and ``--dry-run`` show exactly what the action the
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.db import transaction
@@ -308,17 +308,7 @@ def _commit(
         )
         tasks.publish_routes.delay_on_commit(version_row.version)
     after = pool.version_table(version_row, draft.rows)
-    return Change(
-        action=change.action,
-        backend=change.backend,
-        summary=change.summary,
-        changes=change.changes,
-        before=change.before,
-        after=after,
-        plan=change.plan,
-        version=version_row.version,
-        revision=revision,
-    )
+    return replace(change, after=after, version=version_row.version, revision=revision)
 
 
 # --- the actions -----------------------------------------------------------------------------

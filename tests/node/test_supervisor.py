@@ -253,9 +253,14 @@ def test_ten_megabytes_of_stdout_stay_within_the_log_bound(
     sock = loop_thread.run(sup.socket_for(spec))
     assert get_unix(sock, timeout=60) == (200, "done")
     server_log = sup.log_file(spec.name, "server")
-    total = sum(
-        p.stat().st_size for p in server_log.parent.glob(server_log.name + "*") if p.exists()
-    )
+
+    def logged_bytes() -> int:
+        return sum(
+            p.stat().st_size for p in server_log.parent.glob(server_log.name + "*") if p.exists()
+        )
+
+    # The node drains the app's stdout pipe on its own loop: wait for the first bytes to land.
+    total = wait_until(logged_bytes, 10, what="the app's stdout in its server log")
     assert 0 < total <= 2 * 256 * 1024
 
 

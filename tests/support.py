@@ -5,15 +5,19 @@ Tests that start processes poll with a deadline (``wait_until``) and never sleep
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from scripts.services import redis_server_binary
 
@@ -106,6 +110,22 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+def run_python(env: dict[str, str], *args: str, timeout: float = 120.0) -> str:
+    """Run the project's Python from the repo root with ``env``; its stdout, or RuntimeError
+    carrying both output streams."""
+    result = subprocess.run(
+        [sys.executable, *args],
+        cwd=repo_root(),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)[:200]} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
 def child_env(**extra: str) -> dict[str, str]:
     """The environment for a child process of the project, run from the repo root."""
     env = dict(os.environ)
@@ -133,3 +153,42 @@ def chromium_binary() -> str:
     if binary is None:
         raise RuntimeError("chromium is not installed: `make browser` installs it")
     return binary
+
+
+class LoopThread:
+    """An asyncio loop in a daemon thread, so blocking test code can drive async objects.
+
+    ``run`` waits for a coroutine (``timeout`` seconds, default the one given at creation);
+    ``stop`` cancels what is still running on the loop, then stops and closes it.
+    """
+
+    def __init__(self, timeout: float = 10.0) -> None:
+        self.timeout = timeout
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, Any], timeout: float | None = None) -> Any:
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return future.result(self.timeout if timeout is None else timeout)
+
+    def submit(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        async def wrapper() -> T:
+            return fn(*args)
+
+        return self.run(wrapper())
+
+    def stop(self) -> None:
+        async def cancel_all() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        self.run(cancel_all())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(self.timeout)
+        self.loop.close()

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -22,7 +21,7 @@ import redis
 
 from routing import RouteTable
 from scripts.platform import REPO_ROOT, NodeSpec, PlatformConfig, process_table
-from tests.support import RedisServer, free_port, wait_until
+from tests.support import RedisServer, free_port, run_python, wait_until
 
 
 @dataclass
@@ -128,27 +127,10 @@ class Platform:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(entry.name), signal.SIGKILL)
 
-    def log_tail(self, name: str, lines: int = 40) -> str:
-        path = self.log_dir / f"{name}.log"
-        if not path.exists():
-            return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
     # --- management commands ---------------------------------------------------------------
-    def python(self, *args: str, stdin: str | None = None, timeout: float = 120.0) -> str:
+    def python(self, *args: str, timeout: float = 120.0) -> str:
         """Run the project's Python with the platform's settings; its stdout, or RuntimeError."""
-        result = subprocess.run(
-            [sys.executable, *args],
-            cwd=REPO_ROOT,
-            env=self.config.child_environment(),
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"{args[:2]} failed:\n{result.stdout}\n{result.stderr}")
-        return result.stdout
+        return run_python(self.config.child_environment(), *args, timeout=timeout)
 
     def manage(self, *args: str, timeout: float = 120.0) -> str:
         return self.python("manage.py", *args, timeout=timeout)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.node.support import LoopThread
+from tests.support import LoopThread
 from webapps.node.supervisor import Supervisor
 
 
@@ -30,9 +30,9 @@ def home_root(short_tmp):
 
 @pytest.fixture
 def loop_thread():
-    lt = LoopThread()
+    lt = LoopThread(timeout=60.0)
     yield lt
-    lt.close()
+    lt.stop()
 
 
 @pytest.fixture

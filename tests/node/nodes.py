@@ -18,24 +18,14 @@ import sys
 import uuid
 from pathlib import Path
 
-from tests.support import child_env, free_port, port_open, repo_root, wait_until
+from tests.support import child_env, free_port, port_open, repo_root, run_python, wait_until
 from webapps.node.control import call
 
 MANAGE = str(repo_root() / "manage.py")
 
 
 def manage(env: dict[str, str], *args: str, timeout: float = 120) -> str:
-    done = subprocess.run(
-        [sys.executable, MANAGE, *args],
-        env=env,
-        cwd=repo_root(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-    return done.stdout
+    return run_python(env, MANAGE, *args, timeout=timeout)
 
 
 def platform_env(workdir: Path, database: Path, **extra: str) -> dict[str, str]:

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import os
 import socket
 import textwrap
-import threading
 import time
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
 
 
 def write_app(
@@ -62,23 +58,3 @@ def get_unix(path: str, target: str = "/", host: str = "app.test", timeout: floa
         return response.status, response.read().decode()
     finally:
         conn.close()
-
-
-class LoopThread:
-    """An asyncio loop in a thread, so blocking test code can drive async objects."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, Any], timeout: float = 60.0) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def submit(self, coro: Coroutine[Any, Any, Any]):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()

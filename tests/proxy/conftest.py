@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from proxy.engine import Engine, EngineConfig, Route, Upstream
-from tests.proxy.harness import LoopThread, Origin
+from tests.proxy.harness import Origin
+from tests.support import LoopThread
 
 
 @pytest.fixture

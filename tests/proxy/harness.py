@@ -20,43 +20,12 @@ import asyncio
 import collections
 import json
 import socket
-import threading
 import time
 import weakref
-from collections.abc import Coroutine
-from typing import Any
 
 import httptools
 
-
-class LoopThread:
-    """An asyncio loop running in a daemon thread; ``run`` executes a coroutine on it."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, Any], timeout: float = 10.0) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def call(self, fn, *args) -> Any:
-        async def wrapper():
-            return fn(*args)
-
-        return self.run(wrapper())
-
-    def stop(self) -> None:
-        async def cancel_all():
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        self.run(cancel_all())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
+from tests.support import LoopThread
 
 
 class OriginProtocol(asyncio.Protocol):

@@ -92,11 +92,14 @@ def web_tab_reload_backend(session: Session, username: str, domain: str) -> str:
 
 def assert_traffic_and_reloads_meet(
     platform: Platform, cast: Cast, apps: dict[str, str], table: RouteTable, web_tab: bool
-) -> None:
+) -> dict[str, set[str]]:
+    """Every app's traffic and reloads land on ``table``'s backend for it; returns the
+    backends each domain's traffic reached."""
     disagreements = []
+    observed = {}
     for username, domain in apps.items():
         expected = table.backend_for(domain).name
-        traffic = traffic_backends(platform, domain)
+        traffic = observed[domain] = traffic_backends(platform, domain)
         reloads = api_reload_backends(platform, username, cast.tokens[username], domain)
         if web_tab:
             session = signed_in(platform, cast, username)
@@ -104,6 +107,7 @@ def assert_traffic_and_reloads_meet(
         if traffic | reloads != {expected}:
             disagreements.append((domain, expected, sorted(traffic), sorted(reloads)))
     assert disagreements == []
+    return observed
 
 
 @pytest.mark.timeout(900)
@@ -151,11 +155,8 @@ def test_doubling_the_pool_moves_exactly_the_predicted_apps(platform, cast, apps
     for domain in moved:
         # Minimal disruption: an app only ever moves to one of the new backends.
         assert after.backend_for(domain).name in {"b3", "b4"}
-    observed = {}
-    for domain in apps.values():
-        observed[domain] = traffic_backends(platform, domain)
+    observed = assert_traffic_and_reloads_meet(platform, cast, apps, after, web_tab=False)
     assert {d for d, seen in observed.items() if seen != {before.backend_for(d).name}} == moved
-    assert_traffic_and_reloads_meet(platform, cast, apps, after, web_tab=False)
 
 
 def test_reload_serves_the_new_code(platform, cast, apps):

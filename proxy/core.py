@@ -44,6 +44,7 @@ __all__ = [
     "render_answer",
     "request_head_for_upstream",
     "response_head_for_client",
+    "simple_request",
     "validate_request",
 ]
 
@@ -338,6 +339,84 @@ def request_head_for_upstream(
     else:
         parts += (b"Via: 1.1 ", via_name, b"\r\n\r\n")
     return b"".join(parts)
+
+
+# The fast lane: a request head in the one shape most clients send is checked and rebuilt by
+# one regex match instead of a parser callback per field. Accepted: GET or HEAD, origin-form,
+# HTTP/1.1, each field ``Name: value`` (one space, no whitespace at the ends, visible ASCII),
+# exactly one Host, no field this proxy drops or rewrites except ``Connection: keep-alive``,
+# and nothing after the empty line. Such a head is valid under every rule above, and its
+# rebuilt form keeps each field line byte for byte, so the rebuild is the matched slices
+# joined. Anything else goes the long way (parser, validate_request); the answer is the same
+# (tests/proxy/test_core.py checks both lanes agree).
+_DROPPED_NAMES = b"|".join(sorted(_DROP_FROM_REQUEST, key=len, reverse=True))
+# Possessive repeats (*+): a line matches one way or not at all, so nothing to backtrack into.
+_PLAIN_LINE = (
+    rb"(?!(?i:" + _DROPPED_NAMES + rb"):)[!#$%&'*+.^_`|~0-9A-Za-z-]+: [!-~](?:[ -~]*+(?<! ))?\r\n"
+)
+_KEEP_ALIVE_LINE = rb"(?i:connection): (?i:keep-alive)\r\n"
+_SIMPLE_REQUEST = re.compile(
+    rb"(GET|HEAD) (/[!-~]*+) HTTP/1\.1\r\n"
+    rb"((?:" + _PLAIN_LINE + rb"|(" + _KEEP_ALIVE_LINE + rb"))*+)"
+    rb"(?i:host): ([!-~]++)\r\n"
+    rb"((?:" + _PLAIN_LINE + rb"|(" + _KEEP_ALIVE_LINE + rb"))*+)"
+    rb"\r\n"
+)
+_PLAIN_FIELD = re.compile(rb"([^:\r\n]+): ([^\r\n]*)\r\n")
+_KEEP_ALIVE_FIELD = re.compile(_KEEP_ALIVE_LINE)
+
+
+def simple_request(
+    data: bytes,
+    limits: Limits,
+    client_ip: bytes,
+    scheme: bytes,
+    via_name: bytes,
+    request_id: bytes | None = None,
+) -> tuple[RequestHead, bytes] | None:
+    """``data`` as one complete request head of the fast lane's shape (see above), within
+    ``limits``, from an untrusted peer: its ``RequestHead`` and the upstream head, equal to
+    what ``validate_request`` and ``request_head_for_upstream`` give for it. Else None."""
+    if len(data) > limits.max_request_line or len(data) > limits.max_header_bytes:
+        return None
+    m = _SIMPLE_REQUEST.fullmatch(data)
+    if m is None or data.count(b"\n") > limits.max_header_count + 2:
+        return None
+    method, target, before, ka_before, host, after, ka_after = m.groups()
+    if ka_before is not None:
+        before = _KEEP_ALIVE_FIELD.sub(b"", before)
+    if ka_after is not None:
+        after = _KEEP_ALIVE_FIELD.sub(b"", after)
+    fields = before + after if after else before
+    rid = request_id or b"%b%016x" % (_ID_PREFIX, next(_id_counter))  # new_request_id()
+    upstream = b"".join(
+        (
+            method,
+            b" ",
+            target,
+            b" HTTP/1.1\r\nHost: ",
+            host,
+            b"\r\n",
+            fields,
+            b"X-Forwarded-For: ",
+            client_ip,
+            b"\r\nX-Forwarded-Proto: ",
+            scheme,
+            b"\r\nX-Forwarded-Host: ",
+            host,
+            b"\r\nX-Request-ID: ",
+            rid,
+            b"\r\nVia: 1.1 ",
+            via_name,
+            b"\r\n\r\n",
+        )
+    )
+    headers = _PLAIN_FIELD.findall(fields) if fields else []
+    head = RequestHead(
+        method, target, b"1.1", host, headers, None, False, True, False, False,
+        None, None, None, None, None, None,
+    )  # fmt: skip
+    return head, upstream
 
 
 # How a response body is framed towards the client.

@@ -439,6 +439,7 @@ class ClientConnection(asyncio.Protocol):
         self.client: Client | None = None
         self.client_ip = b""
         self.trusted = False
+        self.fast_lane = False
         self.queue: collections.deque[Exchange] = collections.deque()
         self.active: Exchange | None = None  # the exchange whose response is being relayed
         self.parsing: Exchange | None = None  # the exchange receiving request body events
@@ -471,6 +472,8 @@ class ClientConnection(asyncio.Protocol):
         self.client = Client(ip, port, self.scheme)
         self.client_ip = ip.encode()
         self.trusted = self.engine.trusted(ip)
+        # core.simple_request rebuilds heads for untrusted peers (their X-Forwarded-* dropped).
+        self.fast_lane = not self.trusted
         self.timer.arm(_T_HEADER, self.config.header_timeout)
 
     def connection_lost(self, exc) -> None:
@@ -506,6 +509,19 @@ class ClientConnection(asyncio.Protocol):
             if len(self.upgrade_tail) > HIGH_WATER:
                 self._pause_reading()
             return
+        if state <= _HEAD and self.fast_lane and not self.head_started and self.active is None:
+            # Between requests: a whole head of the usual shape skips the parser's callbacks.
+            simple = core.simple_request(
+                data, self.limits, self.client_ip, self.scheme_b, self.engine.via
+            )
+            if simple is not None:
+                self.state = _BUSY
+                self.timer.kind = 0  # disarm: no body to wait for
+                exchange = Exchange(self, simple[0])
+                exchange.upstream_head = simple[1]
+                self.active = exchange
+                exchange.route_request()
+                return
         if state == _IDLE:
             self.state = _HEAD
             self.timer.arm(_T_HEADER, self.config.header_timeout)

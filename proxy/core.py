@@ -31,6 +31,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
 
@@ -133,6 +134,16 @@ class RequestHead:
     def path(self) -> str:
         """The target as text for routing (bytes outside ASCII were refused by the parser)."""
         return self.target.decode("latin-1")
+
+
+def _by_first_letter(names: Iterable[bytes]) -> bytes:
+    groups: dict[bytes, list[bytes]] = {}
+    for name in sorted(names):
+        groups.setdefault(name[:1], []).append(re.escape(name[1:]))
+    return b"|".join(
+        re.escape(first) + b"(?:" + b"|".join(sorted(rest, key=len, reverse=True)) + b")"
+        for first, rest in groups.items()
+    )
 
 
 _CONNECTION_OPTIONS = frozenset({b"close", b"keep-alive", b"upgrade"})
@@ -348,22 +359,26 @@ def request_head_for_upstream(
 # and nothing after the empty line. Such a head is valid under every rule above, and its
 # rebuilt form keeps each field line byte for byte, so the rebuild is the matched slices
 # joined. Anything else goes the long way (parser, validate_request); the answer is the same
-# (tests/proxy/test_core.py checks both lanes agree).
-_DROPPED_NAMES = b"|".join(sorted(_DROP_FROM_REQUEST, key=len, reverse=True))
-# Possessive repeats (*+): a line matches one way or not at all, so nothing to backtrack into.
+# (tests/proxy/test_fast_lane.py checks both lanes agree).
+#
+# The pattern runs over a lower-cased copy (case-sensitive literals are much cheaper than
+# case-insensitive ones), the bytes kept come from the original by the match's spans; the
+# names set aside are grouped by first letter, so most lines fail the look-ahead at once;
+# possessive repeats (*+) leave nothing to backtrack into.
 _PLAIN_LINE = (
-    rb"(?!(?i:" + _DROPPED_NAMES + rb"):)[!#$%&'*+.^_`|~0-9A-Za-z-]+: [!-~](?:[ -~]*+(?<! ))?\r\n"
+    rb"(?!(?:" + _by_first_letter(_DROP_FROM_REQUEST) + rb"):)"
+    rb"[!#$%&'*+.^_`|~0-9a-z-]++: [!-~](?:[ -~]*+(?<! ))?\r\n"
 )
-_KEEP_ALIVE_LINE = rb"(?i:connection): (?i:keep-alive)\r\n"
+_KEEP_ALIVE_LINE = rb"connection: keep-alive\r\n"
 _SIMPLE_REQUEST = re.compile(
-    rb"(GET|HEAD) (/[!-~]*+) HTTP/1\.1\r\n"
+    rb"(?:get|head) (/[!-~]*+) http/1\.1\r\n"
     rb"((?:" + _PLAIN_LINE + rb"|(" + _KEEP_ALIVE_LINE + rb"))*+)"
-    rb"(?i:host): ([!-~]++)\r\n"
+    rb"host: ([!-~]++)\r\n"
     rb"((?:" + _PLAIN_LINE + rb"|(" + _KEEP_ALIVE_LINE + rb"))*+)"
     rb"\r\n"
 )
 _PLAIN_FIELD = re.compile(rb"([^:\r\n]+): ([^\r\n]*)\r\n")
-_KEEP_ALIVE_FIELD = re.compile(_KEEP_ALIVE_LINE)
+_KEEP_ALIVE_FIELD = re.compile(rb"(?i:" + _KEEP_ALIVE_LINE + rb")")
 
 
 def simple_request(
@@ -379,15 +394,25 @@ def simple_request(
     what ``validate_request`` and ``request_head_for_upstream`` give for it. Else None."""
     if len(data) > limits.max_request_line or len(data) > limits.max_header_bytes:
         return None
-    m = _SIMPLE_REQUEST.fullmatch(data)
+    m = _SIMPLE_REQUEST.fullmatch(data.lower())
     if m is None or data.count(b"\n") > limits.max_header_count + 2:
         return None
-    method, target, before, ka_before, host, after, ka_after = m.groups()
-    if ka_before is not None:
+    _, (t0, t1), (b0, b1), ka_before, (h0, h1), (a0, a1), ka_after = m.regs
+    method = data[: t0 - 1]
+    if (method != b"GET" and method != b"HEAD") or data[t1 : t1 + 11] != b" HTTP/1.1\r\n":
+        return None  # the method and version are case-sensitive
+    target = data[t0:t1]
+    host = data[h0:h1]
+    before = data[b0:b1]
+    if ka_before[0] >= 0:
         before = _KEEP_ALIVE_FIELD.sub(b"", before)
-    if ka_after is not None:
-        after = _KEEP_ALIVE_FIELD.sub(b"", after)
-    fields = before + after if after else before
+    if a1 > a0:
+        after = data[a0:a1]
+        if ka_after[0] >= 0:
+            after = _KEEP_ALIVE_FIELD.sub(b"", after)
+        fields = before + after
+    else:
+        fields = before
     rid = request_id or b"%b%016x" % (_ID_PREFIX, next(_id_counter))  # new_request_id()
     upstream = b"".join(
         (
@@ -452,16 +477,18 @@ _SPECIAL_NAMES = (
 
 # One complete, well-formed HTTP/1.1 response head (status line, field lines, the empty line)
 # with exactly one Content-Length, perhaps ``Connection: keep-alive``, and no other field that
-# is not passed through as it is (see pass_through_response): one regex pass, no copies.
-_TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
-_FIELD_VALUE = rb"[\t \x21-\x7e\x80-\xff]*"
+# is not passed through as it is (see pass_through_response): one regex pass over a lower-cased
+# copy (as _SIMPLE_REQUEST below: literal names grouped by first letter, possessive repeats).
+_TOKEN = rb"[!#$%&'*+.^_`|~0-9a-z-]++"
+_FIELD_VALUE = rb"[\t \x21-\x7e\x80-\xff]*+"
+_SPECIAL_LINE_START = rb"(?!(?:" + _by_first_letter(_SPECIAL_NAMES.split(b"|")) + rb"):)"
 _PASS_THROUGH_HEAD = re.compile(
-    rb"HTTP/1\.1 (?!204|304)[2-5][0-9][0-9](?: " + _FIELD_VALUE + rb")?\r\n"
-    rb"(?:(?!(?i:" + _SPECIAL_NAMES + rb"):)" + _TOKEN + rb":" + _FIELD_VALUE + rb"\r\n"
-    rb"|(?i:connection:[ \t]*keep-alive[ \t]*)\r\n)*"
-    rb"(?i:content-length):[ \t]*([0-9]+)[ \t]*\r\n"
-    rb"(?:(?!(?i:" + _SPECIAL_NAMES + rb"):)" + _TOKEN + rb":" + _FIELD_VALUE + rb"\r\n"
-    rb"|(?i:connection:[ \t]*keep-alive[ \t]*)\r\n)*"
+    rb"http/1\.1 (?!204|304)[2-5][0-9][0-9](?: " + _FIELD_VALUE + rb")?\r\n"
+    rb"(?:" + _SPECIAL_LINE_START + _TOKEN + rb":" + _FIELD_VALUE + rb"\r\n"
+    rb"|connection:[ \t]*+keep-alive[ \t]*+\r\n)*+"
+    rb"content-length:[ \t]*+([0-9]++)[ \t]*+\r\n"
+    rb"(?:" + _SPECIAL_LINE_START + _TOKEN + rb":" + _FIELD_VALUE + rb"\r\n"
+    rb"|connection:[ \t]*+keep-alive[ \t]*+\r\n)*+"
     rb"\r\n"
 )
 
@@ -472,7 +499,7 @@ def pass_through_response(data: bytes, extra: tuple[tuple[bytes, bytes], ...]) -
     ``Connection: keep-alive`` (the usual small response, read in one go); else None, and the
     response goes through the parser. The caller checks that the client speaks HTTP/1.1,
     stays open and did not send HEAD."""
-    m = _PASS_THROUGH_HEAD.match(data)
+    m = _PASS_THROUGH_HEAD.match(data.lower())
     if m is None:
         return None
     end = m.end()

@@ -308,6 +308,8 @@ class Pool:
         self.upstream = upstream
         self.idle: list[UpstreamConnection] = []
         self.active = 0
+        self.max_idle = engine.config.pool_max_idle
+        self.idle_timeout = engine.config.pool_idle_timeout
         self._sweeper: asyncio.TimerHandle | None = None
 
     def take(self) -> UpstreamConnection | None:
@@ -876,17 +878,7 @@ class UpstreamConnection(asyncio.Protocol):
                     out = core.pass_through_response(data, route.response_headers)  # type: ignore[union-attr]
                     if out is not None:
                         # The whole response in one read, nothing to rewrite: no parser.
-                        self.in_head = False
-                        exchange.status = int(data[9:12])
-                        exchange.response_started = True
-                        exchange.upstream_keep_alive = True
-                        exchange.finished = True
-                        # Exchange.flush for this case, inline (once per request).
-                        exchange._record(exchange.status)
-                        client = exchange.client
-                        if client.state != _CLOSED:
-                            client.transport.write(out)  # type: ignore[union-attr]
-                        exchange.complete()
+                        self._passed_through(exchange, route, int(data[9:12]), out)  # type: ignore[arg-type]
                         return
             if not self._scan_heads(data):
                 exchange.upstream_invalid(self, "response head too large")
@@ -913,6 +905,65 @@ class UpstreamConnection(asyncio.Protocol):
             exchange.upstream_invalid(self, str(exc))
             return
         exchange.flush()
+
+    def _passed_through(self, exchange: Exchange, route: Route, status: int, out: bytes) -> None:
+        """A whole response passed through: count it, write it, give this connection back to
+        its pool and the client connection back to its keep-alive wait. Exchange.flush,
+        _record, complete, Pool.put and the client's timer, inline: once per request."""
+        self.in_head = False
+        exchange.status = status
+        exchange.response_started = exchange.finished = exchange.done = True
+        exchange.upconn = None
+        now = self.loop.time()
+        stats = exchange.engine.stats
+        key = (route.label or exchange.upstream.name, status)  # type: ignore[union-attr]
+        requests = stats.requests
+        requests[key] = requests.get(key, 0) + 1
+        seconds = now - exchange.started_at
+        stats.latency_sum += seconds
+        stats.latency[bisect.bisect_left(Stats.BUCKETS, seconds)] += 1
+        if route.on_done is not None:
+            route.on_done(status)
+        client = exchange.client
+        if client.state != _CLOSED:
+            client.transport.write(out)  # type: ignore[union-attr]
+        self.exchange = None
+        pool = self.pool
+        pool.active -= 1
+        self.timer.kind = 0
+        if self.read_paused:
+            self.resume_reading()  # an idle connection must see the upstream's EOF
+        if len(pool.idle) >= pool.max_idle or pool.engine.closing:
+            self.close()
+        else:
+            self.idle_since = now
+            pool.idle.append(self)
+            if pool._sweeper is None:
+                pool._sweeper = self.loop.call_at(now + pool.idle_timeout, pool._sweep)
+        if (
+            client.active is exchange
+            and not client.closing
+            and not client.queue
+            and not client.head_started
+            and client.parsing is None
+        ):
+            # ClientConnection.exchange_done for a keep-alive client with nothing queued.
+            client.active = None
+            client.state = _IDLE
+            timer = client.timer
+            timer.kind = _T_IDLE
+            deadline = timer.deadline = now + client.config.idle_timeout
+            if timer.handle is None:
+                timer.handle = self.loop.call_at(deadline, timer._fire)
+                timer.when = deadline
+            elif timer.when > deadline:
+                timer.handle.cancel()
+                timer.handle = self.loop.call_at(deadline, timer._fire)
+                timer.when = deadline
+            if client.read_paused:
+                client._resume_reading()
+        else:
+            client.exchange_done(exchange, True)
 
     def _scan_heads(self, data: bytes) -> bool:
         """Cut complete response heads (interim ones, then the final one) off the stream;
@@ -1026,10 +1077,12 @@ class Exchange:
                 upstream = self.upstream = route.upstreams[0]
                 pool = self.engine.pools.get(upstream.key)
                 if pool is not None:
-                    conn = pool.take()
-                    if conn is not None:
-                        self.send_on(conn)
-                        return
+                    idle = pool.idle
+                    while idle:  # Pool.take, inline
+                        conn = idle.pop()
+                        if not conn.closed and not conn.transport.is_closing():  # type: ignore[union-attr]
+                            self.send_on(conn)
+                            return
             self.routed(route)
         elif inspect.isawaitable(route):
             task = asyncio.ensure_future(route)
@@ -1162,7 +1215,17 @@ class Exchange:
         if self.head.expect_continue and self.body_received == 0 and not self.request_done:
             client.write(_CONTINUE)
         if self.request_done:
-            conn.timer.arm(_U_FIRST_BYTE, self.config.first_byte_timeout)
+            # conn.timer.arm(_U_FIRST_BYTE, first_byte_timeout), inline: once per request
+            timer = conn.timer
+            timer.kind = _U_FIRST_BYTE
+            deadline = timer.deadline = conn.loop.time() + self.config.first_byte_timeout
+            if timer.handle is None:
+                timer.handle = conn.loop.call_at(deadline, timer._fire)
+                timer.when = deadline
+            elif timer.when > deadline:
+                timer.handle.cancel()
+                timer.handle = conn.loop.call_at(deadline, timer._fire)
+                timer.when = deadline
 
     # --- request body -------------------------------------------------------------------------
     def client_body(self, body: bytes) -> None:

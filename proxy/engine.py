@@ -521,6 +521,7 @@ class ClientConnection(asyncio.Protocol):
                 self.timer.kind = 0  # disarm: no body to wait for
                 exchange = Exchange(self, simple[0])
                 exchange.upstream_head = simple[1]
+                exchange.passable = simple[0].method == b"GET"
                 self.active = exchange
                 exchange.route_request()
                 return
@@ -867,13 +868,15 @@ class UpstreamConnection(asyncio.Protocol):
             if not self.head_buf:
                 head = exchange.head
                 if (
-                    exchange.keep_alive
-                    and exchange.request_done
-                    and head.version == b"1.1"
-                    and head.method != b"HEAD"
-                    and not head.websocket
-                    and not exchange.client.closing
-                ):
+                    exchange.passable
+                    or (
+                        exchange.keep_alive
+                        and exchange.request_done
+                        and head.version == b"1.1"
+                        and head.method != b"HEAD"
+                        and not head.websocket
+                    )
+                ) and not exchange.client.closing:
                     route = exchange.route
                     out = core.pass_through_response(data, route.response_headers)  # type: ignore[union-attr]
                     if out is not None:
@@ -1041,6 +1044,9 @@ class Exchange:
     upgraded = False
     done = False
     waiting_body = False
+    # A fast-lane GET: a keep-alive HTTP/1.1 request without a body, whose response may pass
+    # through whole (UpstreamConnection.data_received checks the same for other requests).
+    passable = False
 
     def __init__(self, client: ClientConnection, head: RequestHead) -> None:
         self.client = client

@@ -39,6 +39,9 @@ class FrontResolver:
         # Host header value -> its key, for hosts other than the panel's (whose key also
         # depends on the path). Filled by route_key itself, so it never disagrees with it.
         self._host_keys: dict[bytes, str] = {}
+        # Host header value -> its route over ``_table``, for the same hosts: one lookup per
+        # request. Emptied with ``_routes`` when the table changes.
+        self._host_routes: dict[bytes, Route] = {}
 
     def key(self, head: RequestHead) -> str:
         key = self._host_keys.get(head.host)
@@ -61,6 +64,7 @@ class FrontResolver:
         if table is not self._table:
             self._table = table
             self._routes = {}
+            self._host_routes = {}
         route = self._routes.get(key)
         if route is None:
             ups = tuple(self._upstream(b.name, b.address) for b in table.ranking(key))
@@ -83,11 +87,13 @@ class FrontResolver:
         table = self.source()
         if table is None:
             return NO_ROUTE  # 503 with Retry-After: no table yet
-        # The memoised answers first, inline (once per request): self.key(), self.route().
-        key = self._host_keys.get(head.host)
-        route = self._routes.get(key) if key is not None and table is self._table else None
+        route = self._host_routes.get(head.host) if table is self._table else None
         if route is None:
             route = self.route(table, self.key(head))
+            if head.host in self._host_keys:  # its key does not depend on the path
+                if len(self._host_routes) >= MEMO_KEYS:
+                    del self._host_routes[next(iter(self._host_routes))]
+                self._host_routes[head.host] = route
         engine = self.engine
         if engine is not None and engine.health.down_until:
             ordered = engine.health.order(route.upstreams)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -158,7 +159,8 @@ async def run_worker(args: argparse.Namespace, worker: str, reuse_port: bool) ->
         state_file=args.state_file or None,
         poll_interval=args.poll_interval,
     )
-    front = FrontResolver(lambda: subscriber.table, args.panel_host)
+    # getattr through partial: no Python frame per request.
+    front = FrontResolver(functools.partial(getattr, subscriber, "table"), args.panel_host)
     engine = Engine(front, engine_config(args))
     front.engine = engine
     admin = Engine(

@@ -93,7 +93,9 @@ class RouteSubscriber:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
 
-        self._table: RouteTable | None = None
+        # The newest valid table seen (from Redis or the state file), or None. A plain
+        # attribute: the proxy reads it for every request.
+        self.table: RouteTable | None = None
         self._source: str | None = None
         self._confirmed_at: float | None = None
         self._connected = False
@@ -112,18 +114,13 @@ class RouteSubscriber:
     # --- public surface -------------------------------------------------------------------
 
     @property
-    def table(self) -> RouteTable | None:
-        """The newest valid table seen (from Redis or the state file), or None."""
-        return self._table
-
-    @property
     def stats(self) -> SubscriberStats:
         age = None
-        if self._table is not None and self._confirmed_at is not None:
+        if self.table is not None and self._confirmed_at is not None:
             age = time.monotonic() - self._confirmed_at
         return SubscriberStats(
             connected=self._connected,
-            version=self._table.version if self._table is not None else None,
+            version=self.table.version if self.table is not None else None,
             age=age,
             rejected=self._malformed + self._lower,
             malformed=self._malformed,
@@ -146,7 +143,7 @@ class RouteSubscriber:
         self._stopping = False
         self._first_attempt.clear()
         if self._load_state_file():
-            await self._notify(self._table)
+            await self._notify(self.table)
         self._task = asyncio.create_task(self._run(), name=f"route-subscriber {self.prefix}")
         try:
             async with asyncio.timeout(self.timeout if wait is None else wait):
@@ -171,10 +168,10 @@ class RouteSubscriber:
         """Wait until the held table's version is at least ``version``; TimeoutError otherwise."""
 
         async def reached() -> RouteTable:
-            while self._table is None or self._table.version < version:
+            while self.table is None or self.table.version < version:
                 self._changed.clear()
                 await self._changed.wait()
-            return self._table
+            return self.table
 
         async with asyncio.timeout(timeout):
             return await reached()
@@ -243,9 +240,9 @@ class RouteSubscriber:
             raw = await client.get(table_key(self.prefix))
         self._reads += 1
         if raw is None:
-            if not self._missing and self._table is not None:
+            if not self._missing and self.table is not None:
                 logger.warning(
-                    "route table missing from Redis; keeping version %d", self._table.version
+                    "route table missing from Redis; keeping version %d", self.table.version
                 )
             self._missing = True
             return False
@@ -261,7 +258,7 @@ class RouteSubscriber:
                 self._malformed += 1
                 logger.warning("ignored a malformed route table in Redis: %s", exc)
             return False
-        current = self._table
+        current = self.table
         if current is not None and table.version < current.version:
             if raw != self._last_rejected:
                 self._last_rejected = raw
@@ -281,7 +278,7 @@ class RouteSubscriber:
         return True
 
     async def _accept(self, table: RouteTable, raw: bytes) -> None:
-        self._table = table
+        self.table = table
         self._source = "redis"
         self._confirmed_at = time.monotonic()
         self._changed.set()
@@ -322,7 +319,7 @@ class RouteSubscriber:
         except ValueError as exc:
             logger.error("ignored malformed route state file %s: %s", self.state_file, exc)
             return False
-        self._table = table
+        self.table = table
         self._source = "state-file"
         self._changed.set()
         return True

@@ -454,6 +454,42 @@ _IDLE, _HEAD, _BUSY, _TUNNEL, _LINGER, _CLOSED = range(6)
 class ClientConnection(asyncio.Protocol):
     """One client connection: feeds httptools, validates heads, runs exchanges in order."""
 
+    # No instance dict: less memory per connection (10,000 idle ones stay under 100 MB)
+    # and faster attribute access.
+    __slots__ = (
+        "active",
+        "client",
+        "client_ip",
+        "closing",
+        "config",
+        "deferred",
+        "engine",
+        "error",
+        "fast_lane",
+        "feeding",
+        "head_bytes",
+        "head_started",
+        "headers",
+        "in_head",
+        "limits",
+        "loop",
+        "max_head",
+        "parser",
+        "parsing",
+        "queue",
+        "read_paused",
+        "scheme",
+        "scheme_b",
+        "state",
+        "timer",
+        "transport",
+        "trusted",
+        "upgrade_pending",
+        "upgrade_tail",
+        "url",
+        "write_paused",
+    )
+
     def __init__(self, engine: Engine, scheme: str) -> None:
         self.engine = engine
         self.config = engine.config
@@ -819,6 +855,26 @@ _U_FIRST_BYTE, _U_READ = 1, 2
 
 class UpstreamConnection(asyncio.Protocol):
     """One connection to an upstream; carries one exchange at a time, then goes to its pool."""
+
+    # As ClientConnection.
+    __slots__ = (
+        "closed",
+        "deferred",
+        "exchange",
+        "got_bytes",
+        "head_buf",
+        "idle_since",
+        "in_head",
+        "loop",
+        "parser",
+        "pool",
+        "raw_heads",
+        "read_paused",
+        "timer",
+        "transport",
+        "tunnel",
+        "write_paused",
+    )
 
     def __init__(self, pool: Pool, loop: asyncio.AbstractEventLoop) -> None:
         self.pool = pool

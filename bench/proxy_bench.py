@@ -1,13 +1,14 @@
 """Benchmark: our front proxy (one worker) against nginx (one worker) and a minimal aiohttp
 proxy, in the same run, in interleaved rounds, on loopback.
 
-    .venv/bin/python bench/proxy_bench.py [--rounds 3] [--duration 5] [--memory-only]
+    .venv/bin/python bench/proxy_bench.py [--rounds 5] [--duration 5] [--memory-only]
 
 Installs nginx and wrk from Debian packages when missing (apt-get). One cheap origin (nginx,
 one worker, static answers) serves all three peers. For small responses (keep-alive, 128
 connections) and 1 MiB responses (16 connections) it prints req/s, p50/p99 latency and the
 proxy's CPU microseconds per request (utime+stime from /proc, all of the peer's processes),
-each as the median over rounds, with ratios to nginx. nginx keeps 256 idle upstream
+each as the median over rounds, with ratios to nginx (the median of each round's ratio: a
+round's peers ran back to back, under the most similar load). nginx keeps 256 idle upstream
 connections (more than the client concurrency) so it does not churn connections.
 
 Then the memory check: RSS of our proxy holding 10,000 idle keep-alive client connections.
@@ -295,26 +296,38 @@ def run_benchmark(rounds: int, duration: float) -> None:
 
 
 def report(results: dict, names: list[str], rounds: int, duration: float) -> None:
+    """Medians over rounds; each ratio is the median of the per-round ratios (a peer against
+    nginx in the same round, which the machine's load changed least between)."""
     cpus = os.cpu_count()
-    print(f"\n== medians of {rounds} interleaved rounds, {duration:g} s each, {cpus} CPUs, "
-          f"wrk 1 thread; origin: nginx 1 worker ==")  # fmt: skip
+    print(
+        f"\n== medians of {rounds} interleaved rounds, {duration:g} s each, {cpus} CPUs, "
+        "wrk 1 thread; origin: nginx 1 worker; ratios: medians of per-round ratios =="
+    )
+    keys = ("rps", "p50", "p99", "cpu_us")
     for size in ("small", "1MiB"):
         print(f"\n{size} responses, {CONCURRENCY[size]} keep-alive connections")
         print(f"{'peer':9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>11} "
               f"{'req/s vs nginx':>15} {'p99 vs nginx':>13} {'CPU vs nginx':>13}")  # fmt: skip
-        med = {
-            n: {k: statistics.median(r[k] for r in results[(size, n)])
-                for k in ("rps", "p50", "p99", "cpu_us")}
+        base = results[(size, "nginx")]
+        ratio = {
+            n: {
+                k: statistics.median(
+                    r[k] / b[k] for r, b in zip(results[(size, n)], base, strict=True)
+                )
+                for k in keys
+            }
             for n in names
-        }  # fmt: skip
-        base = med["nginx"]
+        }
         for n in names:
-            m = med[n]
+            m = {k: statistics.median(r[k] for r in results[(size, n)]) for k in keys}
+            q = ratio[n]
             print(f"{n:9} {m['rps']:9.0f} {m['p50']:8.2f} {m['p99']:8.2f} {m['cpu_us']:11.1f} "
-                  f"{m['rps'] / base['rps']:14.2f}x {m['p99'] / base['p99']:12.2f}x "
-                  f"{m['cpu_us'] / base['cpu_us']:12.2f}x")  # fmt: skip
-        ours, aio = med["ours"], med["aiohttp"]
-        print(f"ours vs aiohttp: {ours['rps'] / aio['rps']:.2f}x req/s")
+                  f"{q['rps']:14.2f}x {q['p99']:12.2f}x {q['cpu_us']:12.2f}x")  # fmt: skip
+        ours_vs_aiohttp = statistics.median(
+            o["rps"] / a["rps"]
+            for o, a in zip(results[(size, "ours")], results[(size, "aiohttp")], strict=True)
+        )
+        print(f"ours vs aiohttp: {ours_vs_aiohttp:.2f}x req/s")
 
 
 def rss_kib(pid: int) -> int:
@@ -370,7 +383,7 @@ def run_memory(connections: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--rounds", type=int, default=3, help="interleaved rounds per peer; medians are printed"
+        "--rounds", type=int, default=5, help="interleaved rounds per peer; medians are printed"
     )
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=10_000, help="for the memory check")

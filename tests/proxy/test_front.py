@@ -224,13 +224,24 @@ REDIS_OUTAGE = 30.0  # seconds, as the proxy's issue asks
 
 
 class _Load:
-    """Keep-alive GETs from one thread per Host until stopped; counts answers from the
-    expected backend and records anything else."""
+    """Keep-alive GETs from two threads per Host until stopped; counts answers from the
+    expected backend (``hosts``: backend name -> Host, or ``accept``: Host -> the backends it
+    may be answered by) and records anything else, with the time it happened."""
 
-    def __init__(self, port: int, hosts: dict[str, str], threads_per_host: int = 2) -> None:
+    def __init__(
+        self,
+        port: int,
+        hosts: dict[str, str],
+        threads_per_host: int = 2,
+        accept: dict[str, set[str]] | None = None,
+    ) -> None:
         self.port = port
         self.ok = 0
+        self.by_backend: dict[str, int] = {}
+        self.first_answer: dict[tuple[str, str], float] = {}  # (Host, backend) -> when
+        self.accept = accept or {host: {backend} for backend, host in hosts.items()}
         self.failures: list[str] = []
+        self.failed_at: list[float] = []
         self.stopping = threading.Event()
         self.threads = [
             threading.Thread(target=self._run, args=(host, backend), daemon=True)
@@ -258,14 +269,17 @@ class _Load:
                 response = read_response(sock)
             except OSError as exc:
                 self.failures.append(f"{host}: {exc!r}")
+                self.failed_at.append(time.monotonic())
                 sock = None
                 continue
-            if response.status == 200 and response.header("X-Origin") == backend:
+            origin = response.header("X-Origin")
+            if response.status == 200 and origin in self.accept[host]:
                 self.ok += 1
+                self.by_backend[origin] = self.by_backend.get(origin, 0) + 1
+                self.first_answer.setdefault((host, origin), time.monotonic())
             else:
-                self.failures.append(
-                    f"{host}: {response.status} from {response.header('X-Origin')}"
-                )
+                self.failures.append(f"{host}: {response.status} from {origin}")
+                self.failed_at.append(time.monotonic())
         if sock is not None:
             sock.close()
 
@@ -319,6 +333,28 @@ def test_a_restart_while_redis_is_down_routes_from_the_state_file(
     proxy = start_proxy()
     for name, host in two_hosts_on_different_backends(table).items():
         assert served_by(proxy.port, host) == name
+
+
+def test_a_backend_killed_under_load_costs_at_most_one_request_and_is_routed_around_at_once(
+    start_proxy, redis_server, backends
+):
+    table = table_for(backends, 1)
+    put_table(redis_server.url, table)
+    proxy = start_proxy()  # one worker
+    hosts = two_hosts_on_different_backends(table)
+    accept = {hosts["b1"]: {"b1", "b2"}, hosts["b2"]: {"b2"}}
+    with _Load(proxy.port, hosts, accept=accept) as load:
+        wait_until(lambda: load.by_backend.get("b1", 0) > 100, 10, what="load on b1")
+        killed = time.monotonic()
+        backends[0].stop()  # its listener and every open connection, mid-load
+        after = load.by_backend.get("b2", 0)
+        wait_until(lambda: load.by_backend.get("b2", 0) > after + 200, 10, what="load on b2")
+        served_by_b1 = load.by_backend["b1"]
+        wait_until(lambda: load.by_backend.get("b2", 0) > after + 400, 10, what="more load")
+        assert load.by_backend["b1"] == served_by_b1  # nothing reaches the dead backend
+    assert len(load.failures) <= 1, load.failures
+    assert all(t - killed < 2 for t in load.failed_at)
+    assert load.first_answer[(hosts["b1"], "b2")] - killed < 2  # rerouted within 2 s
 
 
 def test_a_killed_backend_is_routed_around(start_proxy, redis_server, backends):

@@ -411,7 +411,9 @@ _SIMPLE_REQUEST = re.compile(
     rb"\r\n"
 )
 _PLAIN_FIELD = re.compile(rb"([^:\r\n]+): ([^\r\n]*)\r\n")
-_KEEP_ALIVE_FIELD = re.compile(rb"(?i:" + _KEEP_ALIVE_LINE + rb")")
+# Whole lines only (each slice it runs over starts at a line start): "Content-LenConnection:
+# keep-alive" is a field of its own, and cutting a piece out of it would splice two lines.
+_KEEP_ALIVE_FIELD = re.compile(rb"(?im)^" + _KEEP_ALIVE_LINE)
 
 
 def simple_request(
@@ -533,7 +535,7 @@ def pass_through_response(data: bytes, extra: tuple[tuple[bytes, bytes], ...]) -
     response goes through the parser. The caller checks that the client speaks HTTP/1.1,
     stays open and did not send HEAD."""
     m = _PASS_THROUGH_HEAD.match(data.lower())
-    if m is None:
+    if m is None or data[:9] != b"HTTP/1.1 ":  # (the pattern saw a lower-cased copy)
         return None
     end = m.end()
     if int(m.group(1)) != len(data) - end:

@@ -240,7 +240,11 @@ class Engine:
             conn.deferred = False
             transport = conn.transport
             if transport is not None and not transport.is_closing():
-                transport.write(data)
+                try:
+                    transport.write(data)
+                except Exception:  # one connection's failure must not cost the others theirs
+                    log.exception("a coalesced write failed; closing that connection")
+                    transport.abort()
 
     # --- listeners -------------------------------------------------------------------------
     def protocol_factory(self, scheme: str = "http") -> Callable[[], ClientConnection]:
@@ -348,15 +352,16 @@ class Pool:
                 return conn
         return None
 
-    def put(self, conn: UpstreamConnection) -> None:
-        if len(self.idle) >= self.engine.config.pool_max_idle or self.engine.closing:
+    def put(self, conn: UpstreamConnection, now: float | None = None) -> None:
+        if len(self.idle) >= self.max_idle or self.engine.closing:
             conn.close()
             return
-        conn.idle_since = conn.loop.time()
+        if now is None:
+            now = conn.loop.time()
+        conn.idle_since = now
         self.idle.append(conn)
         if self._sweeper is None:
-            timeout = self.engine.config.pool_idle_timeout
-            self._sweeper = conn.loop.call_later(timeout, self._sweep)
+            self._sweeper = conn.loop.call_at(now + self.idle_timeout, self._sweep)
 
     def discard(self, conn: UpstreamConnection) -> None:
         if conn in self.idle:
@@ -412,7 +417,10 @@ class _Timer:
         self.kind = 0  # 0: disarmed
 
     def arm(self, kind: int, seconds: float) -> None:
-        deadline = self.loop.time() + seconds
+        self.arm_at(kind, self.loop.time() + seconds)
+
+    def arm_at(self, kind: int, deadline: float) -> None:
+        """``arm`` for a caller that already read the clock."""
         self.kind = kind
         self.deadline = deadline
         handle = self.handle
@@ -909,6 +917,16 @@ class UpstreamConnection(asyncio.Protocol):
             self.read_paused = False
             self.transport.resume_reading()
 
+    def release(self, now: float | None = None) -> None:
+        """Back to its pool: the exchange it carried is over and the upstream keeps it open."""
+        self.exchange = None
+        pool = self.pool
+        pool.active -= 1
+        self.timer.kind = 0
+        if self.read_paused:
+            self.resume_reading()  # an idle connection must see the upstream's EOF
+        pool.put(self, now)
+
     def detach(self) -> None:
         if self.exchange is not None:
             self.exchange = None
@@ -1003,8 +1021,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _passed_through(self, exchange: Exchange, route: Route, status: int, out: bytes) -> None:
         """A whole response passed through: count it, write it, give this connection back to
-        its pool and the client connection back to its keep-alive wait. Exchange.flush,
-        _record, complete, Pool.put and the client's timer, inline: once per request."""
+        its pool and the client connection back to its keep-alive wait (Exchange.flush,
+        _record, complete and ClientConnection.exchange_done, inline: once per request)."""
         self.in_head = False
         exchange.status = status
         exchange.response_started = exchange.finished = exchange.done = True
@@ -1022,19 +1040,7 @@ class UpstreamConnection(asyncio.Protocol):
         client = exchange.client
         if client.state != _CLOSED:
             exchange.engine.write_later(client, out)
-        self.exchange = None
-        pool = self.pool
-        pool.active -= 1
-        self.timer.kind = 0
-        if self.read_paused:
-            self.resume_reading()  # an idle connection must see the upstream's EOF
-        if len(pool.idle) >= pool.max_idle or pool.engine.closing:
-            self.close()
-        else:
-            self.idle_since = now
-            pool.idle.append(self)
-            if pool._sweeper is None:
-                pool._sweeper = self.loop.call_at(now + pool.idle_timeout, pool._sweep)
+        self.release(now)
         if (
             client.active is exchange
             and not client.closing
@@ -1045,16 +1051,7 @@ class UpstreamConnection(asyncio.Protocol):
             # ClientConnection.exchange_done for a keep-alive client with nothing queued.
             client.active = None
             client.state = _IDLE
-            timer = client.timer
-            timer.kind = _T_IDLE
-            deadline = timer.deadline = now + client.config.idle_timeout
-            if timer.handle is None:
-                timer.handle = self.loop.call_at(deadline, timer._fire)
-                timer.when = deadline
-            elif timer.when > deadline:
-                timer.handle.cancel()
-                timer.handle = self.loop.call_at(deadline, timer._fire)
-                timer.when = deadline
+            client.timer.arm_at(_T_IDLE, now + client.config.idle_timeout)
             if client.read_paused:
                 client._resume_reading()
         else:
@@ -1315,17 +1312,7 @@ class Exchange:
         if self.head.expect_continue and self.body_received == 0 and not self.request_done:
             client.write(_CONTINUE)
         if self.request_done:
-            # conn.timer.arm(_U_FIRST_BYTE, first_byte_timeout), inline: once per request
-            timer = conn.timer
-            timer.kind = _U_FIRST_BYTE
-            deadline = timer.deadline = conn.loop.time() + self.config.first_byte_timeout
-            if timer.handle is None:
-                timer.handle = conn.loop.call_at(deadline, timer._fire)
-                timer.when = deadline
-            elif timer.when > deadline:
-                timer.handle.cancel()
-                timer.handle = conn.loop.call_at(deadline, timer._fire)
-                timer.when = deadline
+            conn.timer.arm(_U_FIRST_BYTE, self.config.first_byte_timeout)
 
     # --- request body -------------------------------------------------------------------------
     def client_body(self, body: bytes) -> None:
@@ -1478,14 +1465,7 @@ class Exchange:
         self.upconn = None
         if conn is not None:
             if self.upstream_keep_alive and self.request_done and not conn.closed:
-                # Back to its pool (inline: this runs once per request).
-                conn.exchange = None
-                pool = conn.pool
-                pool.active -= 1
-                conn.timer.kind = 0
-                if conn.read_paused:
-                    conn.resume_reading()  # an idle connection must see the upstream's EOF
-                pool.put(conn)
+                conn.release()
             else:
                 conn.detach()
                 conn.close()

@@ -253,6 +253,7 @@ class RouteSubscriber:
     async def _consider(self, raw: bytes) -> bool:
         if raw == self._held_raw:
             # The table held, unchanged (the usual poll): confirmed without parsing it again.
+            self._last_rejected = None
             self._confirmed_at = time.monotonic()
             self._source = "redis"
             return False

@@ -119,6 +119,19 @@ def test_anything_else_goes_the_long_way(data):
     assert fast_lane(data) is None
 
 
+def test_a_keep_alive_field_is_dropped_only_as_a_whole_line():
+    # Cutting "Connection: keep-alive\r\n" out of other lines would splice them into fields
+    # the head never had (a Content-Length, a second Host): request smuggling.
+    data = (
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n"
+        b"Content-LenConnection: keep-alive\r\ngth: 40\r\n"
+        b"HoConnection: keep-alive\r\nst: evil\r\n\r\n"
+    )
+    head, upstream = fast_lane(data)
+    assert (head, upstream) == long_way(data)
+    assert b"\r\nContent-Length" not in upstream and upstream.count(b"\r\nHost:") == 1
+
+
 def test_it_leaves_heads_near_the_limits_to_the_long_way():
     many = b"GET / HTTP/1.1\r\nHost: a\r\n" + b"X-A: 1\r\n" * 5 + b"\r\n"
     assert fast_lane(many, Limits(max_header_count=6)) is not None
@@ -135,12 +148,13 @@ _NAMES = st.sampled_from(
     + [b"Host", b"host", b"HOST", b"Connection", b"connection", b"TE", b"Te", b"Te-X", b"Hostx",
        b"X-Host", b"Keep-Alive", b"Upgrade", b"Via", b"X-Forwarded-For", b"X-Request-Id",
        b"Expect", b"Content-Length", b"Transfer-Encoding", b"Forwarded", b"Proxy-Connection",
-       b"Trailer", b"A B", b""]
+       b"Trailer", b"A B", b"", b"Content-LenConnection", b"HoConnection", b"X-Connection"]
 )  # fmt: skip
 _VALUES = st.sampled_from(
     [b"a", b"a b", b"*/*", b"1"] * 6
     + [b"keep-alive", b"Keep-Alive", b"close", b"example.com", b"", b" a", b"a ", b"\ta",
-       b"chunked", b"100-continue", b"x\x80y", b"x\x01", b"websocket", b"keep-alive, X-A"]
+       b"chunked", b"100-continue", b"x\x80y", b"x\x01", b"websocket", b"keep-alive, X-A",
+       b"keep-alive\r\ngth: 40", b"keep-alive\r\nst: evil", b"a connection: keep-alive"]
 )  # fmt: skip
 _SEPS = st.sampled_from([b": "] * 12 + [b":", b":  ", b" : ", b":\t"])
 _LINE = st.tuples(_NAMES, _SEPS, _VALUES).map(lambda t: t[0] + t[1] + t[2] + b"\r\n")

@@ -473,7 +473,6 @@ class ClientConnection(asyncio.Protocol):
         "deferred",
         "engine",
         "error",
-        "fast_lane",
         "feeding",
         "head_bytes",
         "head_started",
@@ -513,7 +512,6 @@ class ClientConnection(asyncio.Protocol):
         self.client: Client | None = None
         self.client_ip = b""
         self.trusted = False
-        self.fast_lane = False
         self.deferred = False  # a write of ours waits in Engine.write_later's batch
         self.queue: collections.deque[Exchange] = collections.deque()
         self.active: Exchange | None = None  # the exchange whose response is being relayed
@@ -547,8 +545,6 @@ class ClientConnection(asyncio.Protocol):
         self.client = Client(ip, port, self.scheme)
         self.client_ip = ip.encode()
         self.trusted = self.engine.trusted(ip)
-        # core.simple_request rebuilds heads for untrusted peers (their X-Forwarded-* dropped).
-        self.fast_lane = not self.trusted
         self.timer.arm(_T_HEADER, self.config.header_timeout)
 
     def connection_lost(self, exc) -> None:
@@ -584,8 +580,9 @@ class ClientConnection(asyncio.Protocol):
             if len(self.upgrade_tail) > HIGH_WATER:
                 self._pause_reading()
             return
-        if state <= _HEAD and self.fast_lane and not self.head_started and self.active is None:
-            # Between requests: a whole head of the usual shape skips the parser's callbacks.
+        if state <= _HEAD and not self.trusted and not self.head_started and self.active is None:
+            # Between requests: a whole head of the usual shape skips the parser's callbacks
+            # (core.simple_request rebuilds heads for untrusted peers: X-Forwarded-* dropped).
             simple = core.simple_request(
                 data, self.limits, self.client_ip, self.scheme_b, self.engine.via
             )
@@ -594,7 +591,6 @@ class ClientConnection(asyncio.Protocol):
                 self.timer.kind = 0  # disarm: no body to wait for
                 exchange = Exchange(self, simple[0])
                 exchange.upstream_head = simple[1]
-                exchange.passable = simple[0].method == b"GET"
                 self.active = exchange
                 exchange.route_request()
                 return
@@ -917,6 +913,12 @@ class UpstreamConnection(asyncio.Protocol):
             self.read_paused = False
             self.transport.resume_reading()
 
+    def write(self, data: bytes) -> None:
+        """Write now, after anything of ours still waiting in Engine.write_later's batch."""
+        if self.deferred:
+            self.pool.engine.flush_writes()
+        self.transport.write(data)  # type: ignore[union-attr]
+
     def release(self, now: float | None = None) -> None:
         """Back to its pool: the exchange it carried is over and the upstream keeps it open."""
         self.exchange = None
@@ -978,20 +980,18 @@ class UpstreamConnection(asyncio.Protocol):
             if not self.head_buf:
                 head = exchange.head
                 if (
-                    exchange.passable
-                    or (
-                        exchange.keep_alive
-                        and exchange.request_done
-                        and head.version == b"1.1"
-                        and head.method != b"HEAD"
-                        and not head.websocket
-                    )
-                ) and not exchange.client.closing:
+                    exchange.keep_alive
+                    and exchange.request_done
+                    and head.version == b"1.1"
+                    and head.method != b"HEAD"
+                    and not head.websocket
+                    and not exchange.client.closing
+                ):
                     route = exchange.route
                     out = core.pass_through_response(data, route.response_headers)  # type: ignore[union-attr]
                     if out is not None:
                         # The whole response in one read, nothing to rewrite: no parser.
-                        self._passed_through(exchange, route, int(data[9:12]), out)  # type: ignore[arg-type]
+                        self._passed_through(exchange, int(data[9:12]), out)
                         return
             if not self._scan_heads(data):
                 exchange.upstream_invalid(self, "response head too large")
@@ -1019,24 +1019,16 @@ class UpstreamConnection(asyncio.Protocol):
             return
         exchange.flush()
 
-    def _passed_through(self, exchange: Exchange, route: Route, status: int, out: bytes) -> None:
+    def _passed_through(self, exchange: Exchange, status: int, out: bytes) -> None:
         """A whole response passed through: count it, write it, give this connection back to
         its pool and the client connection back to its keep-alive wait (Exchange.flush,
-        _record, complete and ClientConnection.exchange_done, inline: once per request)."""
+        complete and ClientConnection.exchange_done, inline: once per request)."""
         self.in_head = False
         exchange.status = status
-        exchange.response_started = exchange.finished = exchange.done = True
+        exchange.response_started = exchange.finished = True
         exchange.upconn = None
+        exchange._record(status)  # before the write, so a client never outruns the count
         now = self.loop.time()
-        stats = exchange.engine.stats
-        key = (route.label or exchange.upstream.name, status)  # type: ignore[union-attr]
-        requests = stats.requests
-        requests[key] = requests.get(key, 0) + 1
-        seconds = now - exchange.started_at
-        stats.latency_sum += seconds
-        stats.latency[bisect.bisect_left(Stats.BUCKETS, seconds)] += 1
-        if route.on_done is not None:
-            route.on_done(status)
         client = exchange.client
         if client.state != _CLOSED:
             exchange.engine.write_later(client, out)
@@ -1133,9 +1125,6 @@ class Exchange:
     upgraded = False
     done = False
     waiting_body = False
-    # A fast-lane GET: a keep-alive HTTP/1.1 request without a body, whose response may pass
-    # through whole (UpstreamConnection.data_received checks the same for other requests).
-    passable = False
 
     def __init__(self, client: ClientConnection, head: RequestHead) -> None:
         self.client = client
@@ -1172,12 +1161,10 @@ class Exchange:
                 upstream = self.upstream = route.upstreams[0]
                 pool = self.engine.pools.get(upstream.key)
                 if pool is not None:
-                    idle = pool.idle
-                    while idle:  # Pool.take, inline
-                        conn = idle.pop()
-                        if not conn.closed and not conn.transport.is_closing():  # type: ignore[union-attr]
-                            self.send_on(conn)
-                            return
+                    conn = pool.take()
+                    if conn is not None:
+                        self.send_on(conn)
+                        return
             self.routed(route)
         elif inspect.isawaitable(route):
             task = asyncio.ensure_future(route)
@@ -1300,7 +1287,7 @@ class Exchange:
         head = self.upstream_head
         self.head_sent = True
         if self.body_buffer:
-            conn.transport.write(b"".join([head, *self.body_buffer]))  # type: ignore[union-attr]
+            conn.write(b"".join([head, *self.body_buffer]))
             self.body_buffer = None
             self.buffered = 0
             if client.read_paused and client.active is self:
@@ -1308,7 +1295,7 @@ class Exchange:
         elif self.request_done:
             self.engine.write_later(conn, head)  # the whole request
         else:
-            conn.transport.write(head)  # type: ignore[union-attr]
+            conn.write(head)
         if self.head.expect_continue and self.body_received == 0 and not self.request_done:
             client.write(_CONTINUE)
         if self.request_done:
@@ -1324,9 +1311,7 @@ class Exchange:
             body = b"%x\r\n%b\r\n" % (len(body), body)
         conn = self.upconn
         if conn is not None and self.head_sent and not self.finished:
-            if conn.deferred:
-                self.engine.flush_writes()
-            conn.transport.write(body)  # type: ignore[union-attr]
+            conn.write(body)
             if conn.write_paused:
                 self.client._pause_reading()
         elif not self.finished:
@@ -1359,9 +1344,7 @@ class Exchange:
     def client_body_raw(self, data: bytes) -> None:
         conn = self.upconn
         if conn is not None and self.head_sent and not self.finished:
-            if conn.deferred:
-                self.engine.flush_writes()
-            conn.transport.write(data)  # type: ignore[union-attr]
+            conn.write(data)
         elif not self.finished:
             if self.body_buffer is None:
                 self.body_buffer = []
@@ -1452,11 +1435,7 @@ class Exchange:
         if out:
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
-            client = self.client
-            if client.state != _CLOSED:
-                if client.deferred:
-                    self.engine.flush_writes()
-                client.transport.write(data)  # type: ignore[union-attr]
+            self.client.write(data)
         if finished:
             self.complete()
 
@@ -1483,14 +1462,7 @@ class Exchange:
         label = (route.label if route is not None else "") or (
             self.upstream.name if self.upstream is not None else "-"
         )
-        # Stats.record, inline (once per request)
-        stats = self.engine.stats
-        seconds = self.client.loop.time() - self.started_at
-        requests = stats.requests
-        key = (label, status)
-        requests[key] = requests.get(key, 0) + 1
-        stats.latency_sum += seconds
-        stats.latency[bisect.bisect_left(Stats.BUCKETS, seconds)] += 1
+        self.engine.stats.record(label, status, self.client.loop.time() - self.started_at)
         if route is not None and route.on_done is not None:
             route.on_done(status)
 
@@ -1584,9 +1556,7 @@ class Exchange:
     def tunnel_to_upstream(self, data: bytes) -> None:
         conn = self.upconn
         if conn is not None and conn.transport is not None:
-            if conn.deferred:
-                self.engine.flush_writes()
-            conn.transport.write(data)
+            conn.write(data)
             if conn.write_paused:
                 self.client._pause_reading()
 

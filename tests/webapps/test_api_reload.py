@@ -98,26 +98,26 @@ def test_it_gives_the_outsider_a_404_whatever_the_spelling(settings, outsider_ap
     assert (denied.actor_username, denied.action) == ("mallory", "webapp.reload")
 
 
-def test_it_accepts_a_signed_in_session_with_csrf(settings, owner, owner_app):
+def signed_in_with_csrf(user):
+    """A browser session of ``user`` that enforces CSRF, and its token from the Web tab."""
     from django.test import Client
 
-    settings.WEBAPPS_RELOADER = "tests.webapps.fakes.OkReloader"
     client = Client(enforce_csrf_checks=True)
-    client.force_login(owner)
+    client.force_login(user)
     client.get("/user/IronHand/webapps/")
-    token = client.cookies["csrftoken"].value
+    return client, client.cookies["csrftoken"].value
+
+
+def test_it_accepts_a_signed_in_session_with_csrf(settings, owner, owner_app):
+    settings.WEBAPPS_RELOADER = "tests.webapps.fakes.OkReloader"
+    client, token = signed_in_with_csrf(owner)
     assert client.post(URL).status_code == 403
     assert client.post(URL, HTTP_X_CSRFTOKEN=token).status_code == 200
 
 
 def test_it_refuses_a_session_call_from_a_foreign_origin(settings, owner, owner_app):
-    from django.test import Client
-
     settings.WEBAPPS_RELOADER = "tests.webapps.fakes.OkReloader"
-    client = Client(enforce_csrf_checks=True)
-    client.force_login(owner)
-    client.get("/user/IronHand/webapps/")
-    token = client.cookies["csrftoken"].value
+    client, token = signed_in_with_csrf(owner)
     response = client.post(URL, HTTP_X_CSRFTOKEN=token, HTTP_ORIGIN="https://evil.example")
     assert response.status_code == 403
     assert not ReloadEvent.objects.exists()

@@ -128,13 +128,20 @@ def signed_in_cookie(client, user) -> str:
     return client.cookies["sessionid"].value
 
 
+def reload_seen_in_browser(settings, live_server, chromium, client, owner, reloader) -> dict:
+    """The owner presses Reload on the Web tab, with ``reloader`` behind it."""
+    settings.WEBAPPS_RELOADER = reloader
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "localhost", "127.0.0.1"]
+    url = f"{live_server.url}/user/IronHand/webapps/"
+    return asyncio.run(reload_in_place(chromium, url, signed_in_cookie(client, owner)))
+
+
 def test_reload_updates_the_web_tab_in_place(
     settings, live_server, chromium, client, owner, owner_app
 ):
-    settings.WEBAPPS_RELOADER = "tests.webapps.fakes.OkReloader"
-    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "localhost", "127.0.0.1"]
-    url = f"{live_server.url}/user/IronHand/webapps/"
-    seen = asyncio.run(reload_in_place(chromium, url, signed_in_cookie(client, owner)))
+    seen = reload_seen_in_browser(
+        settings, live_server, chromium, client, owner, "tests.webapps.fakes.OkReloader"
+    )
     assert seen == {"outcome": "Reloaded on b7 in 12 ms", "marker": "same page", "log_tail": None}
     assert owner_app.reloads.get().via == "ui"
 
@@ -142,10 +149,9 @@ def test_reload_updates_the_web_tab_in_place(
 def test_a_failed_reload_shows_the_log_tail_in_place(
     settings, live_server, chromium, client, owner, owner_app
 ):
-    settings.WEBAPPS_RELOADER = "tests.webapps.fakes.BrokenAppReloader"
-    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "localhost", "127.0.0.1"]
-    url = f"{live_server.url}/user/IronHand/webapps/"
-    seen = asyncio.run(reload_in_place(chromium, url, signed_in_cookie(client, owner)))
+    seen = reload_seen_in_browser(
+        settings, live_server, chromium, client, owner, "tests.webapps.fakes.BrokenAppReloader"
+    )
     assert seen["outcome"] == "Reload failed: the app failed to start"
     assert seen["marker"] == "same page"
     assert "SyntaxError: <boom>" in seen["log_tail"]

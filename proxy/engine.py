@@ -345,10 +345,12 @@ class Pool:
         self._sweeper: asyncio.TimerHandle | None = None
 
     def take(self) -> UpstreamConnection | None:
+        """The most recently used idle connection that is still open, or None."""
         idle = self.idle
         while idle:
             conn = idle.pop()
-            if conn.usable():
+            transport = conn.transport
+            if not conn.closed and transport is not None and not transport.is_closing():
                 return conn
         return None
 
@@ -899,9 +901,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.got_bytes = False  # any byte of the current exchange's response arrived
         self.in_head = True
         self.deferred = False  # a write of ours waits in Engine.write_later's batch
-
-    def usable(self) -> bool:
-        return not self.closed and self.transport is not None and not self.transport.is_closing()
 
     def pause_reading(self) -> None:
         if not self.read_paused and self.transport is not None and not self.closed:

@@ -39,7 +39,7 @@ from typing import Any
 
 from xxhash import xxh3_64_intdigest
 
-from routing.hosts import InvalidHost, canonical_host
+from routing.addresses import InvalidAddress, parse_address
 
 __all__ = ["ALGORITHM", "STATES", "Backend", "InvalidTable", "RouteTable", "score"]
 
@@ -134,15 +134,10 @@ def _check_address(name: str, address: object) -> None:
 # table cheap. Bounded by the largest table.
 @lru_cache(maxsize=MAX_BACKENDS)
 def _address_problem(address: str) -> str | None:
-    host, sep, port = address.rpartition(":")
-    if not sep or not host:
-        return "is not 'host:port'"
-    if not (port.isascii() and port.isdigit() and len(port) <= 5 and 1 <= int(port) <= 65535):
-        return "has no port from 1 to 65535"
     try:
-        canonical_host(host)
-    except InvalidHost as exc:
-        return f"has an invalid host: {exc}"
+        parse_address(address)
+    except InvalidAddress as exc:
+        return str(exc).removeprefix(f"address {address!r} ")
     return None
 
 

@@ -26,6 +26,7 @@ from routing.hosts import InvalidHost, canonical_host
 __all__ = [
     "BACKEND_NAME_HELP",
     "BACKEND_NAME_PATTERN",
+    "DEFAULT_TRUSTED_PROXIES",
     "Address",
     "InvalidAddress",
     "is_backend_name",
@@ -34,6 +35,9 @@ __all__ = [
 
 BACKEND_NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 BACKEND_NAME_HELP = "lower-case letters, digits and inner hyphens, at most 63 characters (e.g. b3)"
+# Peers whose X-Forwarded-* headers are believed unless told otherwise: our own hops on this
+# machine (the proxy in front of a node, the node in front of the panel).
+DEFAULT_TRUSTED_PROXIES = ("127.0.0.1/32", "::1/128")
 _BACKEND_NAME = re.compile(BACKEND_NAME_PATTERN)
 _PORT = re.compile(r"[0-9]{1,5}")
 # Bounds the work done on hostile input (a host is at most 253 octets, a port 5 digits).

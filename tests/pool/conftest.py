@@ -3,44 +3,11 @@
 from __future__ import annotations
 
 import pytest
-import redis
 
 from routing import actions
 from routing.models import Backend, Revision, RouteVersion
-from routing.table import ALGORITHM, RouteTable
-from routing.table import Backend as TableBackend
-from tests.support import RedisServer
 from webapps.actions import Origin
 from webapps.models import Via
-
-
-@pytest.fixture
-def redis_server():
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.cleanup()
-
-
-@pytest.fixture
-def redis_client(redis_server):
-    client = redis.Redis.from_url(redis_server.url, socket_timeout=5, socket_connect_timeout=5)
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-def make_table(version: int, *names: str) -> RouteTable:
-    """A table with active backends ``names`` (default b1, b2) on made-up loopback ports."""
-    names = names or ("b1", "b2")
-    backends = tuple(
-        TableBackend(name=name, address=f"127.0.0.1:{9100 + i}", weight=1, state="active")
-        for i, name in enumerate(names)
-    )
-    return RouteTable(version=version, algorithm=ALGORITHM, backends=backends)
-
 
 # --- database fixtures (tests marked django_db) ---------------------------------------------
 

@@ -10,7 +10,7 @@ import pytest
 
 from routing.publish import channel, publish_table, stored_version, table_key
 from routing.table import RouteTable
-from tests.pool.conftest import make_table
+from tests.routing.support import make_table
 from tests.support import child_env, repo_root, wait_until
 
 

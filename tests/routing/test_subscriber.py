@@ -14,7 +14,7 @@ import pytest
 
 from routing.publish import publish_table, table_key
 from routing.subscriber import RouteSubscriber
-from tests.pool.conftest import make_table
+from tests.routing.support import make_table
 
 # Short enough that tests relying on the poll finish quickly, long enough to be a real poll.
 POLL = 0.2

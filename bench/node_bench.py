@@ -29,9 +29,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.node.nodes import NodeProcess, add_apps, copy_db, migrated_template, platform_env  # noqa: E402
-from tests.node.support import write_app  # noqa: E402
 from tests.support import free_port, port_open, wait_until  # noqa: E402
+from tests.webapps.node.support import (  # noqa: E402
+    NodeProcess,
+    add_apps,
+    copy_db,
+    migrated_template,
+    platform_env,
+    write_app,
+)
 from webapps.node.control import call  # noqa: E402
 from webapps.node.spec import AppSpec  # noqa: E402
 

@@ -1,6 +1,6 @@
 """The last lines of an app's logs, as the node that serves it has them, for the Web tab.
 
-The node does the reading (``webapps.node.client.app_logs``); this module turns its answer, or
+The node does the reading (``webapps.node_client.app_logs``); this module turns its answer, or
 the reason there is none, into what the page shows, so that a node that cannot be reached costs
 the page one line of explanation rather than an error.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from webapps.node.client import app_logs
 from webapps.node.control import ControlError
+from webapps.node_client import app_logs
 
 LINES = 50
 LOG_TITLES = (("error", "Error log"), ("server", "Server log"), ("access", "Access log"))

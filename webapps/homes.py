@@ -3,15 +3,26 @@
 Every path a user gives (source directory, virtualenv) must resolve, symlinks followed, inside
 ``HOME_ROOT/<username lower-cased>/``: a symlink that points out of the home is refused, so a
 user cannot make the node run (or read) another user's files.
+
+The WSGI entry rule is the node's (``webapps.node.spec.check_wsgi_entry``): whatever the panel
+saves, the node can start.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-WSGI_ENTRY_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
-DEFAULT_WSGI_ENTRY = "wsgi:application"
+from webapps.node.spec import DEFAULT_WSGI_ENTRY, InvalidWsgiEntry, check_wsgi_entry
+
+__all__ = [
+    "DEFAULT_WSGI_ENTRY",
+    "PathError",
+    "clean_wsgi_entry",
+    "default_source_directory",
+    "home_of",
+    "resolve_inside_home",
+    "write_starter_app",
+]
 
 STARTER_WSGI = '''\
 """Starter app created by the hosting panel: replace it with your own WSGI application."""
@@ -58,12 +69,11 @@ def default_source_directory(home_root: Path, username: str, domain: str) -> Pat
 
 
 def clean_wsgi_entry(raw: object) -> str:
-    if not isinstance(raw, str) or not WSGI_ENTRY_RE.match(raw.strip()):
-        raise PathError(
-            f"the WSGI entry {raw!r} must look like module:callable "
-            f"(for example {DEFAULT_WSGI_ENTRY})"
-        )
-    return raw.strip()
+    """``raw`` without surrounding spaces when the node can start it, else ``PathError``."""
+    try:
+        return check_wsgi_entry(raw.strip() if isinstance(raw, str) else raw)
+    except InvalidWsgiEntry as exc:
+        raise PathError(str(exc)) from None
 
 
 def write_starter_app(source_directory: Path) -> bool:

@@ -1,7 +1,9 @@
 """How a reload is carried out: one small interface, chosen by ``settings.WEBAPPS_RELOADER``.
 
-A panel process that runs on a node gets the node's reloader (it talks to the node's control
-socket); a panel outside any node uses ``NoNodeReloader``, which says so. Either way the caller
+A panel process that runs on a node gets ``NodeReloader`` (the node sets ``WEBAPPS_RELOADER`` in
+the panel's environment): the reload URL was routed to the node that serves the app, so the
+panel asks its own node, over the control socket, to reload it there. A panel outside any node
+uses ``NoNodeReloader``, which says so. Either way the caller
 gets a ``ReloadResult`` and records it: a reloader that cannot reach its node raises
 ``ReloadError`` and ``reload_app`` turns that into a failed result.
 """
@@ -15,6 +17,8 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.utils.module_loading import import_string
+
+from webapps import node_client
 
 if TYPE_CHECKING:
     from webapps.models import WebApp
@@ -49,6 +53,26 @@ class NoNodeReloader(Reloader):
             backend=settings.NODE_NAME,
             duration_ms=0,
             message=f"no node serves {webapp.domain} here",
+        )
+
+
+class NodeReloader(Reloader):
+    """The panel runs on a node: that node reloads the app (``webapps.node_client.reload``)."""
+
+    def reload(self, webapp: WebApp) -> ReloadResult:
+        try:
+            answer = node_client.reload(webapp.domain)
+        except node_client.ControlError as exc:
+            # reload_app records it as a failed reload with this message
+            raise ReloadError(
+                f"node {settings.NODE_NAME or '(unnamed)'} did not answer: {exc}"
+            ) from exc
+        return ReloadResult(
+            ok=answer.get("status") == "OK",
+            backend=str(answer.get("backend") or settings.NODE_NAME),
+            duration_ms=int(answer.get("duration_ms") or 0),
+            message=str(answer.get("message") or ""),
+            log_tail=str(answer.get("log_tail") or ""),
         )
 
 

@@ -9,6 +9,7 @@ from webapps.homes import (
     resolve_inside_home,
     write_starter_app,
 )
+from webapps.node.spec import InvalidWsgiEntry, check_wsgi_entry
 
 
 @pytest.fixture
@@ -70,12 +71,41 @@ def test_it_keeps_an_existing_wsgi_file(tmp_path):
     assert (tmp_path / "wsgi.py").read_text() == "mine"
 
 
-@pytest.mark.parametrize("raw", ["wsgi:application", "mysite.wsgi:app", "pkg.mod:factory.app"])
+@pytest.mark.parametrize("raw", ["wsgi:application", "mysite.wsgi:app", "pkg.mod:factory"])
 def test_it_accepts_a_wsgi_entry(raw):
     assert clean_wsgi_entry(raw) == raw
+
+
+def test_it_strips_the_spaces_around_a_wsgi_entry():
+    assert clean_wsgi_entry("  mysite.wsgi:app\n") == "mysite.wsgi:app"
 
 
 @pytest.mark.parametrize("raw", ["wsgi", "wsgi:", ":app", "os; rm:x", "a:b:c", 5])
 def test_it_refuses_a_malformed_wsgi_entry(raw):
     with pytest.raises(PathError, match="module:callable"):
         clean_wsgi_entry(raw)
+
+
+# The node starts ``module:name`` (gunicorn looks one name up in the module); these were once
+# saved by the panel and then could never start.
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ("wsgi:app.server", "the callable 'app.server' must be one name, without dots"),
+        ("pkg.mod:factory.app", "the callable 'factory.app' must be one name, without dots"),
+        ("wsgi:appé", "must be ASCII letters, digits and underscores"),
+        ("wsgi:class", "the callable 'class' is a Python keyword"),
+    ],
+)
+def test_it_refuses_an_entry_the_node_cannot_start_and_says_why(raw, problem):
+    with pytest.raises(PathError) as caught:
+        clean_wsgi_entry(raw)
+    message = str(caught.value)
+    assert repr(raw) in message and problem in message
+    assert "module:callable, for example wsgi:application" in message
+
+
+def test_the_node_refuses_them_too():
+    for raw in ("wsgi:app.server", "wsgi:appé"):
+        with pytest.raises(InvalidWsgiEntry):
+            check_wsgi_entry(raw)

@@ -1,8 +1,10 @@
 """Which app a canonical host belongs to, as seen by a node: the panel, a user's app, or none.
 
-Lookups go to the database (the ``WebApp`` table) in a worker thread and are cached briefly,
-answers "no such app" included, so a burst of requests costs one query. A reload always reads
-fresh, because it usually follows a change.
+The node knows no database: ``lookup`` is a plain blocking callable, canonical domain ->
+``AppSpec`` or None, handed in by whoever starts the node (``manage.py runnode`` passes one
+that reads the ``WebApp`` table; tests pass a dict's ``get``). Lookups run in one worker thread
+and are cached briefly, answers "no such app" included, so a burst of requests costs one lookup.
+A reload always reads fresh, because it usually follows a change.
 """
 
 from __future__ import annotations
@@ -17,25 +19,8 @@ from webapps.node.spec import AppSpec
 DEFAULT_CACHE_SECONDS = 2.0
 MAX_CACHE_ENTRIES = 10_000
 
-
-def webapp_spec(domain: str) -> AppSpec | None:
-    """The enabled app with this canonical domain, read from the database (blocking)."""
-    from django.db import close_old_connections
-
-    from webapps.models import WebApp
-
-    # This runs outside any request: drop a connection the database may have closed meanwhile.
-    close_old_connections()
-    app = WebApp.objects.select_related("owner").filter(domain=domain, enabled=True).first()
-    if app is None:
-        return None
-    return AppSpec(
-        name=app.domain,
-        source_directory=str(app.source_directory),
-        wsgi_entry=app.wsgi_entry,
-        owner=app.owner.username,
-        virtualenv_path=str(getattr(app, "virtualenv_path", "") or ""),
-    )
+# canonical domain -> the enabled app with that domain, or None; blocking, run in a thread.
+Lookup = Callable[[str], AppSpec | None]
 
 
 class AppDirectory:
@@ -43,7 +28,7 @@ class AppDirectory:
         self,
         *,
         system: dict[str, AppSpec],
-        lookup: Callable[[str], AppSpec | None] = webapp_spec,
+        lookup: Lookup,
         cache_seconds: float = DEFAULT_CACHE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -52,7 +37,7 @@ class AppDirectory:
         self.cache_seconds = cache_seconds
         self.clock = clock
         self._cache: dict[str, tuple[float, AppSpec | None]] = {}
-        # One thread: one database connection for the node, and lookups never pile up threads.
+        # One thread: one database connection behind the lookup, and lookups never pile up.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="node-db")
 
     def cached(self, key: str) -> tuple[bool, AppSpec | None]:

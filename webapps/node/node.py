@@ -18,7 +18,8 @@ from webapps.node.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
-PANEL_RELOADER = "webapps.node.reloader.NodeReloader"
+# The panel's reloader when it runs on a node (a dotted path the panel imports, never the node).
+PANEL_RELOADER = "webapps.reload.NodeReloader"
 
 
 def panel_spec(*, node_name: str, panel_host: str, control_socket: Path, base_dir: Path) -> AppSpec:

@@ -1,10 +1,15 @@
-"""The HTTP side of a node and its main loop (``manage.py runnode``).
+"""The HTTP side of a node and its main loop.
 
 Requests are served by the proxy's forwarding engine (``proxy.engine``); the node only provides
 its resolver: the canonical key of the Host (``routing.canonical_host``) -> the app (the panel
-for ``PANEL_HOST``, else a ``WebApp`` row, cached briefly) -> the unix socket of that app's
-worker process, started on first request. The node answers invalid hosts (400), unknown domains
-(404) and apps that cannot start (502) itself, without starting anything for the first two.
+for ``PANEL_HOST``, else whatever the lookup finds, cached briefly) -> the unix socket of that
+app's worker process, started on first request. The node answers invalid hosts (400), unknown
+domains (404) and apps that cannot start (502) itself, without starting anything for the first
+two.
+
+No Django: ``NodeServer`` gets every setting as plain data (``NodeConfig``) and the app lookup
+as a plain callable (``webapps.node.directory.Lookup``). ``manage.py runnode`` is the Django
+shell that reads the settings and passes a lookup reading the ``WebApp`` table.
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ from typing import Any
 
 from proxy.engine import Answer, Client, Engine, EngineConfig, Route, Upstream
 from routing import InvalidHost, RouteTable, canonical_host
+from routing.addresses import DEFAULT_TRUSTED_PROXIES
+from routing.publish import DEFAULT_PREFIX
 from webapps.node import pages
 from webapps.node.control import ControlServer
-from webapps.node.directory import AppDirectory
+from webapps.node.directory import AppDirectory, Lookup
 from webapps.node.node import Node, panel_spec
 from webapps.node.supervisor import AppUnavailable, Supervisor
 
@@ -126,9 +133,9 @@ class NodeConfig:
     request_timeout: int = 60
     cache_seconds: float = 2.0
     expose_name: bool = True
-    trusted_proxies: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+    trusted_proxies: tuple[str, ...] = DEFAULT_TRUSTED_PROXIES
     redis_url: str = ""
-    redis_prefix: str = "hosting:"
+    redis_prefix: str = DEFAULT_PREFIX
     drain_timeout: float = 30.0
 
     @property
@@ -139,7 +146,7 @@ class NodeConfig:
 class NodeServer:
     """Everything one node runs, started and stopped together."""
 
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, *, lookup: Lookup) -> None:
         self.config = config
         self.supervisor = Supervisor(
             run_dir=config.run_dir,
@@ -158,7 +165,7 @@ class NodeServer:
             base_dir=config.base_dir,
         )
         self.directory = AppDirectory(
-            system={panel.name: panel}, cache_seconds=config.cache_seconds
+            system={panel.name: panel}, lookup=lookup, cache_seconds=config.cache_seconds
         )
         self.node = Node(name=config.name, supervisor=self.supervisor, directory=self.directory)
         self.resolver = NodeResolver(self.node, expose_name=config.expose_name)

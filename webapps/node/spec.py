@@ -9,6 +9,7 @@ leaks into them.
 from __future__ import annotations
 
 import hashlib
+import keyword
 import re
 import sys
 from dataclasses import dataclass, field
@@ -18,11 +19,15 @@ from pathlib import Path
 # uses the standard library only.
 GUNICORN_CONF = Path(__file__).resolve().parent / "gunicorn_conf.py"
 READY_FD_ENV = "HOSTING_NODE_READY_FD"
-# ``module:callable``: a dotted module and an optional attribute. It is passed to gunicorn as
-# one argv element, so it must not start with "-" (which gunicorn would read as an option).
-WSGI_ENTRY_RE = re.compile(
-    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(:[A-Za-z_][A-Za-z0-9_]*)?$"
-)
+DEFAULT_WSGI_ENTRY = "wsgi:application"
+# The one WSGI-entry rule (the panel validates with ``check_wsgi_entry`` too): ``module:callable``,
+# a dotted module and one callable name, ASCII identifiers. gunicorn imports the module and looks
+# the name up in it (a dotted name after the colon is refused by gunicorn); the entry is one argv
+# element, so it can never start with "-" (which gunicorn would read as an option).
+_IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
+WSGI_ENTRY_PATTERN = rf"{_IDENTIFIER}(?:\.{_IDENTIFIER})*:{_IDENTIFIER}"
+WSGI_ENTRY_RE = re.compile(WSGI_ENTRY_PATTERN)
+WSGI_ENTRY_HELP = f"module:callable, for example {DEFAULT_WSGI_ENTRY} or mysite.wsgi:app"
 # Linux limits a unix socket path to 107 bytes.
 MAX_SOCKET_PATH = 107
 # A file name is at most 255 bytes; the longest log suffix is ".access.log".
@@ -33,11 +38,65 @@ class SourceRefused(ValueError):
     """The app may not run from where its settings point (escape from home, missing dir...)."""
 
 
+class InvalidWsgiEntry(ValueError):
+    """A WSGI entry the node cannot start; the message names the entry and the problem."""
+
+
+def is_wsgi_entry(raw: object) -> bool:
+    """True for an entry the node can start (``WSGI_ENTRY_PATTERN``, callable not a keyword)."""
+    if not isinstance(raw, str) or not WSGI_ENTRY_RE.fullmatch(raw):
+        return False
+    # gunicorn parses the callable as a Python expression: ``wsgi:class`` or ``wsgi:None``
+    # match the pattern but are not a name to it.
+    return not keyword.iskeyword(raw.rpartition(":")[2])
+
+
+def check_wsgi_entry(raw: object) -> str:
+    """``raw`` when the node can start it (``is_wsgi_entry``), else ``InvalidWsgiEntry`` saying why.
+
+    Exact: no stripping; the caller decides what to do with surrounding spaces.
+    """
+    if isinstance(raw, str) and is_wsgi_entry(raw):
+        return raw
+    raise InvalidWsgiEntry(
+        f"the WSGI entry {raw!r} cannot be started ({_wsgi_entry_problem(raw)}); "
+        f"it must look like {WSGI_ENTRY_HELP}"
+    )
+
+
+def _wsgi_entry_problem(raw: object) -> str:
+    if not isinstance(raw, str):
+        return "it is not text"
+    module, colon, name = raw.rpartition(":")
+    if not colon:
+        return "it has no ':callable' part"
+    if ":" in module:
+        return "it has more than one ':'"
+    if not module:
+        return "it names no module before the ':'"
+    if not name:
+        return "it names no callable after the ':'"
+    if "." in name:
+        return f"the callable {name!r} must be one name, without dots"
+    if not raw.isascii():
+        return "module and callable names must be ASCII letters, digits and underscores"
+    if keyword.iskeyword(name):
+        return f"the callable {name!r} is a Python keyword"
+    for part in module.split("."):
+        if not part:
+            return "the module path has an empty part"
+        if not re.fullmatch(_IDENTIFIER, part):
+            return f"{part!r} in the module path is not a Python name"
+    if not re.fullmatch(_IDENTIFIER, name):
+        return f"the callable {name!r} is not a Python name"
+    return "it is not of that form"
+
+
 @dataclass(frozen=True)
 class AppSpec:
     name: str  # the canonical domain: the app's identity on the node and its log file names
     source_directory: str
-    wsgi_entry: str = "wsgi:application"
+    wsgi_entry: str = DEFAULT_WSGI_ENTRY
     owner: str = ""  # username; the source must lie in HOME_ROOT/<owner lower-cased>/
     virtualenv_path: str = ""
     # The panel itself runs as a system app: the node's Python and environment, no home check.
@@ -73,8 +132,10 @@ def check_source(spec: AppSpec, home_root: Path) -> Path:
     Checked at every start: a symlink planted after the app was registered must not let it run
     from somewhere else.
     """
-    if not WSGI_ENTRY_RE.match(spec.wsgi_entry):
-        raise SourceRefused(f"WSGI entry {spec.wsgi_entry!r} is not of the form module:callable")
+    try:
+        check_wsgi_entry(spec.wsgi_entry)
+    except InvalidWsgiEntry as exc:
+        raise SourceRefused(f"refused to start: {exc}") from None
     source = Path(spec.source_directory)
     if not source.is_absolute():
         raise SourceRefused(f"source directory {spec.source_directory!r} is not an absolute path")

@@ -1,21 +1,43 @@
-"""``manage.py runnode``: run one backend node (see docs/node.md)."""
+"""``manage.py runnode``: run one backend node (see docs/node.md).
+
+The node (``webapps.node``) imports no Django. This command is its Django shell: it reads every
+setting and hands the node plain data (``NodeConfig``) and the app lookup as a plain callable
+(``webapp_spec``, which reads the ``WebApp`` table).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from routing import InvalidHost, canonical_host
+from routing.addresses import (
+    BACKEND_NAME_HELP,
+    DEFAULT_TRUSTED_PROXIES,
+    Address,
+    InvalidAddress,
+    is_backend_name,
+    parse_address,
+)
+from webapps.node.spec import AppSpec
+
+DEFAULT_LISTEN = "127.0.0.1:9001"
 
 
-def _address(raw: str) -> tuple[str, int]:
-    host, sep, port = raw.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"{raw!r} is not HOST:PORT")
-    return host.strip("[]"), int(port)
+def _address(raw: str) -> Address:
+    try:
+        return parse_address(raw)
+    except InvalidAddress as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (expected HOST:PORT)") from None
+
+
+def _name(raw: str) -> str:
+    if not is_backend_name(raw):
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a backend name: {BACKEND_NAME_HELP}")
+    return raw
 
 
 def _seconds(raw: str) -> float:
@@ -37,14 +59,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument(
-            "--name", required=True, help="this node's name in the route table, e.g. b1"
+            "--name",
+            required=True,
+            type=_name,
+            help=f"this node's name in the route table: {BACKEND_NAME_HELP}",
         )
         parser.add_argument(
             "--listen",
             type=_address,
-            default=("127.0.0.1", 9001),
+            default=DEFAULT_LISTEN,
             metavar="HOST:PORT",
-            help="the address to serve HTTP on (default 127.0.0.1:9001)",
+            help=f"the address to serve HTTP on (default {DEFAULT_LISTEN})",
         )
         parser.add_argument(
             "--run-dir",
@@ -125,17 +150,12 @@ class Command(BaseCommand):
         from webapps.node.server import NodeConfig, NodeServer
 
         name = options["name"]
-        try:
-            if canonical_host(name) != name or "." in name:
-                raise InvalidHost(name)
-        except InvalidHost:
-            raise CommandError(f"--name {name!r}: use a short lower-case name such as b1") from None
-        host, port = options["listen"]
+        listen: Address = options["listen"]
         var = settings.VAR_DIR
         config = NodeConfig(
             name=name,
-            host=host,
-            port=port,
+            host=listen.bind_host,
+            port=listen.port,
             run_dir=_path(options["run_dir"]) or var / "run" / name,
             log_dir=_path(options["log_dir"]) or var / "log" / name,
             home_root=settings.HOME_ROOT,
@@ -148,12 +168,12 @@ class Command(BaseCommand):
             request_timeout=options["request_timeout"],
             cache_seconds=options["cache_seconds"],
             expose_name=settings.NODE_EXPOSE_NAME and not options["hide_name"],
-            trusted_proxies=tuple(options["trusted_proxy"] or ("127.0.0.1/32", "::1/128")),
+            trusted_proxies=tuple(options["trusted_proxy"] or DEFAULT_TRUSTED_PROXIES),
             redis_url="" if options["no_routes"] else (options["redis"] or settings.REDIS_URL),
             redis_prefix=settings.REDIS_PREFIX,
         )
         try:
-            server = NodeServer(config)
+            server = NodeServer(config, lookup=webapp_spec)
         except ValueError as exc:  # e.g. a run directory too long for unix sockets
             raise CommandError(str(exc)) from None
         try:
@@ -164,7 +184,28 @@ class Command(BaseCommand):
             uvloop.run(server.run_until_signalled())
 
 
-def _path(raw: str | None):
-    from pathlib import Path
+def webapp_spec(domain: str) -> AppSpec | None:
+    """The enabled app with this canonical domain, read from the database (blocking).
 
+    The node's app lookup: it calls this in its one lookup thread, never on its event loop.
+    """
+    from django.db import close_old_connections
+
+    from webapps.models import WebApp
+
+    # This runs outside any request: drop a connection the database may have closed meanwhile.
+    close_old_connections()
+    app = WebApp.objects.select_related("owner").filter(domain=domain, enabled=True).first()
+    if app is None:
+        return None
+    return AppSpec(
+        name=app.domain,
+        source_directory=str(app.source_directory),
+        wsgi_entry=app.wsgi_entry,
+        owner=app.owner.username,
+        virtualenv_path=str(getattr(app, "virtualenv_path", "") or ""),
+    )
+
+
+def _path(raw: str | None) -> Path | None:
     return Path(raw).resolve() if raw else None

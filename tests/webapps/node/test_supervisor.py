@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.node.support import answer_app, get_unix, write_app
 from tests.support import wait_until
+from tests.webapps.node.support import answer_app, get_unix, write_app
 from webapps.node.logs import tail
 from webapps.node.spec import AppSpec
 from webapps.node.supervisor import AppUnavailable

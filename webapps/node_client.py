@@ -1,22 +1,26 @@
-"""What the panel uses to talk to the node it runs on (through ``NODE_CONTROL_SOCKET``).
+"""The panel's client of the node it runs on (through ``settings.NODE_CONTROL_SOCKET``).
+
+Panel side: it reads Django settings, so it lives here and not under ``webapps/node/`` (which
+imports no Django). It speaks the node's control protocol (``webapps.node.control``).
 
 ``app_logs(domain, backend=...)`` gives the last lines of an app's access, error and server logs
-as the node that serves it has them, for the Web tab.
+as the node that serves it has them, for the Web tab; ``reload(domain)`` asks the node to reload
+an app (``webapps.reload.NodeReloader`` wraps it).
 """
 
 from __future__ import annotations
 
-import re
-
 from django.conf import settings
 
 from routing import canonical_host
+from routing.addresses import is_backend_name
 from webapps.node.control import ControlError, call
 from webapps.node.logs import LOG_KINDS, log_path, tail
 
+__all__ = ["LOGS_TIMEOUT", "RELOAD_TIMEOUT", "ControlError", "app_logs", "reload"]
+
 LOGS_TIMEOUT = 5.0
 RELOAD_TIMEOUT = 90.0
-_NODE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 def app_logs(
@@ -37,7 +41,7 @@ def app_logs(
         if answer.get("status") != "OK" or not isinstance(answer.get("logs"), dict):
             raise ControlError(str(answer.get("message") or f"unexpected answer: {answer}"))
         return {str(k): str(v) for k, v in answer["logs"].items()}
-    if not _NODE_NAME.match(backend):
+    if not is_backend_name(backend):
         raise ValueError(f"{backend!r} is not a node name")
     log_dir = settings.VAR_DIR / "log" / backend
     name = canonical_host(domain)

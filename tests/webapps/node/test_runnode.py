@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.node.nodes import add_apps
-from tests.node.support import answer_app, write_app
+from tests.webapps.node.support import add_apps, answer_app, write_app
 
 
 @pytest.fixture

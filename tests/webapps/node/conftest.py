@@ -68,7 +68,7 @@ def supervisor_factory(short_tmp, home_root, loop_thread):
 
 @pytest.fixture(scope="session")
 def template_db(tmp_path_factory):
-    from tests.node.nodes import migrated_template
+    from tests.webapps.node.support import migrated_template
 
     return migrated_template(tmp_path_factory.mktemp("node-db"))
 
@@ -79,7 +79,7 @@ def platform_in(workdir: Path, template: Path):
 
     On exit every node is stopped with SIGTERM and no app process of theirs may be left.
     """
-    from tests.node.nodes import NodeProcess, copy_db, platform_env
+    from tests.webapps.node.support import NodeProcess, copy_db, platform_env
 
     database = copy_db(template, workdir)
     env = platform_env(workdir, database)

@@ -8,9 +8,9 @@ import stat
 
 import pytest
 
-from tests.node.support import answer_app, get_unix, write_app
 from tests.support import wait_until
-from webapps.node import client
+from tests.webapps.node.support import answer_app, get_unix, write_app
+from webapps import node_client as client
 from webapps.node.control import ControlError, ControlServer, call
 from webapps.node.directory import AppDirectory
 from webapps.node.node import Node

@@ -11,9 +11,8 @@ import redis
 
 from routing import ALGORITHM, Backend, RouteTable, reload_path, route_key
 from routing.publish import publish_table
-from tests.node.nodes import add_apps
-from tests.node.support import answer_app, write_app
 from tests.support import wait_until
+from tests.webapps.node.support import add_apps, answer_app, write_app
 
 PANEL = "panel.localhost"
 TYPED = "IronHand.Apps.Localhost"  # as the user typed it: mixed case

@@ -11,9 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.node.nodes import add_apps
-from tests.node.support import answer_app, write_app
 from tests.support import wait_until
+from tests.webapps.node.support import add_apps, answer_app, write_app
 from webapps.node.control import call
 
 OWNER = "Mallory"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from django.core.management import CommandError, call_command
 
 from tests.webapps.node.support import add_apps, answer_app, write_app
 
@@ -38,3 +41,18 @@ def test_sigterm_stops_every_app_process(one_node):
     assert pids
     assert one_node.stop() == 0
     assert one_node.kill_leftovers() == []
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--name", "b1", "--listen", "nonsense"], "argument --listen: address 'nonsense' is not"),
+        (["--name", "b1", "--listen", "127.0.0.1:0"], "'127.0.0.1:0' has no port from 1 to"),
+        (["--name", "b1", "--listen", "::1:9001"], "'::1:9001' has an IPv6 host without brackets"),
+        (["--name", "b1-"], "argument --name: 'b1-' is not a backend name"),
+        (["--name", "B1"], "argument --name: 'B1' is not a backend name"),
+    ],
+)
+def test_a_bad_option_is_refused_naming_the_value(args, problem):
+    with pytest.raises(CommandError, match=re.escape(problem)):
+        call_command("runnode", *args)

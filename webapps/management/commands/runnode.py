@@ -31,7 +31,7 @@ def _address(raw: str) -> Address:
     try:
         return parse_address(raw)
     except InvalidAddress as exc:
-        raise argparse.ArgumentTypeError(f"{exc} (expected HOST:PORT)") from None
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _name(raw: str) -> str:

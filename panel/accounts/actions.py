@@ -4,8 +4,8 @@ Every ``do_*`` function of every app has one shape: ``do_x(target..., *, actor, 
 checks its input (raising ``ActionError`` naming the field, before anything is written), runs in
 ``transaction.atomic(durable=True)``, writes one audit row in that transaction, and fires its
 side effects with ``transaction.on_commit``. ``ActionError`` is the one refusal every app's
-actions raise (the pool's ``PoolError`` is this class); ``audit`` and ``record_denied`` are the
-one way a row reaches the trail.
+actions raise (web apps, tokens and the pool alike); ``audit`` and ``record_denied`` are the one
+way a row reaches the trail.
 """
 
 from __future__ import annotations

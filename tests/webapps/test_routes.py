@@ -3,6 +3,7 @@
 import pytest
 
 from routing import ALGORITHM, Backend, RouteTable
+from routing.publish import table_key
 from webapps.redis_client import client_for
 from webapps.routes import published_table, serving_backend
 
@@ -14,7 +15,7 @@ TABLE = RouteTable(
 
 
 def store(settings, raw):
-    client_for(settings.REDIS_URL).set(settings.REDIS_PREFIX + "routes", raw)
+    client_for(settings.REDIS_URL).set(table_key(settings.REDIS_PREFIX), raw)
 
 
 def test_it_reads_the_published_table(settings):

@@ -7,6 +7,7 @@ from django.test import Client
 
 from panel.accounts.models import AuditEvent
 from routing import ALGORITHM, Backend, RouteTable
+from routing.publish import table_key
 from tests.conftest import CLI
 from webapps import actions
 from webapps.models import ReloadEvent, WebApp
@@ -24,7 +25,7 @@ def publish(settings, *names):
         algorithm=ALGORITHM,
         backends=tuple(Backend(name, f"127.0.0.1:{9100 + i}") for i, name in enumerate(names)),
     )
-    get_redis().set(settings.REDIS_PREFIX + "routes", table.to_json())
+    get_redis().set(table_key(settings.REDIS_PREFIX), table.to_json())
     return table
 
 

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
+from routing.publish import table_key
 from routing.subscriber import RouteSubscriber
 from routing.table import RouteTable
 from tests.support import RedisServer, child_env, repo_root, wait_until
@@ -222,7 +223,7 @@ class Stack:
     # --- Redis as the proxies see it -------------------------------------------------------
 
     def published(self) -> RouteTable | None:
-        raw = self.client.get(PREFIX + "routes")
+        raw = self.client.get(table_key(PREFIX))
         return RouteTable.from_json(raw) if raw is not None else None
 
     def wait_published(self, version: int, timeout: float = 30) -> RouteTable:

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from routing.publish import publish_table
+from routing.publish import publish_table, table_key
 from routing.table import RouteTable
 from tests.routing.pool.support import PREFIX, Stack, ThreadedSubscriber
 from tests.support import wait_until
@@ -69,7 +69,7 @@ def test_a_change_reaches_subscribers_through_the_worker(stack):
 def test_the_same_task_delivered_twice_gives_the_same_result(stack):
     version = current(stack).version
     stack.wait_published(version)
-    before = stack.client.get(PREFIX + "routes")
+    before = stack.client.get(table_key(PREFIX))
     pubsub = stack.client.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(PREFIX + "routes:changed")
     wait_until(lambda: stack.client.pubsub_numsub(PREFIX + "routes:changed")[0][1] >= 2)
@@ -81,7 +81,7 @@ def test_the_same_task_delivered_twice_gives_the_same_result(stack):
         timeout=30,
         what="both deliveries run",
     )
-    assert stack.client.get(PREFIX + "routes") == before
+    assert stack.client.get(table_key(PREFIX)) == before
     assert pubsub.get_message(timeout=0.5) is None
     pubsub.close()
 
@@ -137,7 +137,7 @@ def test_a_redis_that_lost_its_data_is_republished(stack):
 def test_a_malformed_table_written_by_hand_is_ignored_counted_and_repaired(stack):
     held = stack.subscriber.wait_for_version(current(stack).version)
     malformed = stack.subscriber.stats.malformed
-    stack.client.set(PREFIX + "routes", b'{"version": 999999, "backends": "all of them"}')
+    stack.client.set(table_key(PREFIX), b'{"version": 999999, "backends": "all of them"}')
     wait_until(lambda: stack.subscriber.stats.malformed == malformed + 1, what="it counted")
     assert stack.subscriber.table == held
     assert stack.wait_published(held.version, timeout=30) == held
@@ -147,7 +147,7 @@ def test_a_lower_version_written_by_hand_is_ignored_counted_and_repaired(stack):
     held = stack.subscriber.wait_for_version(current(stack).version)
     lower = stack.subscriber.stats.lower
     old = RouteTable(held.version - 1, held.algorithm, held.backends[:1], held.published_at)
-    stack.client.set(PREFIX + "routes", old.to_json())
+    stack.client.set(table_key(PREFIX), old.to_json())
     wait_until(lambda: stack.subscriber.stats.lower == lower + 1, what="it counted")
     assert stack.subscriber.table == held
     assert stack.wait_published(held.version, timeout=30) == held
@@ -174,7 +174,7 @@ def test_the_cli_refuses_bad_input_with_status_1_and_changes_nothing(stack, argv
 def test_routing_publish_refuses_when_redis_holds_a_newer_version(stack):
     table = current(stack)
     newer = RouteTable(table.version + 50, table.algorithm, table.backends, table.published_at)
-    stack.client.set(PREFIX + "routes", newer.to_json())
+    stack.client.set(table_key(PREFIX), newer.to_json())
     result = stack.manage("routing", "publish")
     assert result.returncode == 1
     assert f"Redis holds version {newer.version}" in result.stderr

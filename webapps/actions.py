@@ -17,8 +17,8 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from panel.accounts.actions import ActionError, audit, record_denied
-from panel.accounts.models import AuditEvent, User, Via
+from panel.accounts.actions import ActionError, audit
+from panel.accounts.models import AuditEvent, User
 from panel.accounts.origin import Origin
 from webapps import homes, throttle
 from webapps.domains import DomainError, DomainPolicy, clean_domain
@@ -216,12 +216,9 @@ def do_reload_webapp(webapp: WebApp, *, actor: User, origin: Origin) -> ReloadEv
 
 __all__ = [
     "ActionError",
-    "Origin",
     "ReloadThrottled",
-    "Via",
     "do_create_webapp",
     "do_delete_webapp",
     "do_reload_webapp",
     "do_update_webapp",
-    "record_denied",
 ]

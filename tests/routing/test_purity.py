@@ -30,7 +30,7 @@ def test_importing_the_core_pulls_in_neither_django_nor_redis(module):
 def test_the_check_sees_an_import_of_django():
     # Guards the test above: the same probe must notice a module that does import Django.
     result = subprocess.run(
-        [sys.executable, "-c", CHECK.format(module="routing.apps")],
+        [sys.executable, "-c", CHECK.format(module="routing.pool.apps")],
         capture_output=True,
         text=True,
         timeout=60,

@@ -34,8 +34,7 @@ from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
-from routing.signing import SignatureRefused, key_id, sign, trusted_by_id, verify
-from routing.table import RouteTable
+from routing.signing import key_id, sign, trusted_by_id, verified_table
 
 if TYPE_CHECKING:
     import redis
@@ -43,6 +42,8 @@ if TYPE_CHECKING:
         Ed25519PrivateKey,
         Ed25519PublicKey,
     )
+
+    from routing.table import RouteTable
 
 DEFAULT_PREFIX = "hosting:"
 ATTEMPTS = 5
@@ -122,15 +123,9 @@ def judge(
     """Judge the stored bytes: with ``trusted`` keys, only a verified table counts."""
     if raw is None:
         return Stored(raw, line, None, why="no table")
-    signer = None
-    if trusted is not None:
-        try:
-            signer = verify(raw, line, trusted)
-        except SignatureRefused as exc:
-            return Stored(raw, line, None, why=str(exc))
     try:
-        table = RouteTable.from_json(raw)
-    except ValueError as exc:
+        table, signer = verified_table(raw, line, trusted)
+    except ValueError as exc:  # SignatureRefused or InvalidTable
         return Stored(raw, line, None, why=str(exc))
     return Stored(raw, line, table.version, signer)
 

@@ -33,6 +33,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from routing.table import RouteTable
+
 __all__ = [
     "BAD_SIGNATURE",
     "CONTEXT",
@@ -45,7 +47,9 @@ __all__ = [
     "public_key_text",
     "sign",
     "signed_message",
+    "trusted_by_id",
     "unframe",
+    "verified_table",
     "verify",
 ]
 
@@ -161,6 +165,18 @@ def verify(
             BAD_SIGNATURE, f"the signature does not verify with key {kid}"
         ) from None
     return kid
+
+
+def verified_table(
+    table_bytes: bytes,
+    line: bytes | None,
+    trusted_keys: Sequence[Ed25519PublicKey] | dict[str, Ed25519PublicKey] | None,
+) -> tuple[RouteTable, str | None]:
+    """(the table, the key id that signed it): the signature is checked first (never parse what
+    is not signed), then the table. With ``trusted_keys`` None nothing is checked and the signer
+    is None. Raises ``SignatureRefused`` or ``InvalidTable`` (both ``ValueError``)."""
+    signer = verify(table_bytes, line, trusted_keys) if trusted_keys is not None else None
+    return RouteTable.from_json(table_bytes), signer
 
 
 def frame(table_bytes: bytes, line: bytes) -> bytes:

@@ -52,7 +52,7 @@ from routing.signing import (
     frame,
     trusted_by_id,
     unframe,
-    verify,
+    verified_table,
 )
 from routing.table import RouteTable
 from routing.versions import supersedes
@@ -150,6 +150,7 @@ class RouteSubscriber:
         self._reads = 0
         self._last_error = ""
         self._task: asyncio.Task[None] | None = None
+        self._saving: asyncio.Future[None] | None = None
         self._stopping = False
         self._changed = asyncio.Event()
         self._first_attempt = asyncio.Event()
@@ -216,6 +217,9 @@ class RouteSubscriber:
         await asyncio.wait({task}, timeout=self.timeout * 2 + self.poll_interval)
         if not task.done():
             logger.error("route subscriber did not stop in time")
+        saving, self._saving = self._saving, None
+        if saving is not None:
+            await asyncio.wait({saving}, timeout=self.timeout)
         self._connected = False
 
     async def wait_for_version(self, version: int, timeout: float) -> RouteTable:
@@ -304,11 +308,8 @@ class RouteSubscriber:
     ) -> tuple[RouteTable, str | None] | None:
         """(the table in ``raw``, the key id that signed it) if its signature (when checked) and
         its content pass; else None, counted and logged once per distinct value."""
-        signer = None
         try:
-            if self._trusted is not None:
-                signer = verify(raw, line, self._trusted)
-            table = RouteTable.from_json(raw)
+            table, signer = verified_table(raw, line, self._trusted)
         except SignatureRefused as exc:
             self._refuse(exc.reason, (raw, line), f"{where}: {exc}{_claims(raw)}")
             return None
@@ -374,11 +375,26 @@ class RouteSubscriber:
         if self.state_file is None:
             return
         data = frame(raw, line) if line is not None else raw
+        # The write runs on in its thread even if this task is cancelled; stop() waits for it,
+        # so a stopped subscriber has the last table it accepted on disk.
+        write = asyncio.ensure_future(asyncio.to_thread(_write_atomically, self.state_file, data))
+        write.add_done_callback(self._written)
+        self._saving = write
         try:
             async with asyncio.timeout(self.timeout):
-                await asyncio.to_thread(_write_atomically, self.state_file, data)
-        except (OSError, TimeoutError) as exc:
-            logger.error("could not write route state file %s: %r", self.state_file, exc)
+                await asyncio.shield(write)
+        except OSError:
+            pass  # logged by _written, which sees every outcome
+        except TimeoutError:
+            logger.error(
+                "writing route state file %s takes over %ss", self.state_file, self.timeout
+            )
+
+    def _written(self, write: asyncio.Future[None]) -> None:
+        if not write.cancelled() and write.exception() is not None:
+            logger.error(
+                "could not write route state file %s: %r", self.state_file, write.exception()
+            )
 
     async def _notify(self, table: RouteTable | None) -> None:
         if self.on_change is None or table is None:

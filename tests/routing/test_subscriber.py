@@ -699,3 +699,24 @@ def test_an_unchecked_subscriber_warns_at_start(redis_server, caplog):
 
     run(scenario())
     assert "signatures are not checked" in caplog.text
+
+
+def test_a_state_file_that_cannot_be_written_does_not_stop_the_subscriber(
+    redis_server, redis_client, tmp_path, caplog
+):
+    (tmp_path / "not-a-directory").write_text("")
+    state = tmp_path / "not-a-directory" / "routes.state"
+
+    async def scenario():
+        sub = signed_subscriber(redis_server, state_file=state)
+        await sub.start()
+        try:
+            publish(redis_client, 1)
+            await sub.wait_for_version(1, timeout=10)
+            publish(redis_client, 2)
+            assert (await sub.wait_for_version(2, timeout=10)).version == 2
+        finally:
+            await sub.stop()
+
+    run(scenario())
+    assert "could not write route state file" in caplog.text

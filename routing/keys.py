@@ -7,12 +7,13 @@ two processes racing get the same pair), and every publisher and reader on the m
 there with no flag. Across machines every publisher is given the same private key file and every
 reader the public key(s) by a flag or the ``ROUTES_TRUSTED_KEYS`` environment variable: a value
 of one or two keys (``ed25519:...``) or files holding them, separated by commas or spaces. Two
-keys are trusted at once while a key is rotated (docs/operations.md, "Rotating the route-table
-signing key").
+keys are trusted at once while a key is rotated (docs/routing.md, "Rotating the signing key
+without a gap").
 
     python -m routing.keys new DIR                 make a key pair in DIR
-    python -m routing.keys show [--var-dir DIR | --key FILE]
+    python -m routing.keys show [--var-dir DIR | --key FILE] [--id]
                                                    print the public key to give to readers
+                                                   (or its id, as in signature lines)
 
 No Django, no Redis, no settings: callers pass ``VAR_DIR`` and the flag's or variable's value.
 """
@@ -238,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
         help=f"the machine's pair under VAR_DIR/{KEY_DIR}/ (default: $VAR_DIR, else ./var)",
     )
     source.add_argument("--key", default=None, help="a private key file (PEM)")
+    show.add_argument(
+        "--id", action="store_true", help="print the key id (as in signature lines) instead"
+    )
     args = parser.parse_args(argv)
     try:
         if args.verb == "new":
@@ -263,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 return 1
         for public in publics:
-            print(public_key_text(public))
+            print(key_id(public) if args.id else public_key_text(public))
         return 0
     except FileExistsError as exc:
         print(f"error: {exc.filename or exc} exists: not overwriting a key", file=sys.stderr)

@@ -167,6 +167,13 @@ def test_the_command_shows_the_machines_public_key(tmp_path):
         assert result.stdout.strip() == public_key_text(key.public_key())
 
 
+def test_the_command_shows_the_key_id_of_signature_lines(tmp_path):
+    key = load_or_create_signing_key(tmp_path)
+    result = keys_command("show", "--id", "--var-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == key_id(key.public_key())
+
+
 def test_the_command_says_when_there_is_no_pair(tmp_path):
     result = keys_command("show", "--var-dir", str(tmp_path))
     assert result.returncode == 1

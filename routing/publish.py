@@ -157,7 +157,8 @@ def publish_table(
     counts with this version or a newer one; then announce it.
 
     ``trusted_keys`` are the keys whose signatures make a stored table count (default: the
-    signing key's public key; pass the readers' keys during a rotation). Without a
+    signing key's public key; pass the readers' keys, which must include it, so that a table
+    signed by the other key of a rotation counts too). Without a
     ``signing_key`` the table is stored unsigned and any stored table that parses counts.
 
     Returns True when the table was stored and announced, False when Redis already held the same
@@ -171,6 +172,11 @@ def publish_table(
     trusted = None
     if signing_key is not None:
         trusted = trusted_by_id(trusted_keys or (signing_key.public_key(),))
+        if own not in trusted:
+            raise ValueError(
+                f"the signing key {own} is not among the trusted keys ({', '.join(trusted)}): "
+                "readers given those keys would refuse every table it signs"
+            )
     script = client.register_script(STORE_IF_UNCHANGED_LUA)
     keys = [table_key(prefix), signature_key(prefix)]
     for _ in range(ATTEMPTS):

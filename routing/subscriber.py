@@ -426,6 +426,9 @@ class RouteSubscriber:
             logger.error("ignored the route state file %s", self.state_file)
             return False
         self.table, self._signer = judged
+        # Redis holding these very bytes confirms them without a second check; the same bytes
+        # under another trusted key (a rotation) rewrite the file (see _consider).
+        self._held_raw, self._held_line = data, line if self._trusted is not None else None
         self._source = "state-file"
         self._changed.set()
         return True

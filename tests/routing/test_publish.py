@@ -306,3 +306,9 @@ def test_a_table_key_of_another_type_is_replaced(redis_client, key):
     redis_client.sadd(signature_key(), "y")
     assert publish_table(redis_client, make_table(2), signing_key=key) is True
     assert stored(redis_client) == make_table(2)
+
+
+def test_a_signing_key_its_readers_would_not_trust_is_refused(redis_client):
+    with pytest.raises(ValueError, match="not among the trusted keys"):
+        signed(redis_client, 1, key=NEXT, trusted_keys=[PUBLISHER.public_key()])
+    assert redis_client.get(table_key()) is None

@@ -720,3 +720,28 @@ def test_a_state_file_that_cannot_be_written_does_not_stop_the_subscriber(
 
     run(scenario())
     assert "could not write route state file" in caplog.text
+
+
+def test_a_reader_started_from_an_old_key_state_file_rewrites_it_when_redis_has_it_re_signed(
+    redis_server, redis_client, tmp_path
+):
+    state = tmp_path / "routes.state"
+    both = [PUBLISHER.public_key(), NEXT.public_key()]
+    raw = make_table(4).to_json().encode()
+    state.write_bytes(frame(raw, sign(raw, PUBLISHER)))
+    publish(redis_client, 4, key=NEXT, trusted_keys=both)
+
+    async def scenario():
+        sub = signed_subscriber(redis_server, trusted_keys=both, state_file=state)
+        await sub.start()
+        try:
+            await eventually(
+                lambda: verify(*state_file_table(state), both) == key_id(NEXT.public_key()),
+                what="the state file re-signed",
+            )
+            assert sub.stats.source == "redis"
+            assert sub.table == make_table(4)
+        finally:
+            await sub.stop()
+
+    run(scenario())

@@ -34,6 +34,7 @@ import inspect
 import logging
 import os
 import random
+import re
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -69,6 +70,7 @@ MALFORMED = "malformed"
 LOWER = "lower"
 # Why a table was refused: the labels of the refusal counters (/metrics).
 REFUSAL_REASONS = (UNSIGNED, BAD_SIGNATURE, MALFORMED, LOWER)
+_CLAIMED_VERSION = re.compile(rb'\s*\{\s*"version"\s*:\s*(\d{1,20})')
 
 
 @dataclass(frozen=True)
@@ -314,7 +316,7 @@ class RouteSubscriber:
             self._refuse(exc.reason, (raw, line), f"{where}: {exc}{_claims(raw)}")
             return None
         except ValueError as exc:
-            self._refuse(MALFORMED, (raw, line), f"ignored a malformed route table {where}: {exc}")
+            self._refuse(MALFORMED, (raw, line), f"{where}: {exc}")
             return None
         return table, signer
 
@@ -435,12 +437,10 @@ class RouteSubscriber:
 
 
 def _claims(raw: bytes) -> str:
-    """What an unverified table says its version is, for the log (never trusted)."""
-    try:
-        table = RouteTable.from_json(raw)
-    except ValueError:
-        return ""
-    return f" (it claims version {table.version})"
+    """What an unverified value says its version is, for the log: read from its first bytes,
+    never parsed (nothing unsigned is parsed) and never trusted."""
+    found = _CLAIMED_VERSION.match(raw[:64])
+    return f" (it claims version {found.group(1).decode()})" if found else ""
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -14,7 +14,16 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("django", 
 
 
 @pytest.mark.parametrize(
-    "module", ["routing", "routing.hosts", "routing.table", "routing.make_vectors"]
+    "module",
+    [
+        "routing",
+        "routing.hosts",
+        "routing.table",
+        "routing.versions",
+        "routing.signing",
+        "routing.keys",
+        "routing.make_vectors",
+    ],
 )
 def test_importing_the_core_pulls_in_neither_django_nor_redis(module):
     result = subprocess.run(

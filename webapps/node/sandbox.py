@@ -9,8 +9,8 @@ A tenant's code is hostile. An app's server runs inside a sandbox made of:
   home and the app's socket directory writable, a private ``/tmp``; nothing else exists: no
   other home, no panel code or state, no run directory, no node socket;
 - **processes**: its own pid namespace with its own ``/proc``: no other process's environment,
-  command line or signals. The app's command is pid 1 there (``--as-pid-1``): when it exits,
-  the kernel kills whatever it left behind;
+  command line or signals. Its pid 1 is bwrap's reaper, which exits when the app's command
+  does; the kernel then kills whatever the app left behind;
 - **network**: its own network namespace. Only its own loopback, or with egress on, one end of
   a veth pair whose other end is in the node's namespace, where nftables (``egress_ruleset``)
   masquerades its outbound traffic and drops every packet from it addressed to the node host
@@ -42,6 +42,7 @@ import os
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -218,6 +219,8 @@ def setpriv_args(setpriv: str, uid: int, gid: int) -> list[str]:
         "--inh-caps=-all",
         "--bounding-set=-all",
         "--no-new-privs",
+        # Changing the uid clears any parent-death signal: the app dies with bwrap's pid 1.
+        "--pdeathsig=SIGKILL",
         "--",
     ]
 
@@ -241,7 +244,9 @@ def bwrap_args(
     args = [
         "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
         "--unshare-cgroup-try",
-        "--die-with-parent", "--new-session", "--as-pid-1",
+        # bwrap's own pid 1 (root, no capabilities) reaps orphans; it dies with its parent,
+        # and with it everything in the namespace.
+        "--die-with-parent", "--new-session",
         # Only what setpriv needs to become the owner; it empties the bounding set itself.
         "--cap-drop", "ALL",
         "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP",
@@ -581,6 +586,11 @@ def run(
 ) -> int:
     """Run ``argv`` in the sandbox and return bwrap's exit status (128 + n: killed by n)."""
     os.umask(0o077)
+    for fd in spec.keep_fds:
+        # A pipe is reopened through /dev/fd/N (gunicorn's log files): it must be the owner's.
+        with contextlib.suppress(OSError):
+            if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                os.fchown(fd, spec.uid, spec.gid)
     pending: list[int] = []
     child = {"pid": 0}
 
@@ -630,10 +640,10 @@ def run(
                 raise SandboxError("egress is on but ip or nsenter is missing")
             attach_egress(pid, spec.egress_pool, ip=ip, nsenter=nsenter)
         os.write(block_w, b"go")
-        child["pid"] = pid
+        child["pid"] = _app_pid(pid, process, START_TIMEOUT)
         for signum in pending:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signum)
+                os.kill(child["pid"], signum)
         while True:
             try:
                 return process.wait()
@@ -674,6 +684,23 @@ def _read_child_pid(fd: int, process: subprocess.Popen, timeout: float) -> int:
     raise SandboxError(f"bubblewrap's info was not understood: {data[:200]!r}")
 
 
+def _app_pid(init: int, process: subprocess.Popen, timeout: float) -> int:
+    """The host pid of the app's command: the only child of the sandbox's pid 1."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            children = Path(f"/proc/{init}/task/{init}/children").read_text().split()
+        except OSError:
+            children = []
+        if children:
+            return int(children[0])
+        if process.poll() is not None:
+            return init  # it already ended; signals have nobody to go to
+        if time.monotonic() > deadline:
+            raise SandboxError(f"the sandbox did not start its command within {timeout:g} s")
+        time.sleep(0.005)
+
+
 def _exit_like(code: int) -> None:
     """Exit as the sandboxed command did: by the same signal when bwrap reports 128 + n."""
     sys.stdout.flush()
@@ -683,3 +710,19 @@ def _exit_like(code: int) -> None:
         signal.signal(sig, signal.SIG_DFL)
         os.kill(os.getpid(), sig)
     os._exit(code if 0 <= code <= 255 else LAUNCH_FAILED)
+
+
+def prepare_socket_dir(path: Path, uid: int, gid: int) -> Path:
+    """An app's own socket directory: owned by its uid, mode 0700, so only the app and root
+    (the node) can reach the socket in it. Made afresh: nothing of an earlier owner stays."""
+    if path.is_symlink():
+        path.unlink()
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for child in path.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    os.chown(path, uid, gid, follow_symlinks=False)
+    os.chmod(path, 0o700, follow_symlinks=False)
+    return path

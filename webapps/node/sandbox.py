@@ -247,9 +247,11 @@ def bwrap_args(
         # bwrap's own pid 1 (root, no capabilities) reaps orphans; it dies with its parent,
         # and with it everything in the namespace.
         "--die-with-parent", "--new-session",
-        # Only what setpriv needs to become the owner; it empties the bounding set itself.
+        # Only what setpriv needs to become the owner (and bwrap to enter the owner's 0700
+        # home for --chdir); setpriv then drops them all and empties the bounding set.
         "--cap-drop", "ALL",
         "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP",
+        "--cap-add", "CAP_DAC_READ_SEARCH",
         "--hostname", spec.hostname,
     ]  # fmt: skip
     if info_fd is not None:

@@ -249,3 +249,16 @@ def test_with_egress_off_the_app_reaches_nothing(network):
     assert result["outside"].startswith("failed")
     assert result["host loopback"].startswith("failed")
     assert result["host address"].startswith("failed")
+
+
+@pytest.mark.parametrize("module", ["webapps.node.sandbox", "webapps.node.cgroups"])
+def test_the_sandbox_modules_import_neither_django_nor_the_rest_of_webapps(module):
+    code = (
+        f"import sys; sys.path.insert(0, {str(sandbox.CODE_ROOT)!r}); import {module}; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('django', 'webapps')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", code],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert result.stdout.strip() == str(["webapps", "webapps.node", module])

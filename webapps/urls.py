@@ -9,6 +9,10 @@ api_patterns = [
     path("webapps/", api.WebAppListView.as_view(), name="api-webapp-list"),
     path("webapps/<str:domain>/", api.WebAppDetailView.as_view(), name="api-webapp-detail"),
     path("webapps/<str:domain>/reload/", api.WebAppReloadView.as_view(), name="api-webapp-reload"),
+    path("webapps/<str:domain>/enable/", api.WebAppEnableView.as_view(), name="api-webapp-enable"),
+    path(
+        "webapps/<str:domain>/disable/", api.WebAppDisableView.as_view(), name="api-webapp-disable"
+    ),
 ]
 
 web_patterns = [

@@ -1,11 +1,16 @@
 """One exception handler for the API: every error is JSON with a human ``detail`` message.
 
 Validation errors keep DRF's per-field lists (what clients of the hosting API expect) and add a
-one-line ``detail`` that names the problem.
+one-line ``detail`` that names the problem. A body Django refuses to parse (more form fields
+than ``DATA_UPLOAD_MAX_NUMBER_FIELDS``, more files than ``DATA_UPLOAD_MAX_NUMBER_FILES``) is a
+JSON 400 too, not Django's HTML page.
 """
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.core.exceptions import TooManyFieldsSent, TooManyFilesSent
+from rest_framework.exceptions import ParseError
 from rest_framework.views import exception_handler as drf_exception_handler
 
 
@@ -22,6 +27,12 @@ def _flatten(errors, prefix: str = "") -> list[str]:
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, TooManyFieldsSent):
+        exc = ParseError(
+            f"too many form fields: at most {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} are read"
+        )
+    elif isinstance(exc, TooManyFilesSent):
+        exc = ParseError(f"too many files: at most {settings.DATA_UPLOAD_MAX_NUMBER_FILES}")
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

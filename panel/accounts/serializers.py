@@ -23,15 +23,37 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class FormSafeBooleanField(serializers.BooleanField):
+    """A BooleanField that reads the same in a form body as in JSON.
+
+    DRF's reads a boolean left out of a form body as False (an HTML checkbox left unticked);
+    an API client that leaves a field out means "leave it alone", whatever the encoding, so
+    here an omitted field is omitted: its default on create, its stored value on update.
+    """
+
+    default_empty_html = serializers.empty
+
+
 class StrictInputSerializer(serializers.Serializer):
+    """Refuses unknown fields by name. ``read_only_fields`` are fields the API returns but
+    nobody sets: sending one is a 400 that says so, not "Unknown field"."""
+
+    read_only_fields: tuple[str, ...] = ()
+
     def to_internal_value(self, data):
         if not hasattr(data, "keys"):
             raise serializers.ValidationError(
                 {"non_field_errors": ["Expected a JSON object or form fields."]}
             )
-        unknown = sorted(set(data.keys()) - set(self.fields) - IGNORED_INPUT_FIELDS)
-        if unknown:
-            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        given = set(data.keys()) - IGNORED_INPUT_FIELDS
+        errors = {
+            name: ["Read-only field: it cannot be set."]
+            for name in sorted(given & set(self.read_only_fields) - set(self.fields))
+        }
+        unknown = sorted(given - set(self.fields) - set(self.read_only_fields))
+        errors.update({name: ["Unknown field."] for name in unknown})
+        if errors:
+            raise serializers.ValidationError(errors)
         return super().to_internal_value(data)
 
 

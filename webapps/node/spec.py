@@ -104,6 +104,12 @@ class AppSpec:
     extra_env: tuple[tuple[str, str], ...] = field(default=())
     workers: int = 2
     threads: int = 1
+    # A disabled app is known but not served: its visitors get the node's "disabled" page.
+    enabled: bool = True
+    # Password protection (webapps.node.basic_auth): the user name and the PBKDF2 verifier of
+    # its password; no verifier, no protection.
+    auth_username: str = ""
+    auth_verifier: str = ""
 
 
 def socket_path(run_dir: Path, name: str) -> Path:

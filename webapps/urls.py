@@ -20,6 +20,9 @@ web_patterns = [
     path("webapps/<str:domain>/", views.webapp_detail, name="webapp-detail"),
     path("webapps/<str:domain>/reload/", views.webapp_reload, name="webapp-reload"),
     path("webapps/<str:domain>/delete/", views.webapp_delete, name="webapp-delete"),
+    path("webapps/<str:domain>/enable/", views.webapp_enable, name="webapp-enable"),
+    path("webapps/<str:domain>/disable/", views.webapp_disable, name="webapp-disable"),
+    path("webapps/<str:domain>/protection/", views.webapp_protection, name="webapp-protection"),
 ]
 
 urlpatterns = [

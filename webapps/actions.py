@@ -136,9 +136,14 @@ def _check_protection(enabled: bool, username: str, password_hash: str) -> None:
 
 def _clean_path(owner: User, raw: object, field: str, what: str) -> Path:
     try:
-        return homes.resolve_inside_home(settings.HOME_ROOT, owner.username, raw, what)
+        path = homes.resolve_inside_home(settings.HOME_ROOT, owner.username, raw, what)
     except homes.PathError as exc:
         raise ActionError(str(exc), field) from None
+    # A relative path grows when resolved: the stored, absolute one must still fit.
+    limit = WebApp._meta.get_field(field).max_length
+    if len(str(path)) > limit:
+        raise ActionError(f"the {what} is longer than {limit} characters once resolved", field)
+    return path
 
 
 def _clean_virtualenv(owner: User, raw: object) -> str:

@@ -7,6 +7,7 @@ silently ignored); the rules live in the apps' actions, shared with the Web tab 
 from __future__ import annotations
 
 from rest_framework import serializers
+from rest_framework.utils import html
 
 from panel.accounts.actions import MAX_TOKEN_DAYS
 
@@ -24,7 +25,8 @@ class StrictCharField(serializers.CharField):
 
 
 class FormSafeBooleanField(serializers.BooleanField):
-    """A BooleanField that reads the same in a form body as in JSON.
+    """A BooleanField that reads the same in a form body as in JSON: ``true``/``false`` (JSON
+    booleans; in a form ``true``/``false`` in any case, or a checkbox's ``on``), nothing else.
 
     DRF's reads a boolean left out of a form body as False (an HTML checkbox left unticked);
     an API client that leaves a field out means "leave it alone", whatever the encoding, so
@@ -32,6 +34,19 @@ class FormSafeBooleanField(serializers.BooleanField):
     """
 
     default_empty_html = serializers.empty
+    # JSON says true or false; a form can only spell them, and a checkbox says "on".
+    FORM_TRUE = frozenset({"true", "on"})
+    FORM_FALSE = frozenset({"false", "off"})
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            return data
+        if isinstance(data, str) and html.is_html_input(self.root.initial_data):
+            if data.lower() in self.FORM_TRUE:
+                return True
+            if data.lower() in self.FORM_FALSE:
+                return False
+        self.fail("invalid", input=data)
 
 
 class StrictInputSerializer(serializers.Serializer):

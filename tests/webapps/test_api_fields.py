@@ -257,3 +257,11 @@ def test_more_than_1000_multipart_fields_are_a_json_400(owner_api, owner_app):
     response = owner_api.post(LIST, {f"f{n}": "x" for n in range(1001)})
     assert response.status_code == 400
     assert response.json()["detail"] == "too many form fields: at most 1000 are read"
+
+
+def test_a_relative_path_too_long_once_resolved_is_refused(owner_api, owner_app):
+    response = owner_api.patch(URL, {"virtualenv_path": "0" * 4096}, format="json")
+    assert response.status_code == 400
+    assert "longer than 4096 characters once resolved" in response.json()["virtualenv_path"][0]
+    owner_app.refresh_from_db()
+    assert owner_app.virtualenv_path == ""

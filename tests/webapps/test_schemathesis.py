@@ -20,7 +20,7 @@ from tests.conftest import token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-MAX_EXAMPLES = 5
+MAX_EXAMPLES = 3
 CONFIG = """
 # The caller's own name and app, so that the user operations reach their logic, not a 404.
 [parameters]
@@ -33,6 +33,9 @@ expected-statuses = ["2xx", "400", "401", "403", "404", "429"]
 [[operations]]
 include-path-regex = "/reload/$"
 checks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "502"]
+checks.positive_data_acceptance.expected-statuses = [
+    "2xx", "400", "401", "403", "404", "429", "502",
+]
 """
 
 
@@ -70,4 +73,3 @@ def test_the_api_meets_its_schema(api_live, request, tmp_path, owner_app, role):
         timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-12000:] + result.stderr[-3000:]
-    print(result.stdout[-6000:])

@@ -349,6 +349,9 @@ class Heartbeat:
             if not self._failing:
                 logger.warning("heartbeat %s not written: %s", self.key, exc)
             self._failing = True
+            # A command cut off by the timeout leaves its connection in an unknown state.
+            with contextlib.suppress(RedisError, OSError):
+                await self._client.connection_pool.disconnect()
             return False
         if self._failing:
             logger.info("heartbeat %s written again", self.key)

@@ -20,7 +20,9 @@ from routing.fleet import (
     member_key,
     read_fleet,
 )
+from routing.table import ALGORITHM, RouteTable
 from tests.routing.test_subscriber import eventually
+from tests.support import wait_until
 
 PREFIX = "t:"
 
@@ -154,3 +156,31 @@ def test_the_heartbeat_of_a_member_that_dies_expires(redis_server, redis_client)
         await beat.stop()
 
     asyncio.run(run())
+
+
+def test_a_proxy_worker_reports_the_table_it_holds_and_leaves_on_stop(redis_server, tmp_path):
+    from tests.proxy.test_front import ProxyProcess, put_table
+
+    proxy = ProxyProcess(redis_server.url, str(tmp_path / "routes.json"), "--name", "p9")
+    client = sync_client(redis_server.url, timeout=5)
+    try:
+        proxy.start(ready=False)
+        put_table(redis_server.url, RouteTable(version=5, algorithm=ALGORITHM, backends=()))
+        key = member_key("proxy", "p9/0", "hosting:")
+
+        def reported():
+            raw = client.get(key)
+            return raw is not None and Member.from_json(raw)
+
+        member = wait_until(
+            lambda: (m := reported()) and m.version == 5 and m.redis_connected and m,
+            timeout=20,
+            what="the proxy's heartbeat with version 5",
+        )
+        assert member.address == f"127.0.0.1:{proxy.port}"
+        assert member.taken_at is not None
+        assert proxy.stop() == 0
+        assert client.get(key) is None
+    finally:
+        proxy.stop()
+        client.close()

@@ -168,7 +168,7 @@ class ClientConnection(asyncio.Protocol):
             )
             if simple is not None:
                 # _enter(_BUSY), inline (once per request): rule T gives a BUSY connection
-                # without a body to read no timer.
+                # without a body to read no timer (tests/proxy/test_inline_copies.py).
                 self.state = _BUSY
                 self.timer.kind = _T_NONE
                 exchange = Exchange(self, simple[0])

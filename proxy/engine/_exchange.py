@@ -371,7 +371,7 @@ class Exchange:
         (``core.pass_through_response``) for a keep-alive HTTP/1.1 client, write it as it came,
         give ``conn`` back to its pool and the client connection back to its keep-alive wait.
         ``flush``, ``complete`` and the rules K for this case, inline (once per request);
-        tests/proxy/test_decisions.py holds them equal."""
+        tests/proxy/test_inline_copies.py holds them equal to the long way."""
         head = self.head
         if not (
             self.keep_alive
@@ -402,7 +402,7 @@ class Exchange:
             and client.parsing is None
         ):
             # ClientConnection.exchange_done for a keep-alive client with nothing queued,
-            # inline (once per request).
+            # inline (once per request; tests/proxy/test_inline_copies.py).
             client.active = None
             client.state = _C_IDLE
             client.timer.arm_at(_T_IDLE, now + client.config.idle_timeout)

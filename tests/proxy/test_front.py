@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from routing import Backend, RouteTable, reload_path, route_key
-from tests.proxy.harness import Origin, connect, exchange, get, read_response
+from tests.proxy.support import Origin, connect, exchange, get, read_response
 from tests.support import RedisServer, child_env, free_port, port_open, repo_root, wait_until
 
 PANEL = "panel.test"

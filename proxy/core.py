@@ -819,8 +819,8 @@ LINGER_SECONDS = 2.0  # how long a refused client may go on sending before the c
 _CLIENT_TIMERS = (Timer.IDLE, Timer.HEADER, Timer.NONE, Timer.NONE, Timer.LINGER, Timer.NONE)
 
 
-def client_timer(state: ClientState, reading_body: bool = False) -> Timer:
-    """Rule T: the timer of a client connection in ``state``."""
+def client_timer(state: ClientState | int, reading_body: bool = False) -> Timer:
+    """Rule T: the timer of a client connection in ``state`` (a ``ClientState`` or its value)."""
     if state == ClientState.BUSY and reading_body:
         return Timer.BODY
     return _CLIENT_TIMERS[state]

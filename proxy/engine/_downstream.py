@@ -102,7 +102,7 @@ class ClientConnection(asyncio.Protocol):
     def _enter(self, state: int, reading_body: bool = False) -> None:
         """Move to ``state`` and run the timer rule T gives it."""
         self.state = state
-        kind = core.client_timer(ClientState(state), reading_body)
+        kind = core.client_timer(state, reading_body)
         if kind:
             self.timer.arm(kind, self.engine.seconds[kind])
         else:
@@ -396,7 +396,7 @@ class ClientConnection(asyncio.Protocol):
         if self.transport is not None and self.state != _CLOSED:
             self.transport.abort()
 
-    def _on_timeout(self, kind: Timer) -> None:
+    def _on_timeout(self, kind: int) -> None:
         if kind == _T_HEADER:
             if self.state == _IDLE and self.head_bytes == 0 and self.engine.closing:
                 self.close()

@@ -562,7 +562,7 @@ class Exchange:
         else:
             self.retry_or_fail(Failure.INVALID, 502, "invalid response from upstream")
 
-    def upstream_timeout(self, conn: UpstreamConnection, kind: Timer) -> None:
+    def upstream_timeout(self, conn: UpstreamConnection, kind: int) -> None:
         if self.response_started:
             self.abort()
             self.client.abort()

@@ -14,18 +14,18 @@ __all__ = ["LazyTimer"]
 class LazyTimer:
     __slots__ = ("callback", "deadline", "handle", "kind", "loop", "when")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, callback: Callable[[Timer], None]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, callback: Callable[[int], None]) -> None:
         self.loop = loop
         self.callback = callback
         self.handle: asyncio.TimerHandle | None = None
         self.when = 0.0  # when the handle fires
         self.deadline = 0.0
-        self.kind = Timer.NONE
+        self.kind: int = Timer.NONE  # a Timer, or its plain value (see _downstream.py)
 
-    def arm(self, kind: Timer, seconds: float) -> None:
+    def arm(self, kind: int, seconds: float) -> None:
         self.arm_at(kind, self.loop.time() + seconds)
 
-    def arm_at(self, kind: Timer, deadline: float) -> None:
+    def arm_at(self, kind: int, deadline: float) -> None:
         """``arm`` for a caller that already read the clock."""
         self.kind = kind
         self.deadline = deadline

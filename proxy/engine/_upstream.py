@@ -219,7 +219,7 @@ class UpstreamConnection(asyncio.Protocol):
         if exchange is not None and not self.in_head:
             exchange.response_end(self.parser.should_keep_alive())
 
-    def _on_timeout(self, kind: Timer) -> None:
+    def _on_timeout(self, kind: int) -> None:
         exchange = self.exchange
         if exchange is not None:
             exchange.upstream_timeout(self, kind)

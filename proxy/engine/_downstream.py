@@ -152,7 +152,7 @@ class ClientConnection(asyncio.Protocol):
             if active is not None:
                 active.tunnel_to_upstream(data)
             return
-        if state in (_LINGER, _CLOSED):
+        if state >= _LINGER:  # LINGER or CLOSED: nothing more is read
             return
         if self.upgrade_pending:
             # The parser stopped at an upgrade; hold early bytes for the tunnel (bounded).

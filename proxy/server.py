@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 from proxy.core import Limits
 from proxy.engine import Engine, EngineConfig
+from routing.addresses import InvalidAddress, parse_address
+from routing.publish import DEFAULT_PREFIX
 
 log = logging.getLogger("proxy")
 
@@ -48,7 +50,7 @@ OPTIONS = (
     Option("--tls-key", "PROXY_TLS_KEY", "", str, "private key, PEM"),
     Option("--redis", "PROXY_REDIS_URL", "redis://127.0.0.1:6379/0", str,
            "Redis holding the route table", "REDIS_URL"),
-    Option("--redis-prefix", "PROXY_REDIS_PREFIX", "hosting:", str, "Redis key prefix",
+    Option("--redis-prefix", "PROXY_REDIS_PREFIX", DEFAULT_PREFIX, str, "Redis key prefix",
            "REDIS_PREFIX"),
     Option("--panel-host", "PROXY_PANEL_HOST", "panel.localhost", str,
            "the panel's host name (its reload URLs route by the app's domain)", "PANEL_HOST"),
@@ -115,10 +117,13 @@ def build_parser(environ: dict[str, str] | None = None) -> argparse.ArgumentPars
 
 
 def parse_listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise SystemExit(f"error: {value!r} is not host:port")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    """A listener's ``host:port`` or ``[v6]:port`` (``routing.addresses.parse_address``) as
+    the host and port ``bind`` takes."""
+    try:
+        address = parse_address(value)
+    except InvalidAddress as exc:
+        raise SystemExit(f"error: {exc}") from None
+    return address.bind_host, address.port
 
 
 def engine_config(args: argparse.Namespace) -> EngineConfig:

@@ -29,6 +29,7 @@ import collections
 import inspect
 import ipaddress
 import logging
+import os
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ __all__ = [
     "Client",
     "Engine",
     "EngineConfig",
+    "FileBody",
     "Health",
     "Route",
     "Upstream",
@@ -52,6 +54,7 @@ __all__ = [
 
 HIGH_WATER = 64 * 1024  # bytes buffered for one direction before the reader is paused
 MAX_RESPONSE_HEAD = 64 * 1024
+FILE_CHUNK = 256 * 1024  # a file body's read size when the socket does not take it directly
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -91,6 +94,20 @@ class Answer:
     body: bytes = b""
     content_type: bytes = b"text/plain; charset=utf-8"
     headers: tuple[tuple[bytes, bytes], ...] = ()
+    # The body as ``count`` bytes of an open file from ``offset`` (the engine closes ``fd``)...
+    file: FileBody | None = None
+    # ...or the Content-Length to announce for a body that is not sent (HEAD, 304).
+    length: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FileBody:
+    """An answer's body in a file: sent with ``os.sendfile`` while the socket takes it whole,
+    else read in ``FILE_CHUNK`` pieces paced by the client's flow control."""
+
+    fd: int
+    offset: int
+    count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -1124,6 +1141,9 @@ class Exchange:
     upgraded = False
     done = False
     waiting_body = False
+    file_fd = -1  # an answer's body file being sent (send_file)
+    file_offset = 0
+    file_left = 0
 
     def __init__(self, client: ClientConnection, head: RequestHead) -> None:
         self.client = client
@@ -1177,6 +1197,8 @@ class Exchange:
             # on_done still runs once, so the resolver's bookkeeping stays balanced.
             if not task.cancelled() and task.exception() is None:
                 route = task.result()
+                if route.answer is not None and route.answer.file is not None:
+                    os.close(route.answer.file.fd)
                 if route.on_done is not None:
                     route.on_done(0)
             return
@@ -1197,18 +1219,19 @@ class Exchange:
         if route.answer is not None:
             answer = route.answer
             keep = self.keep_alive and self.request_done
-            self.send_own(
+            head = core.render_answer(
                 answer.status,
-                core.render_answer(
-                    answer.status,
-                    answer.body,
-                    content_type=answer.content_type,
-                    headers=answer.headers + route.response_headers,
-                    keep_alive=keep,
-                    head_request=self.head.method == b"HEAD",
-                ),
-                keep,
+                answer.body,
+                content_type=answer.content_type,
+                headers=answer.headers + route.response_headers,
+                keep_alive=keep,
+                head_request=self.head.method == b"HEAD",
+                content_length=answer.file.count if answer.file is not None else answer.length,
             )
+            if answer.file is not None:
+                self.send_file(answer.status, head, answer.file, keep)
+            else:
+                self.send_own(answer.status, head, keep)
             return
         if not route.upstreams:
             self.answer_error(503, "no backend available")
@@ -1356,6 +1379,9 @@ class Exchange:
             self.client._resume_reading()
 
     def client_write_paused(self, paused: bool) -> None:
+        if not paused and self.file_fd >= 0:
+            self.pump_file()
+            return
         conn = self.upconn
         if conn is None:
             return
@@ -1499,6 +1525,65 @@ class Exchange:
             self.client.exchange_done(self, False)
         # else: exchange_done runs when the rest of the body has been read and discarded
 
+    def send_file(self, status: int, head: bytes, body: FileBody, keep_alive: bool) -> None:
+        """Our own answer with its body in a file; done (and recorded) once all of it is sent."""
+        self.status = status
+        self.finished = True
+        self.response_started = True
+        self.keep_alive = keep_alive
+        self.file_fd, self.file_offset, self.file_left = body.fd, body.offset, body.count
+        self.client.write(head)
+        self.pump_file()
+
+    def pump_file(self) -> None:
+        client = self.client
+        transport = client.transport
+        # Raw file bytes may go straight to a plain socket, never to one under TLS.
+        sock = None
+        plain = transport.get_extra_info("sslcontext") is None
+        if plain and transport.get_extra_info("ssl_object") is None:
+            sock = transport.get_extra_info("socket")
+        try:
+            while self.file_left > 0:
+                if client.state == _CLOSED or transport.is_closing():
+                    return self.close_file()
+                if client.write_paused:
+                    return  # client_write_paused(False) calls again
+                sent = 0
+                if sock is not None and transport.get_write_buffer_size() == 0:
+                    try:
+                        sent = os.sendfile(
+                            sock.fileno(), self.file_fd, self.file_offset, self.file_left
+                        )
+                    except BlockingIOError:
+                        sent = 0
+                if not sent:
+                    chunk = os.pread(
+                        self.file_fd, min(FILE_CHUNK, self.file_left), self.file_offset
+                    )
+                    if not chunk:
+                        raise OSError("the file ended before its announced length")
+                    transport.write(chunk)
+                    sent = len(chunk)
+                self.file_offset += sent
+                self.file_left -= sent
+        except OSError as exc:
+            log.info("file answer cut short: %s", exc)
+            self.close_file()
+            client.abort()
+            return
+        self.close_file()
+        self._record(self.status)
+        if self.request_done:
+            client.exchange_done(self, self.keep_alive)
+        elif not self.keep_alive:
+            client.exchange_done(self, False)
+
+    def close_file(self) -> None:
+        if self.file_fd >= 0:
+            os.close(self.file_fd)
+            self.file_fd = -1
+
     # --- failures -----------------------------------------------------------------------------
     def upstream_lost(self, conn: UpstreamConnection, exc: Exception | None, by_us: bool) -> None:
         if self.finished:
@@ -1549,6 +1634,7 @@ class Exchange:
             self._record(self.status or 0)
 
     def client_gone(self) -> None:
+        self.close_file()
         self.abort()
 
     # --- WebSocket tunnel ---------------------------------------------------------------------

@@ -11,9 +11,11 @@ from rest_framework.response import Response
 from panel.accounts.models import Via
 from panel.accounts.origin import Origin
 from webapps import access, actions
-from webapps.models import WebApp, attach_last_reloads
+from webapps.models import StaticFileMapping, WebApp, attach_last_reloads
 from webapps.routes import published_table
 from webapps.serializers import (
+    StaticFileMappingInputSerializer,
+    StaticFileMappingSerializer,
     WebAppCreateSerializer,
     WebAppSerializer,
     WebAppUpdateSerializer,
@@ -166,3 +168,83 @@ class WebAppReloadView(WebAppAPIView):
             return Response(body)
         body.update(status="ERROR", detail=event.message, log_tail=event.log_tail)
         return Response(body, status.HTTP_502_BAD_GATEWAY)
+
+
+class StaticFilesAPIView(WebAppAPIView):
+    serializer_class = StaticFileMappingSerializer
+    actions_by_method = {
+        "GET": "static.read",
+        "HEAD": "static.read",
+        "OPTIONS": "static.read",
+        "POST": "static.create",
+        "PUT": "static.update",
+        "PATCH": "static.update",
+        "DELETE": "static.delete",
+    }
+
+    def get_mapping(self) -> StaticFileMapping:
+        webapp = self.get_object()
+        mapping = StaticFileMapping.objects.filter(webapp=webapp, pk=self.kwargs["id"]).first()
+        if mapping is None:
+            raise exceptions.NotFound("No such static files mapping.")
+        mapping.webapp = webapp
+        return mapping
+
+    def input(self, *, partial: bool = False) -> dict:
+        serializer = StaticFileMappingInputSerializer(data=self.request.data, partial=partial)
+        serializer.is_valid(raise_exception=True)
+        return dict(serializer.validated_data)
+
+
+class StaticFilesListView(StaticFilesAPIView):
+    @extend_schema(
+        responses=StaticFileMappingSerializer(many=True), summary="List an app's static mappings"
+    )
+    def get(self, request: Request, username: str, domain: str) -> Response:
+        mappings = StaticFileMapping.objects.filter(webapp=self.get_object())
+        return Response(StaticFileMappingSerializer(mappings, many=True).data)
+
+    @extend_schema(
+        request=StaticFileMappingInputSerializer,
+        responses={201: StaticFileMappingSerializer},
+        summary="Map a URL prefix to a directory (served by the node, no reload needed)",
+    )
+    def post(self, request: Request, username: str, domain: str) -> Response:
+        webapp = self.get_object()
+        try:
+            mapping = actions.do_create_static_mapping(
+                webapp, **self.input(), actor=request.user, origin=self.origin()
+            )
+        except actions.ActionError as exc:
+            raise _validation_error(exc) from None
+        return Response(StaticFileMappingSerializer(mapping).data, status.HTTP_201_CREATED)
+
+
+class StaticFilesDetailView(StaticFilesAPIView):
+    @extend_schema(summary="Read a static files mapping")
+    def get(self, request: Request, username: str, domain: str, id: int) -> Response:
+        return Response(StaticFileMappingSerializer(self.get_mapping()).data)
+
+    def _update(self, partial: bool) -> Response:
+        mapping = self.get_mapping()
+        try:
+            actions.do_update_static_mapping(
+                mapping, self.input(partial=partial), actor=self.request.user, origin=self.origin()
+            )
+        except actions.ActionError as exc:
+            raise _validation_error(exc) from None
+        return Response(StaticFileMappingSerializer(mapping).data)
+
+    @extend_schema(request=StaticFileMappingInputSerializer, summary="Replace a mapping")
+    def put(self, request: Request, username: str, domain: str, id: int) -> Response:
+        return self._update(partial=False)
+
+    @extend_schema(request=StaticFileMappingInputSerializer, summary="Change a mapping")
+    def patch(self, request: Request, username: str, domain: str, id: int) -> Response:
+        return self._update(partial=True)
+
+    @extend_schema(responses={204: None}, summary="Remove a static files mapping")
+    def delete(self, request: Request, username: str, domain: str, id: int) -> Response:
+        mapping = self.get_mapping()
+        actions.do_delete_static_mapping(mapping, actor=request.user, origin=self.origin())
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -9,6 +9,16 @@ api_patterns = [
     path("webapps/", api.WebAppListView.as_view(), name="api-webapp-list"),
     path("webapps/<str:domain>/", api.WebAppDetailView.as_view(), name="api-webapp-detail"),
     path("webapps/<str:domain>/reload/", api.WebAppReloadView.as_view(), name="api-webapp-reload"),
+    path(
+        "webapps/<str:domain>/static_files/",
+        api.StaticFilesListView.as_view(),
+        name="api-static-list",
+    ),
+    path(
+        "webapps/<str:domain>/static_files/<int:id>/",
+        api.StaticFilesDetailView.as_view(),
+        name="api-static-detail",
+    ),
 ]
 
 web_patterns = [

@@ -300,11 +300,35 @@ def do_delete_static_mapping(mapping: StaticFileMapping, *, actor: User, origin:
         audit(actor, "static.delete", AuditEvent.Outcome.OK, domain, origin, url=url, path=path)
 
 
+# --- logs ------------------------------------------------------------------------------------
+
+
+def do_delete_log(
+    webapp: WebApp, kind: str, index: int, *, backend: str, actor: User, origin: Origin
+) -> bool:
+    """Delete one of the app's log files on ``backend`` (the current one is emptied).
+
+    False when there was no such file (nothing is audited then). Raises ``ControlError`` or
+    ``OSError`` when the node cannot be asked.
+    """
+    from webapps import node_client
+
+    deleted = node_client.delete_log(webapp.domain, kind, index, backend=backend)
+    if deleted:
+        with transaction.atomic(durable=True):
+            audit(
+                actor, "logs.delete", AuditEvent.Outcome.OK, webapp.domain, origin,
+                kind=kind, index=index, backend=backend,
+            )  # fmt: skip
+    return deleted
+
+
 __all__ = [
     "ActionError",
     "ReloadThrottled",
     "do_create_static_mapping",
     "do_create_webapp",
+    "do_delete_log",
     "do_delete_static_mapping",
     "do_delete_webapp",
     "do_reload_webapp",

@@ -44,7 +44,9 @@ class NodeResolver:
 
     def __init__(self, node: Node, *, expose_name: bool) -> None:
         self.node = node
-        self.static = static.StaticFiles(node.supervisor.home_root)
+        self.static = static.StaticFiles(
+            node.supervisor.home_root, cache_seconds=node.directory.cache_seconds
+        )
         self.headers: tuple[tuple[bytes, bytes], ...] = (
             ((b"X-Backend", node.name.encode()),) if expose_name else ()
         )
@@ -251,6 +253,7 @@ class NodeServer:
         await self.supervisor.stop_all()
         await self.control.close()
         self.directory.close()
+        self.resolver.static.close()
 
     async def run_until_signalled(self) -> None:
         loop = asyncio.get_running_loop()

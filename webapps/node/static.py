@@ -40,11 +40,13 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import mimetypes
 import os
 import re
 import stat
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
@@ -71,6 +73,7 @@ DEFAULT_CACHE_CONTROL = "public, max-age=60"
 MAX_URL_PREFIX = 255
 MAX_CACHE_CONTROL = 200
 ALLOW = b"GET, HEAD"
+MAX_CACHED_DIRS = 1024  # open directory fds kept (each for cache_seconds)
 
 _URL_PREFIX_RE = re.compile(r"/(?:[A-Za-z0-9._~!$&'()*+,;=:@-]+/?)*")
 _CACHE_CONTROL_RE = re.compile(r"[A-Za-z0-9 ,=\-_\"]+")
@@ -162,6 +165,7 @@ def lookup(
     return (hit[0], None) if hit is not None else None
 
 
+@functools.lru_cache(maxsize=4096)
 def _prefix(mapping: StaticMapping) -> tuple[bytes, ...]:
     return tuple(s.encode() for s in mapping.url.split("/") if s)
 
@@ -246,7 +250,7 @@ def decide(
     cache_control: bytes,
 ) -> Decision:
     """The answer to a GET or HEAD of a file. ``request``: lower-cased header name -> value."""
-    last_modified = formatdate(info.mtime, usegmt=True).encode()
+    last_modified = _last_modified(int(info.mtime))
     common = [
         (b"Content-Type", content_type),
         (b"ETag", info.etag),
@@ -285,6 +289,11 @@ def decide(
     return Decision(200, tuple(common), 0, info.size if send else 0, info.size)
 
 
+@functools.lru_cache(maxsize=4096)
+def _last_modified(seconds: int) -> bytes:
+    return formatdate(seconds, usegmt=True).encode()
+
+
 def accepted_encodings(value: bytes | None) -> tuple[bytes, ...]:
     """``br`` and/or ``gzip`` when ``Accept-Encoding`` allows them, in the order to try."""
     if not value:
@@ -309,7 +318,12 @@ _TEXT_TYPES = ("application/javascript", "application/json", "application/xml", 
 
 
 def content_type_for(name: str) -> bytes:
-    kind, _ = mimetypes.guess_type(name, strict=False)
+    return _content_type(os.path.splitext(name)[1].lower() or name)
+
+
+@functools.lru_cache(maxsize=1024)
+def _content_type(suffix: str) -> bytes:
+    kind, _ = mimetypes.guess_type("x" + suffix if suffix.startswith(".") else suffix, strict=False)
     if kind is None:
         return b"application/octet-stream"
     if kind.startswith("text/") or kind in _TEXT_TYPES:
@@ -329,6 +343,9 @@ class _OpenHow(ctypes.Structure):
     _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
 
 
+_HOW_SIZE = ctypes.sizeof(_OpenHow)
+
+
 class _Opener:
     """``openat2`` through libc's ``syscall``; ``None`` from ``open`` when it is unavailable."""
 
@@ -341,10 +358,14 @@ class _Opener:
         probe = self.open(os.open("/", os.O_PATH | os.O_DIRECTORY), b".", os.O_PATH, 0, close=True)
         self.available = probe is not None
 
+    _hows: dict[tuple[int, int], _OpenHow] = {}
+
     def open(self, dirfd: int, path: bytes, flags: int, resolve: int, *, close=False) -> int | None:
-        how = _OpenHow(flags | os.O_CLOEXEC, 0, resolve)
+        how = self._hows.get((flags, resolve))
+        if how is None:
+            how = self._hows[(flags, resolve)] = _OpenHow(flags | os.O_CLOEXEC, 0, resolve)
         try:
-            fd = self._syscall(_SYS_OPENAT2, dirfd, path, ctypes.byref(how), ctypes.sizeof(how))
+            fd = self._syscall(_SYS_OPENAT2, dirfd, path, ctypes.byref(how), _HOW_SIZE)
         finally:
             if close:
                 os.close(dirfd)
@@ -363,10 +384,22 @@ class StaticFiles:
     ``HOME_ROOT/<owner lower-cased>/`` and must lie inside it.
     """
 
-    def __init__(self, home_root: Path) -> None:
+    def __init__(
+        self,
+        home_root: Path,
+        *,
+        cache_seconds: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.home_root = Path(home_root)
+        self.cache_seconds = cache_seconds
+        self.clock = clock
         self._homes: dict[str, bytes] = {}
         self._opener = _Opener()
+        # (home, mapped directory) -> (expiry, O_PATH fd opened beneath the home, no symlinks).
+        # An fd keeps naming the directory it was opened on, so a directory swapped for a
+        # symlink afterwards is not followed; it is noticed when the entry expires.
+        self._dirs: dict[tuple[bytes, bytes], tuple[float, int]] = {}
 
     def _home(self, owner: str) -> bytes:
         home = self._homes.get(owner)
@@ -379,6 +412,13 @@ class StaticFiles:
 
     def open_file(self, owner: str, mapping: StaticMapping, rest: Sequence[bytes]) -> int | None:
         """A read-only fd of the mapped file, or None (404): missing, outside, not a file."""
+        opened = self.open_stat(owner, mapping, rest)
+        return opened[0] if opened is not None else None
+
+    def open_stat(
+        self, owner: str, mapping: StaticMapping, rest: Sequence[bytes]
+    ) -> tuple[int, os.stat_result] | None:
+        """``open_file`` and the file's ``fstat``."""
         if not owner or not rest:
             return None
         home = self._home(owner)
@@ -397,18 +437,26 @@ class StaticFiles:
         if fd is None:
             return None
         try:
-            if stat.S_ISREG(os.fstat(fd).st_mode):
-                return fd
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode):
+                return fd, st
         except OSError:
             pass
         os.close(fd)
         return None
 
-    def _open_beneath(self, home: bytes, relative_dir: bytes, relative: bytes) -> int | None:
-        opener = self._opener
+    def _dir_fd(self, home: bytes, relative_dir: bytes) -> int | None:
+        key = (home, relative_dir)
+        now = self.clock()
+        hit = self._dirs.get(key)
+        if hit is not None:
+            if hit[0] > now:
+                return hit[1]
+            del self._dirs[key]
+            os.close(hit[1])
         home_fd = os.open(home, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            dir_fd = opener.open(
+            dir_fd = self._opener.open(
                 home_fd,
                 relative_dir,
                 os.O_PATH | os.O_DIRECTORY,
@@ -416,17 +464,33 @@ class StaticFiles:
             )
         finally:
             os.close(home_fd)
+        if dir_fd is None or self.cache_seconds <= 0:
+            return dir_fd
+        if len(self._dirs) >= MAX_CACHED_DIRS:
+            oldest = next(iter(self._dirs))
+            os.close(self._dirs.pop(oldest)[1])
+        self._dirs[key] = (now + self.cache_seconds, dir_fd)
+        return dir_fd
+
+    def _open_beneath(self, home: bytes, relative_dir: bytes, relative: bytes) -> int | None:
+        dir_fd = self._dir_fd(home, relative_dir)
         if dir_fd is None:
             return None
         try:
-            return opener.open(
+            return self._opener.open(
                 dir_fd,
                 relative,
                 os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK,
                 _RESOLVE_BENEATH | _RESOLVE_NO_MAGICLINKS,
             )
         finally:
-            os.close(dir_fd)
+            if self.cache_seconds <= 0:
+                os.close(dir_fd)
+
+    def close(self) -> None:
+        for _, fd in self._dirs.values():
+            os.close(fd)
+        self._dirs.clear()
 
     @staticmethod
     def _open_checked(home: bytes, directory: bytes, relative: bytes) -> int | None:
@@ -450,18 +514,19 @@ class StaticFiles:
 
         A 404 is ``Decision(404, ...)``; the caller owns (and closes) a returned fd.
         """
-        fd = self.open_file(owner, mapping, rest)
-        if fd is None:
+        opened = self.open_stat(owner, mapping, rest)
+        if opened is None:
             return Decision(404, ()), None
+        fd, st = opened
         encoding = b""
-        if b"range" not in request:
+        if b"range" not in request and b"accept-encoding" in request:
             for enc in accepted_encodings(request.get(b"accept-encoding")):
-                sibling = self.open_file(owner, mapping, [*rest[:-1], rest[-1] + _SUFFIX[enc]])
+                sibling = self.open_stat(owner, mapping, [*rest[:-1], rest[-1] + _SUFFIX[enc]])
                 if sibling is not None:
                     os.close(fd)
-                    fd, encoding = sibling, enc
+                    (fd, st), encoding = sibling, enc
                     break
-        info = file_info(os.fstat(fd), encoding)
+        info = file_info(st, encoding)
         decision = decide(
             method,
             request,

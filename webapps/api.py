@@ -286,7 +286,7 @@ def _node_failed(exc: Exception) -> exceptions.APIException:
 class FilesTreeView(LogFilesAPIView):
     @extend_schema(
         parameters=[OpenApiParameter("path", str, required=True, description="/var/log/")],
-        responses={200: serializers.ListField(child=serializers.CharField())},
+        responses={200: serializers.ListSerializer(child=serializers.CharField())},
         summary="List your apps' log files (PythonAnywhere's files/tree/ for /var/log/)",
     )
     def get(self, request: Request, username: str) -> Response:

@@ -136,8 +136,13 @@ def test_another_apps_mapping_id_is_404(owner_api, mapping, owner):
     assert StaticFileMapping.objects.count() == 1
 
 
-def test_the_node_lookup_carries_the_mappings(mapping, owner_app):
+def test_the_node_lookup_carries_the_mappings(mapping, owner_app, monkeypatch):
+    import django.db
+
     from webapps.management.commands.runnode import webapp_spec
+
+    # The lookup drops stale connections (it runs outside requests); not the test's own.
+    monkeypatch.setattr(django.db, "close_old_connections", lambda: None)
 
     spec = webapp_spec(owner_app.domain)
     assert [(m.url, m.path) for m in spec.static] == [(mapping["url"], mapping["path"])]

@@ -73,3 +73,11 @@ class PasswordProtectionForm(forms.Form):
         if not data["password_protection_password"]:
             del data["password_protection_password"]
         return data
+
+
+class StaticMappingForm(forms.Form):
+    url = forms.CharField(max_length=255, label="URL", strip=False, initial="/static/")
+    path = forms.CharField(max_length=4096, label="Directory")
+    cache_control = forms.CharField(
+        max_length=200, required=False, label="Cache-Control", help_text="Empty for the default."
+    )

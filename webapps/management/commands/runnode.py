@@ -22,7 +22,7 @@ from routing.addresses import (
     is_backend_name,
     parse_address,
 )
-from webapps.node.spec import AppSpec
+from webapps.node.spec import AppSpec, StaticMapping
 
 DEFAULT_LISTEN = "127.0.0.1:9001"
 
@@ -196,10 +196,16 @@ def webapp_spec(domain: str) -> AppSpec | None:
 
     # This runs outside any request: drop a connection the database may have closed meanwhile.
     close_old_connections()
-    app = WebApp.objects.select_related("owner").filter(domain=domain).first()
+    app = (
+        WebApp.objects.select_related("owner")
+        .prefetch_related("static_files")
+        .filter(domain=domain)
+        .first()
+    )
     if app is None:
         return None
     protected = app.password_protection_enabled and bool(app.password_protection_hash)
+    static = tuple(StaticMapping(m.url, m.path, m.cache_control) for m in app.static_files.all())
     return AppSpec(
         name=app.domain,
         source_directory=str(app.source_directory),
@@ -209,6 +215,7 @@ def webapp_spec(domain: str) -> AppSpec | None:
         enabled=app.enabled,
         auth_username=app.password_protection_username if protected else "",
         auth_verifier=app.password_protection_hash if protected else "",
+        static=static,
     )
 
 

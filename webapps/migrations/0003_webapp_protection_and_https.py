@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('webapps', '0001_initial'),
+        ('webapps', '0002_static_file_mapping'),
     ]
 
     operations = [

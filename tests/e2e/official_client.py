@@ -35,6 +35,14 @@ def main(step: str, domain: str, project: str = "") -> object:
         version = f"{sys.version_info[0]}.{sys.version_info[1]}"
         webapp.create(version, None, Path(project), nuke=False)
         return "created"
+    if step == "static":
+        webapp.add_default_static_files_mappings(Path(project))
+        return "mapped"
+    if step == "logs":
+        return webapp.get_log_info()
+    if step == "delete_log":
+        webapp.delete_log(project)  # the log type, here
+        return "deleted"
     if step == "reload":
         webapp.reload()
         return "reloaded"

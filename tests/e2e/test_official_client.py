@@ -1,6 +1,7 @@
 """PythonAnywhere's official client, ``pythonanywhere-core`` (pinned, unmodified), over HTTPS
-through the proxy for the life of an app: create (a form POST, then a form PATCH), reload, get,
-list, patch (password protection), delete. Its calls reach the panel on whichever node the
+through the proxy for the life of an app: create (a form POST, then a form PATCH), the default
+static files mappings, reload, get, list, log files (list, delete), patch (password
+protection), delete. Its calls reach the panel on whichever node the
 proxy picks, and the reload on the node that serves the app.
 """
 
@@ -52,9 +53,21 @@ def test_the_official_client_runs_an_app_from_create_to_delete(platform, cast):
     assert app["python_version"]  # "python311" as the client sends it, stored as "3.11"
     assert domain in [each["domain_name"] for each in run("list", domain)]
 
+    for name in ("static", "media"):
+        (project / name).mkdir()
+    (project / "static" / "site.css").write_text("body { color: teal }\n")
+    assert run("static", domain, str(project)) == "mapped"
+
     assert run("reload", domain) == "reloaded"
     response = site(platform, domain)
     assert response.status == 200 and b"Hello from your new web app" in response.body
+    css = platform.via_proxy("GET", "/static/site.css", host=domain)
+    assert (css.status, css.body) == (200, b"body { color: teal }\n")
+
+    logs = run("logs", domain)
+    assert set(logs) == {"access", "error", "server"}
+    assert 0 in logs["server"]
+    assert run("delete_log", domain, "server") == "deleted"
 
     protected = run("protect", domain)
     assert protected["password_protection_enabled"] is True

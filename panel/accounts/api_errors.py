@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import TooManyFieldsSent, TooManyFilesSent
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework.exceptions import ParseError
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -42,3 +44,11 @@ def exception_handler(exc, context):
     elif isinstance(data, list):
         response.data = {"detail": "; ".join(_flatten(data))}
     return response
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """``handler404``: a path under ``/api/`` that no route matches (``static_files/x/``, where
+    an id is a number) answers JSON like every other API error; other paths get Django's page."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": f"No API endpoint at {request.path}."}, status=404)
+    return defaults.page_not_found(request, exception)

@@ -265,3 +265,16 @@ def test_a_relative_path_too_long_once_resolved_is_refused(owner_api, owner_app)
     assert "longer than 4096 characters once resolved" in response.json()["virtualenv_path"][0]
     owner_app.refresh_from_db()
     assert owner_app.virtualenv_path == ""
+
+
+def test_a_path_under_the_api_that_matches_no_route_is_a_json_404(owner_api, owner_app):
+    response = owner_api.get(URL + "static_files/null,null/")
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["detail"].startswith("No API endpoint at /api/v0/")
+
+
+def test_other_unmatched_paths_keep_the_html_404(owner_web):
+    response = owner_web.get("/no/such/page/")
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")

@@ -9,6 +9,7 @@ api_patterns = [
     path("webapps/", api.WebAppListView.as_view(), name="api-webapp-list"),
     path("webapps/<str:domain>/", api.WebAppDetailView.as_view(), name="api-webapp-detail"),
     path("webapps/<str:domain>/reload/", api.WebAppReloadView.as_view(), name="api-webapp-reload"),
+    path("webapps/<str:domain>/ssl/", api.WebAppSSLView.as_view(), name="api-webapp-ssl"),
 ]
 
 web_patterns = [
@@ -16,6 +17,7 @@ web_patterns = [
     path("webapps/<str:domain>/", views.webapp_detail, name="webapp-detail"),
     path("webapps/<str:domain>/reload/", views.webapp_reload, name="webapp-reload"),
     path("webapps/<str:domain>/delete/", views.webapp_delete, name="webapp-delete"),
+    path("webapps/<str:domain>/ssl/", views.webapp_ssl, name="webapp-ssl"),
 ]
 
 urlpatterns = [

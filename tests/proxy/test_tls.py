@@ -170,7 +170,7 @@ def test_a_bundle_signed_by_another_key_is_refused_and_the_old_one_stays(fleet, 
         return (
             'proxy_signed_documents_refused_total{worker="0",document="tls",reason="bad_signature"} 1'
             in metrics
-        )  # noqa: E501
+        )
 
     wait_until(refused, 10, what="the forged bundle counted")
     assert presented(proxy.tls_port, "shop.example").serial_number == serial

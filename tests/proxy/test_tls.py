@@ -165,14 +165,10 @@ def test_a_bundle_signed_by_another_key_is_refused_and_the_old_one_stays(fleet, 
         signing_key=Ed25519PrivateKey.generate(),
     )  # fmt: skip
 
-    def refused() -> bool:
-        metrics = proxy.admin_get("/metrics")[1]
-        return (
-            'proxy_signed_documents_refused_total{worker="0",document="tls",reason="bad_signature"} 1'
-            in metrics
-        )
-
-    wait_until(refused, 10, what="the forged bundle counted")
+    counted = (
+        'proxy_signed_documents_refused_total{worker="0",document="tls",reason="bad_signature"} 1'
+    )
+    wait_until(lambda: counted in proxy.admin_get("/metrics")[1], 10, what="forgery counted")
     assert presented(proxy.tls_port, "shop.example").serial_number == serial
     assert held_version(proxy, "bundle") == version
 

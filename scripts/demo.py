@@ -145,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         pebble = Pebble(config.var_dir / "pebble", http_port=config.proxy_port,
                         default_ip=config.host).start()  # fmt: skip
         config = dataclasses.replace(
-            config, acme_directory=pebble.directory_url, acme_ca_bundle=str(pebble.ca_file)
+            config,
+            acme_directory=pebble.directory_url,
+            acme_ca_bundle=str(pebble.ca_file),
+            auto_https=True,
         )
     try:
         manage(config, "migrate", "--noinput")

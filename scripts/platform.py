@@ -40,6 +40,7 @@ class PlatformConfig:
     # A local ACME server (scripts/pebble.py): its directory and the CA its listener uses.
     acme_directory: str = ""
     acme_ca_bundle: str = ""
+    auto_https: bool = False
 
     @property
     def home_root(self) -> Path:
@@ -67,14 +68,14 @@ class PlatformConfig:
             "DJANGO_SETTINGS_MODULE": "panel.settings",
             "ACME_DIRECTORY_URL": self.acme_directory,
             "ACME_CA_BUNDLE": self.acme_ca_bundle,
-            # With a local ACME server every new app gets its certificate by itself.
-            "TLS_AUTO_FOR_NEW_APPS": "1" if self.acme_directory else "0",
+            # The demo gives every new app its certificate by itself.
+            "TLS_AUTO_FOR_NEW_APPS": "1" if self.auto_https else "0",
             # A local CA answers at once: look for due and failed orders every half minute.
             **(
                 {"ACME_RENEW_CHECK_SECONDS": "30", "ACME_RETRY_SECONDS": "30"}
                 if self.acme_directory
                 else {}
-            ),  # fmt: skip
+            ),
         }
 
     def child_environment(self) -> dict[str, str]:

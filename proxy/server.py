@@ -16,6 +16,7 @@ import gc
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 
 from proxy.core import Limits
 from proxy.engine import Engine, EngineConfig
+from routing.addresses import InvalidAddress, parse_address
+from routing.publish import DEFAULT_PREFIX
 
 log = logging.getLogger("proxy")
 
@@ -58,7 +61,7 @@ OPTIONS = (
            "last good certificate bundle on disk (keys sealed); empty: none"),
     Option("--redis", "PROXY_REDIS_URL", "redis://127.0.0.1:6379/0", str,
            "Redis holding the route table", "REDIS_URL"),
-    Option("--redis-prefix", "PROXY_REDIS_PREFIX", "hosting:", str, "Redis key prefix",
+    Option("--redis-prefix", "PROXY_REDIS_PREFIX", DEFAULT_PREFIX, str, "Redis key prefix",
            "REDIS_PREFIX"),
     Option("--panel-host", "PROXY_PANEL_HOST", "panel.localhost", str,
            "the panel's host name (its reload URLs route by the app's domain)", "PANEL_HOST"),
@@ -93,6 +96,8 @@ OPTIONS = (
     Option("--down-seconds", "PROXY_DOWN_SECONDS", 10.0, float,
            "seconds a backend stays marked down"),
     Option("--via", "PROXY_VIA", "hosting-proxy", str, "name in the Via header"),
+    Option("--name", "PROXY_NAME", "", str,
+           "this proxy's name in the fleet (heartbeats); empty: the host name"),
     Option("--log-level", "PROXY_LOG_LEVEL", "INFO", str, "DEBUG, INFO, WARNING or ERROR"),
 )  # fmt: skip
 
@@ -123,10 +128,13 @@ def build_parser(environ: dict[str, str] | None = None) -> argparse.ArgumentPars
 
 
 def parse_listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise SystemExit(f"error: {value!r} is not host:port")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    """A listener's ``host:port`` or ``[v6]:port`` (``routing.addresses.parse_address``) as
+    the host and port ``bind`` takes."""
+    try:
+        address = parse_address(value)
+    except InvalidAddress as exc:
+        raise SystemExit(f"error: {exc}") from None
+    return address.bind_host, address.port
 
 
 def engine_config(args: argparse.Namespace) -> EngineConfig:
@@ -188,8 +196,9 @@ def certificate_watcher(args: argparse.Namespace, ssl_ctx, tls):
 
 
 async def run_worker(args: argparse.Namespace, worker: str, reuse_port: bool) -> int:
-    from proxy.front import AdminResolver, FrontResolver
+    from proxy.front import AdminResolver, FrontResolver, fleet_report
     from proxy.tls import TlsState
+    from routing.fleet import Heartbeat, RateMeter
     from routing.subscriber import RouteSubscriber
 
     ssl_ctx = None
@@ -208,6 +217,7 @@ async def run_worker(args: argparse.Namespace, worker: str, reuse_port: bool) ->
         prefix=args.redis_prefix,
         state_file=args.state_file or None,
         poll_interval=args.poll_interval,
+        on_change=lambda table: heartbeat.table_taken(table),
     )
     tls = TlsState(https_port=parse_listen(args.tls_listen)[1] if ssl_ctx is not None else None)
     watcher, store = certificate_watcher(args, ssl_ctx, tls)
@@ -219,8 +229,16 @@ async def run_worker(args: argparse.Namespace, worker: str, reuse_port: bool) ->
         AdminResolver(front, engine, subscriber, worker, certificates=store, watcher=watcher),
         EngineConfig(header_timeout=5.0, idle_timeout=10.0, via=args.via),
     )
+    heartbeat = Heartbeat(
+        args.redis,
+        role="proxy",
+        name=f"{args.name or socket.gethostname()}/{worker}",
+        report=functools.partial(fleet_report, engine, subscriber, args.listen, RateMeter()),
+        prefix=args.redis_prefix,
+    )
     await subscriber.start()
     await watcher.start()
+    await heartbeat.start()
     host, port = parse_listen(args.listen)
     await engine.listen(host, port, reuse_port=reuse_port)
     urls = [f"http://{args.listen}"]
@@ -253,6 +271,7 @@ async def run_worker(args: argparse.Namespace, worker: str, reuse_port: bool) ->
     await engine.shutdown(args.grace)
     await admin.shutdown(1.0)
     await watcher.stop()
+    await heartbeat.stop()
     await subscriber.stop()
     return 0
 

@@ -21,7 +21,7 @@ from proxy.tls import make_local_ca
 from routing.certs import CERTS, CHALLENGES, CertBundle, CertEntry, Challenges, publish_document
 from routing.keys import generate_pair
 from routing.sealed import public_key_from, seal
-from tests.proxy.harness import connect, exchange, read_response
+from tests.proxy.support import connect, exchange, read_response
 from tests.proxy.test_front import ProxyProcess
 from tests.support import free_port, wait_until
 

@@ -12,7 +12,7 @@ from rest_framework import serializers
 from panel.accounts.serializers import StrictCharField, StrictInputSerializer
 from routing import reload_path
 from webapps.certificates import MAX_PEM
-from webapps.models import Certificate, ReloadEvent, WebApp
+from webapps.models import Certificate, ReloadEvent, StaticFileMapping, WebApp
 from webapps.routes import serving_backend
 
 
@@ -164,3 +164,20 @@ class SSLInfoSerializer(serializers.ModelSerializer):
 
     def get_last_error(self, row: Certificate) -> str | None:
         return row.last_error or None
+
+
+class StaticFileMappingSerializer(serializers.ModelSerializer):
+    """A static files mapping as the API returns it: ``id``, ``url``, ``path`` (and ours)."""
+
+    class Meta:
+        model = StaticFileMapping
+        fields = ["id", "url", "path", "cache_control"]
+        read_only_fields = fields
+
+
+class StaticFileMappingInputSerializer(StrictInputSerializer):
+    """POST and PUT: ``url`` and ``path`` required; PATCH: any of them (``partial=True``)."""
+
+    url = StrictCharField(max_length=255, trim_whitespace=False)
+    path = StrictCharField(max_length=4096)
+    cache_control = StrictCharField(required=False, allow_blank=True, max_length=200)

@@ -21,9 +21,9 @@ from django.db import IntegrityError, transaction
 from panel.accounts.actions import ActionError, audit
 from panel.accounts.models import AuditEvent, User
 from panel.accounts.origin import Origin
-from webapps import homes, throttle
+from webapps import homes, throttle, tls
 from webapps.domains import DomainError, DomainPolicy, clean_domain
-from webapps.models import ReloadEvent, StaticFileMapping, WebApp
+from webapps.models import Certificate, ReloadEvent, StaticFileMapping, WebApp
 from webapps.node.static import InvalidMapping, check_cache_control, check_url_prefix
 from webapps.reload import reload_app
 
@@ -213,6 +213,9 @@ def do_create_webapp(
             if WebApp.objects.filter(domain=canonical).exists():
                 raise _taken(domain, canonical)
             webapp.save()
+            tls.automatic_for_new_app(webapp)
+            if force_https:
+                tls.publish_soon()
             starter = False
             if default_source:
                 # Written inside the transaction so a failure rolls the app back; the write
@@ -289,6 +292,8 @@ def do_update_webapp(
             setattr(webapp, name, cleaned[name])
         webapp.save(update_fields=[*fields, "updated_at"])
         audit(actor, "webapp.update", AuditEvent.Outcome.OK, webapp.domain, origin, changed=changed)
+        if "force_https" in changed:
+            tls.publish_soon()  # the proxies redirect by the certificate bundle
     return webapp
 
 
@@ -311,8 +316,11 @@ def do_delete_webapp(webapp: WebApp, *, actor: User, origin: Origin) -> None:
     """Deletes the app and its reload history; the user's files are left alone."""
     with transaction.atomic(durable=True):
         domain = webapp.domain
+        had_tls = webapp.force_https or Certificate.objects.filter(webapp=webapp).exists()
         webapp.delete()
         audit(actor, "webapp.delete", AuditEvent.Outcome.OK, domain, origin)
+        if had_tls:
+            tls.publish_soon()
 
 
 def do_reload_webapp(webapp: WebApp, *, actor: User, origin: Origin) -> ReloadEvent:

@@ -39,11 +39,6 @@ class WebAppUpdateForm(forms.Form):
     python_version = forms.ChoiceField(required=False, label="Python version")
     virtualenv_path = forms.CharField(max_length=4096, required=False)
     enabled = forms.BooleanField(required=False)
-    force_https = forms.BooleanField(
-        required=False,
-        label="Force HTTPS",
-        help_text="Visitors who come over plain HTTP are redirected to HTTPS.",
-    )
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

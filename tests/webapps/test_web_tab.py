@@ -281,7 +281,7 @@ def test_password_protection_without_a_password_is_refused_on_the_page(owner_web
     assert "password protection needs a password" in response.content.decode()
 
 
-def test_it_saves_force_https_and_offers_only_the_nodes_pythons(owner_web, owner_app):
+def test_it_offers_only_the_nodes_pythons(owner_web, owner_app):
     page = owner_web.get(DETAIL).content.decode()
     assert '<option value="3.11">Python 3.11</option>' in page
     assert 'value="3.9"' not in page
@@ -292,12 +292,11 @@ def test_it_saves_force_https_and_offers_only_the_nodes_pythons(owner_web, owner
             "wsgi_entry": "wsgi:application",
             "python_version": "3.12",
             "enabled": "on",
-            "force_https": "on",
         },
     )
     assert response.status_code == 302
     owner_app.refresh_from_db()
-    assert (owner_app.force_https, owner_app.python_version) == (True, "3.12")
+    assert owner_app.python_version == "3.12"
 
 
 @pytest.mark.parametrize("path", ["enable/", "disable/", "protection/"])

@@ -43,6 +43,12 @@ def main(step: str, domain: str, project: str = "") -> object:
     if step == "delete_log":
         webapp.delete_log(project)  # the log type, here
         return "deleted"
+    if step == "set_ssl":
+        folder = Path(project)
+        webapp.set_ssl((folder / "cert.pem").read_text(), (folder / "key.pem").read_text())
+        return "set"
+    if step == "get_ssl_info":
+        return webapp.get_ssl_info()
     if step == "reload":
         webapp.reload()
         return "reloaded"
@@ -67,4 +73,4 @@ def main(step: str, domain: str, project: str = "") -> object:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(*sys.argv[1:])))
+    print(json.dumps(main(*sys.argv[1:]), default=str))  # datetimes as text

@@ -1,16 +1,20 @@
 """PythonAnywhere's official client, ``pythonanywhere-core`` (pinned, unmodified), over HTTPS
 through the proxy for the life of an app: create (a form POST, then a form PATCH), the default
-static files mappings, reload, get, list, log files (list, delete), patch (password
-protection), delete. Its calls reach the panel on whichever node the
-proxy picks, and the reload on the node that serves the app.
+static files mappings, reload, get, list, log files (list, delete), set_ssl/get_ssl_info (then
+the proxy presents that certificate by SNI), patch (password protection), delete. Its calls
+reach the panel on whichever node the proxy picks, and the reload on the node that serves the
+app.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import socket
+import ssl
 
 import pytest
+import trustme
 
 from tests.e2e.harness import Platform
 from tests.support import run_python, wait_until
@@ -28,6 +32,19 @@ def client(platform: Platform, token: str, username: str, *args: str) -> object:
         "REQUESTS_CA_BUNDLE": str(config.tls_dir / "ca.pem"),
     }
     return json.loads(run_python(env, "-m", "tests.e2e.official_client", *args))
+
+
+def presented(platform: Platform, name: str) -> bytes:
+    """The certificate the proxy's HTTPS port presents for ``name`` by SNI (DER)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    address = ("127.0.0.1", platform.config.proxy_tls_port)
+    with (
+        socket.create_connection(address, timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=name) as conn,
+    ):
+        return conn.getpeercert(binary_form=True) or b""
 
 
 def site(platform: Platform, domain: str, headers: dict[str, str] | None = None):
@@ -68,6 +85,20 @@ def test_the_official_client_runs_an_app_from_create_to_delete(platform, cast):
     assert set(logs) == {"access", "error", "server"}
     assert 0 in logs["server"]
     assert run("delete_log", domain, "server") == "deleted"
+
+    ca = trustme.CA()
+    leaf = ca.issue_cert(domain)
+    tls = platform.config.var_dir / "official-client-tls"
+    tls.mkdir()
+    (tls / "cert.pem").write_bytes(b"".join(p.bytes() for p in leaf.cert_chain_pems))
+    (tls / "key.pem").write_bytes(leaf.private_key_pem.bytes())
+    assert run("set_ssl", domain, str(tls)) == "set"
+    info = run("get_ssl_info", domain)
+    assert info["not_after"] and domain in info["subject_alternate_names"]
+    wanted = ssl.PEM_cert_to_DER_cert(leaf.cert_chain_pems[0].bytes().decode())
+    wait_until(
+        lambda: presented(platform, domain) == wanted, 60, interval=0.5, what="certificate by SNI"
+    )
 
     protected = run("protect", domain)
     assert protected["password_protection_enabled"] is True

@@ -167,7 +167,12 @@ class NodeServer:
         self.directory = AppDirectory(
             system={panel.name: panel}, lookup=lookup, cache_seconds=config.cache_seconds
         )
-        self.node = Node(name=config.name, supervisor=self.supervisor, directory=self.directory)
+        self.node = Node(
+            name=config.name,
+            supervisor=self.supervisor,
+            directory=self.directory,
+            routes=self.table,
+        )
         self.resolver = NodeResolver(self.node, expose_name=config.expose_name)
         self.engine = Engine(
             self.resolver,
@@ -184,6 +189,10 @@ class NodeServer:
         self.subscriber = None
         self._tasks: list[asyncio.Task] = []
         self._moving: set[str] = set()
+
+    def table(self) -> RouteTable | None:
+        """The node's copy of the route table (None before the first one, or with no Redis)."""
+        return self.subscriber.table if self.subscriber is not None else None
 
     async def start(self) -> None:
         await self.control.start()

@@ -13,6 +13,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from panel.env import env_bool, env_int, env_list, env_redis_url, env_str
+from routing.addresses import DEFAULT_TRUSTED_PROXIES
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var"))).resolve()
@@ -60,8 +61,8 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 USE_X_FORWARDED_HOST = False
 # Our own proxies (front proxy, nodes): X-Forwarded-For entries they add are believed, so the
-# audit trail and sign-in lockouts see the client's address (webapps/clientip.py).
-TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", ["127.0.0.1/32", "::1/128"])
+# audit trail and sign-in lockouts see the client's address (panel/accounts/clientip.py).
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", list(DEFAULT_TRUSTED_PROXIES))
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
@@ -83,8 +84,10 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "axes",
+    # Dependencies point one way: routing.pool -> webapps -> panel.accounts.
+    "panel.accounts.apps.AccountsConfig",
     "webapps.apps.WebappsConfig",
-    "routing.apps.RoutingConfig",
+    "routing.pool.apps.RoutingConfig",
 ]
 
 MIDDLEWARE = [
@@ -101,7 +104,7 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "panel.urls"
 WSGI_APPLICATION = "panel.wsgi.application"
-AUTH_USER_MODEL = "webapps.User"
+AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
@@ -181,18 +184,18 @@ AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = 0.25  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-AXES_CLIENT_IP_CALLABLE = "webapps.clientip.client_ip"
+AXES_CLIENT_IP_CALLABLE = "panel.accounts.clientip.client_ip"
 
 # --- API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # Token first, so an unauthenticated call gets 401 with WWW-Authenticate: Token.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "webapps.authentication.TokenAuthentication",
+        "panel.accounts.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "EXCEPTION_HANDLER": "webapps.api_errors.exception_handler",
+    "EXCEPTION_HANDLER": "panel.accounts.api_errors.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
         "rest_framework.parsers.JSONParser",

@@ -1,4 +1,5 @@
-"""Root URLs: admin, the Web tab and API v0 (webapps), the staff API (routing), the schema."""
+"""Root URLs: admin, sign-in and the account page (panel.accounts), the Web tab and API v0
+(webapps), the staff API (routing.pool), the schema."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -7,6 +8,7 @@ from drf_spectacular.views import SpectacularAPIView
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/v0/", include("routing.urls")),
+    path("api/v0/", include("routing.pool.urls")),
+    path("", include("panel.accounts.urls")),
     path("", include("webapps.urls")),
 ]

@@ -1,5 +1,6 @@
 """Write routing/vectors.json: golden vectors that any implementation of the routing core must
-reproduce (canonical keys, reload paths, route keys, and the backend and ranking per key).
+reproduce (canonical keys, reload paths, route keys, and the backend and ranking per key), and
+of the Redis contract's rules (signed tables that must be taken or refused, and versions).
 
     python -m routing.make_vectors          # rewrite routing/vectors.json
     python -m routing.make_vectors --check  # exit 1 if the file differs from what this writes
@@ -11,15 +12,27 @@ matches. Changing the algorithm means changing ``ALGORITHM`` and regenerating th
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from xxhash import xxh3_64_intdigest
 
 from routing.hosts import InvalidHost, canonical_host, reload_path, route_key
+from routing.signing import (
+    CONTEXT,
+    SignatureRefused,
+    key_id,
+    public_key_text,
+    sign,
+    verified_table,
+)
 from routing.table import ALGORITHM, Backend, RouteTable, score
+from routing.versions import MAX_VERSION, next_version, supersedes
 
 PATH = Path(__file__).with_name("vectors.json")
 PANEL = "panel.localhost"
@@ -234,13 +247,146 @@ def _score_vectors() -> list[dict[str, Any]]:
     return out
 
 
+# Published test keys (seed = 32 bytes of one value): never use them for anything real.
+KEY_SEEDS = {"current": 0x11, "next": 0x22, "stranger": 0x66}
+
+
+def _key(name: str) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(bytes([KEY_SEEDS[name]]) * 32)
+
+
+def _key_vectors() -> list[dict[str, str]]:
+    out = []
+    for name, seed in KEY_SEEDS.items():
+        public = _key(name).public_key()
+        out.append(
+            {
+                "name": name,
+                "private_seed_hex": bytes([seed]).hex() * 32,
+                "public_key": public_key_text(public),
+                "key_id": key_id(public),
+            }
+        )
+    return out
+
+
+def _table_bytes(version: int, *backends: Backend) -> bytes:
+    published = "2026-01-01T00:00:00+00:00"
+    return RouteTable(version, ALGORITHM, backends, published).to_json().encode("utf-8")
+
+
+def _line_with(line: bytes, *, kid: str | None = None, signature: bytes | None = None) -> bytes:
+    scheme, old_kid, old_sig = line.split(b" ")
+    new_kid = kid.encode("ascii") if kid is not None else old_kid
+    new_sig = base64.b64encode(signature) if signature is not None else old_sig
+    return b" ".join([scheme, new_kid, new_sig])
+
+
+def _signature_vectors() -> list[dict[str, Any]]:
+    """What a reader trusting ``trusted`` and holding version ``held`` does with a table and
+    its signature line: take it (``reason`` null, ``signer`` the key id) or refuse it."""
+    current, nxt, stranger = _key("current"), _key("next"), _key("stranger")
+    demo = _table_bytes(7, Backend("b1", "127.0.0.1:9001"), Backend("b2", "127.0.0.1:9002"))
+    uni = _table_bytes(8, Backend("nœud-1", "[::1]:9001"), Backend("節點2", "[::1]:9002", 2))
+    other = _table_bytes(9, Backend("b1", "127.0.0.1:9001"))
+    attacker = _table_bytes(MAX_VERSION, Backend("attacker", "203.0.113.66:80"))
+    junk = b'{"version":10,"backends":[]}'
+    good = sign(demo, current)
+    scheme, kid, signature = good.split(b" ")
+    alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    odd = signature[:85] + bytes([alphabet[alphabet.index(signature[85]) ^ 1]]) + b"=="
+    upper = key_id(current.public_key()).upper()
+    one, two = ["current"], ["current", "next"]
+    cases: list[tuple[str, bytes, bytes | None, list[str], int | None]] = [
+        ("signed by the trusted key", demo, good, one, None),
+        ("a newer table than the one held", other, sign(other, current), one, 7),
+        ("non-ASCII backend names: the UTF-8 bytes are signed", uni, sign(uni, current), one, None),
+        ("rotation: signed by the next key, both trusted", demo, sign(demo, nxt), two, None),
+        ("rotation: signed by the current key, both trusted", other, sign(other, current), two, 8),
+        ("no signature line", demo, None, one, None),
+        ("one byte of the table changed", demo.replace(b"9002", b"9003"), good, one, None),
+        ("the same table re-serialised with spaces", demo.replace(b'":', b'": '), good, one, None),
+        ("a huge version and an attacker's backend, signed by a stranger", attacker,
+         sign(attacker, stranger), one, None),
+        ("a stranger's signature under the trusted key's id", attacker,
+         _line_with(sign(attacker, stranger), kid=key_id(current.public_key())), one, None),
+        ("the signature line of another table", attacker, good, one, None),
+        ("signed without the context", demo, _line_with(good, signature=current.sign(demo)), one,
+         None),
+        ("signed by the next key, only the current trusted", demo, sign(demo, nxt), one, None),
+        ("signature in non-canonical base64", demo, b" ".join([scheme, kid, odd]), one, None),
+        ("an unknown scheme", demo, b"rsa" + good[len(b"ed25519"):], one, None),
+        ("an upper-case key id", demo, _line_with(good, kid=upper), one, None),
+        ("a truncated signature", demo, good[:-4], one, None),
+        ("a trailing space", demo, good + b" ", one, None),
+        ("validly signed, but not a table", junk, sign(junk, current), one, None),
+        ("a replay: validly signed, older than the table held", demo, good, one, 9),
+        ("validly signed, the version held (a confirmation, nothing to take)", demo, good, one, 7),
+    ]  # fmt: skip
+    keys = {name: _key(name).public_key() for name in KEY_SEEDS}
+    out = []
+    for title, data, line, trusted, held in cases:
+        signer: str | None = None
+        try:
+            table, signer = verified_table(data, line, [keys[n] for n in trusted])
+        except SignatureRefused as exc:
+            reason: str | None = exc.reason
+        except ValueError:
+            reason = "malformed"
+        else:
+            reason = None if supersedes(table.version, held) else "lower"
+        out.append(
+            {
+                "title": title,
+                "table": data.decode("utf-8"),
+                "signature": line.decode("ascii") if line is not None else None,
+                "trusted": trusted,
+                "held": held,
+                "signer": signer if reason is None else None,
+                "reason": reason,
+            }
+        )
+    return out
+
+
+def _version_vectors() -> dict[str, Any]:
+    times = [
+        datetime(2026, 1, 1, tzinfo=UTC),
+        datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC),
+        datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    ]
+    stored = [0, 41, 1767225600_000000, 1772366400_123456, 1800000000_000000, MAX_VERSION - 1]
+    return {
+        "next": [
+            {"stored": v, "now": t.isoformat(), "next": next_version(v, t)}
+            for v in stored
+            for t in times
+        ],
+        "accept": [
+            {"held": held, "offered": offered, "take": supersedes(offered, held)}
+            for held, offered in [
+                (None, 0),
+                (None, 1772366400_123456),
+                (41, 1772366400_123456),
+                (1772366400_123456, 1772366400_123457),
+                (1772366400_123456, 1772366400_123456),
+                (1772366400_123456, 41),
+            ]
+        ],
+    }
+
+
 def build() -> dict[str, Any]:
     return {
         "about": (
             "Golden vectors of the routing core. canonical: input -> key; rejected: inputs "
             "that must raise; route_keys: key is null where the request must be refused; "
             "tables: per table, each host's canonical key, chosen backend (null: none active) "
-            "and full ranking; scores: intermediate values of the hash definition."
+            "and full ranking; scores: intermediate values of the hash definition; keys, "
+            "signatures: signed tables a reader trusting the named keys must take (reason null; "
+            "signer is the key id) or refuse (reason), the table's bytes being the UTF-8 "
+            "encoding of the string; versions: the next version after a stored one at a time, "
+            "and which offered version a reader holding one takes."
         ),
         "algorithm": ALGORITHM,
         "definition": {
@@ -257,6 +403,25 @@ def build() -> dict[str, Any]:
         "route_keys": _route_vectors(),
         "tables": _table_vectors(),
         "scores": _score_vectors(),
+        "signing": {
+            "message": f"{CONTEXT.decode('ascii')!r} (ASCII, with its line feed) + table bytes",
+            "line": "'ed25519 ' + key_id + ' ' + base64(Ed25519 signature of message), padded",
+            "key_id": "first 16 hex digits (lower case) of sha256(raw 32-byte public key)",
+            "public_key": "'ed25519:' + base64(raw 32-byte public key), padded",
+            "take": "the line names a trusted key by its id and the signature verifies over "
+            "exactly the bytes read; anything else is refused",
+            "reasons": "unsigned: no line; bad_signature: anything else wrong with the line; "
+            "malformed: signed but not a valid table; lower: a version not above the one held "
+            "(for the version held itself, lower means: nothing to take)",
+        },
+        "keys": _key_vectors(),
+        "signatures": _signature_vectors(),
+        "versions": {
+            "next": "max(stored + 1, microseconds since 1970-01-01T00:00:00Z of now)",
+            "take": "held is null or offered > held",
+            "max": MAX_VERSION,
+            **_version_vectors(),
+        },
     }
 
 

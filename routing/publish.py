@@ -1,50 +1,91 @@
-"""Writing route tables to Redis: store only if newer, then announce the new version.
+"""Writing route tables to Redis: signed, stored only if newer, then announced.
 
 Pure redis-py, no Django: the Celery task, the ``routing publish`` command and the benchmark call
 :func:`publish_table` with a client of their own.
 
-Invariants (see docs/pool.md, "Redis contract"):
-- The stored table's version never goes down. The compare and the write happen inside one Lua
-  script, so two publishers racing (an old Celery task delivered late, a duplicate delivery, the
-  periodic republish) cannot interleave between reading the stored version and writing.
-- A version is announced on ``<prefix>routes:changed`` only when it was stored, so a subscriber
-  that re-reads on every message never sees a message for a table it cannot find.
-- A stored value without the table's shape (a JSON object with a numeric ``version``, a string
-  ``algorithm`` and a list of ``backends``) counts as absent and is replaced: subscribers ignore
-  it anyway, and the next publish must repair it. A well-shaped table with a version beyond the
-  database's is kept (it may be newer); ``manage.py routing publish --bump`` moves past it.
+Keys (docs/routing.md, "Redis contract"): ``<prefix>routes`` holds the table's JSON bytes,
+``<prefix>routes:sig`` the signature line of exactly those bytes (``routing.signing``), and each
+newly stored version is announced on ``<prefix>routes:changed``.
+
+Invariants:
+- The stored table's version never goes down, and a value that does not count as a table never
+  blocks a publish. Which stored value counts is decided here, in Python, because Redis cannot
+  verify Ed25519: with a ``signing_key``, only a table whose signature verifies with a trusted
+  key (default: the signing key's own) and that parses; without one, any table that parses. A
+  value that does not count (junk, a forgery with a huge version, a table whose signature line
+  was removed or altered) is replaced by the next publish.
+- The write is a compare-and-set: a Lua script stores the new table and its signature line
+  only if both keys still hold exactly the bytes this publisher read and judged, then announces
+  the version. Two publishers racing (an old Celery task delivered late, a duplicate delivery,
+  the periodic republish) or a writer slipping a value in between cannot make an older table
+  overwrite a newer one: the loser reads again and judges again, at most ``ATTEMPTS`` times.
+- A version is announced on the channel only when it was stored, so a subscriber that re-reads
+  on every message never sees a message for a table it cannot find.
+- The same version signed by another trusted key (a key rotation) is re-signed with the
+  signing key, so that readers can later drop the old key; otherwise the same version is left
+  alone and a repeated publish changes nothing.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from redis.exceptions import RedisError
+
+from routing.signing import key_id, sign, trusted_by_id, verified_table
 
 if TYPE_CHECKING:
     import redis
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
     from routing.table import RouteTable
 
 DEFAULT_PREFIX = "hosting:"
+ATTEMPTS = 5
 
-# KEYS[1] the table key, KEYS[2] the change channel; ARGV[1] the version, ARGV[2] the table JSON.
-# Returns 1 when stored and announced, 0 when the stored version is the same or newer.
-# A stored value counts only if it has the table's shape (numeric version, string algorithm,
-# list of backends): junk written by hand, even with a huge "version", is replaced.
-STORE_IF_NEWER_LUA = """
-local stored = redis.call('GET', KEYS[1])
-if stored then
-  local ok, t = pcall(cjson.decode, stored)
-  if ok and type(t) == 'table' and type(t['version']) == 'number'
-     and type(t['algorithm']) == 'string' and type(t['backends']) == 'table'
-     and t['version'] >= tonumber(ARGV[1]) then
-    return 0
+# KEYS[1] the table key, KEYS[2] the signature key.
+# ARGV[1] the change channel; ARGV[2], ARGV[3] what the publisher read from KEYS[1], KEYS[2]:
+# "" for no value, else "=" followed by the exact bytes; ARGV[4] the new table, ARGV[5] its
+# signature line ("" for none: the signature key is deleted); ARGV[6] the version to announce.
+# Returns 1 when stored and announced, 0 when a key no longer holds what was read.
+# A key of another type reads as no value (as in MGET), and SET replaces it.
+STORE_IF_UNCHANGED_LUA = """
+local function read(key)
+  local value = redis.pcall('GET', key)
+  if type(value) == 'table' and value.err then
+    return false
   end
+  return value
 end
-redis.call('SET', KEYS[1], ARGV[2])
-redis.call('PUBLISH', KEYS[2], ARGV[1])
+local function same(current, expected)
+  if expected == '' then
+    return current == false
+  end
+  return current == string.sub(expected, 2)
+end
+if not same(read(KEYS[1]), ARGV[2]) or not same(read(KEYS[2]), ARGV[3]) then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[4])
+if ARGV[5] == '' then
+  redis.call('DEL', KEYS[2])
+else
+  redis.call('SET', KEYS[2], ARGV[5])
+end
+redis.call('PUBLISH', ARGV[1], ARGV[6])
 return 1
 """
+
+
+class PublishContended(RedisError):
+    """The stored table kept changing between reading and writing it, ``ATTEMPTS`` times over.
+
+    A ``RedisError``: callers that retry a publish when Redis fails retry this too."""
 
 
 def table_key(prefix: str = DEFAULT_PREFIX) -> str:
@@ -52,39 +93,117 @@ def table_key(prefix: str = DEFAULT_PREFIX) -> str:
     return f"{prefix}routes"
 
 
+def signature_key(prefix: str = DEFAULT_PREFIX) -> str:
+    """The Redis key holding the signature line of the bytes in ``table_key``."""
+    return f"{prefix}routes:sig"
+
+
 def channel(prefix: str = DEFAULT_PREFIX) -> str:
     """The pub/sub channel on which each newly stored version number is announced."""
     return f"{prefix}routes:changed"
 
 
-def publish_table(client: redis.Redis, table: RouteTable, prefix: str = DEFAULT_PREFIX) -> bool:
-    """Store ``table`` unless Redis already holds this version or a newer one; then announce it.
+@dataclass(frozen=True)
+class Stored:
+    """What Redis holds, as a publisher judges it: ``version`` is None when the value does not
+    count as a table (absent, junk, unsigned or badly signed); ``signer`` is the key id."""
+
+    raw: bytes | None
+    line: bytes | None
+    version: int | None
+    signer: str | None = None
+    why: str = ""
+
+
+def judge(
+    raw: bytes | None,
+    line: bytes | None,
+    trusted: dict[str, Ed25519PublicKey] | None,
+) -> Stored:
+    """Judge the stored bytes: with ``trusted`` keys, only a verified table counts."""
+    if raw is None:
+        return Stored(raw, line, None, why="no table")
+    try:
+        table, signer = verified_table(raw, line, trusted)
+    except ValueError as exc:  # SignatureRefused or InvalidTable
+        return Stored(raw, line, None, why=str(exc))
+    return Stored(raw, line, table.version, signer)
+
+
+def read_stored(
+    client: redis.Redis,
+    prefix: str = DEFAULT_PREFIX,
+    *,
+    trusted_keys: Sequence[Ed25519PublicKey] | None = None,
+) -> Stored:
+    """Read both keys in one MGET (atomic) and judge them (``judge``)."""
+    raw, line = client.mget([table_key(prefix), signature_key(prefix)])
+    return judge(raw, line, trusted_by_id(trusted_keys) if trusted_keys is not None else None)
+
+
+def _expected(value: bytes | None) -> bytes:
+    return b"" if value is None else b"=" + value
+
+
+def publish_table(
+    client: redis.Redis,
+    table: RouteTable,
+    prefix: str = DEFAULT_PREFIX,
+    *,
+    signing_key: Ed25519PrivateKey | None = None,
+    trusted_keys: Sequence[Ed25519PublicKey] | None = None,
+) -> bool:
+    """Store ``table`` (signed with ``signing_key``) unless Redis already holds a table that
+    counts with this version or a newer one; then announce it.
+
+    ``trusted_keys`` are the keys whose signatures make a stored table count (default: the
+    signing key's public key; pass the readers' keys, which must include it, so that a table
+    signed by the other key of a rotation counts too). Without a
+    ``signing_key`` the table is stored unsigned and any stored table that parses counts.
 
     Returns True when the table was stored and announced, False when Redis already held the same
     or a newer version (a duplicate or out-of-order publish: nothing changes). Connection errors
-    propagate as ``redis.RedisError`` so that the caller can retry.
+    propagate as ``redis.RedisError`` (``PublishContended`` included) so that the caller can
+    retry.
     """
-    script = client.register_script(STORE_IF_NEWER_LUA)
-    keys = [table_key(prefix), channel(prefix)]
-    stored = script(keys=keys, args=[table.version, table.to_json()])
-    return bool(stored)
+    data = table.to_json().encode("utf-8")
+    line = sign(data, signing_key) if signing_key is not None else None
+    own = key_id(signing_key.public_key()) if signing_key is not None else None
+    trusted = None
+    if signing_key is not None:
+        trusted = trusted_by_id(trusted_keys or (signing_key.public_key(),))
+        if own not in trusted:
+            raise ValueError(
+                f"the signing key {own} is not among the trusted keys ({', '.join(trusted)}): "
+                "readers given those keys would refuse every table it signs"
+            )
+    script = client.register_script(STORE_IF_UNCHANGED_LUA)
+    keys = [table_key(prefix), signature_key(prefix)]
+    for _ in range(ATTEMPTS):
+        raw, held_line = client.mget(keys)
+        stored = judge(raw, held_line, trusted)
+        if stored.version is not None:
+            if stored.version > table.version:
+                return False
+            if stored.version == table.version and (stored.signer == own or stored.raw != data):
+                # The same version: nothing to do, unless these very bytes were signed by
+                # another trusted key (a rotation), which this publisher re-signs.
+                return False
+        args = [channel(prefix), _expected(raw), _expected(held_line), data, line or b""]
+        if script(keys=keys, args=[*args, table.version]):
+            return True
+    raise PublishContended(
+        f"the route table in Redis changed under {ATTEMPTS} publishes of version {table.version}"
+    )
 
 
-def stored_version(client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> int | None:
-    """The version the store-if-newer script compares against, or None when Redis holds no
-    value with the table's shape (the script then replaces whatever is there)."""
-    raw = client.get(table_key(prefix))
-    if raw is None:
-        return None
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        return None
-    if not isinstance(doc, dict):
-        return None
-    version = doc.get("version")
-    if isinstance(version, bool) or not isinstance(version, int):
-        return None
-    if not isinstance(doc.get("algorithm"), str) or not isinstance(doc.get("backends"), list):
-        return None
-    return version
+def stored_version(
+    client: redis.Redis,
+    prefix: str = DEFAULT_PREFIX,
+    *,
+    trusted_keys: Sequence[Ed25519PublicKey] | None = None,
+) -> int | None:
+    """The version of the stored table a publisher with ``trusted_keys`` would keep, or None
+    when Redis holds nothing that counts (the next publish replaces whatever is there).
+    Without ``trusted_keys`` any table that parses counts."""
+    return read_stored(client, prefix, trusted_keys=trusted_keys).version

@@ -2,20 +2,29 @@
 
 Pure asyncio and redis-py, no Django. One background task per subscriber:
 
-    connect -> SUBSCRIBE <prefix>routes:changed -> GET <prefix>routes
-            -> wait for a message, at most ``poll_interval`` -> GET again -> ...
-    on any Redis error: keep the table, wait a bounded, growing backoff, reconnect, GET again.
+    connect -> SUBSCRIBE <prefix>routes:changed -> MGET <prefix>routes <prefix>routes:sig
+            -> wait for a message, at most ``poll_interval`` -> MGET again -> ...
+    on any Redis error: keep the table, wait a bounded, growing backoff, reconnect, MGET again.
 
 Invariants:
-- ``table`` only ever moves to a higher version. A lower version or a malformed value found in
-  Redis is ignored and counted (once per distinct value, so a bad value sitting in Redis does
-  not inflate the counters on every poll), and the last good table stays.
-- Subscribing happens before the first GET, so a change published in between is not missed;
+- With ``trusted_keys`` (one key, or two while rotating), a table is taken only if its signature
+  line verifies with one of them over exactly the bytes read (``routing.signing``). An unsigned
+  or badly signed table is refused whatever its version: a writer to Redis without the private
+  key cannot route anything anywhere. Without ``trusted_keys`` signatures are not looked at (the
+  state before keys are configured; a warning says so at start).
+- ``table`` only ever moves to a higher version (``routing.versions.supersedes``). A refused
+  value (unsigned, badly signed, malformed or of a lower version: ``REFUSAL_REASONS``) is
+  counted and logged once per distinct value, so a bad value sitting in Redis does not inflate
+  the counters on every poll, and the last good table stays, in memory and on disk.
+- Subscribing happens before the first read, so a change published in between is not missed;
   a message that is lost anyway costs at most ``poll_interval``.
 - Every network wait has a timeout; a Redis that stops answering is treated as a lost
   connection, never as a reason to block.
-- With a ``state_file``, every accepted table is written there atomically and loaded at start,
-  so a process that starts while Redis is unreachable still routes with the last table it saw.
+- With a ``state_file``, every accepted table is written there atomically (with its signature
+  line when signatures are checked: ``routing.signing.frame``) and loaded at start, so a
+  process that starts while Redis is unreachable still routes with the last table it saw. The
+  file is judged like a value from Redis: with ``trusted_keys``, an unsigned or tampered file
+  is refused (counted, logged) and ignored. A refused table is never written to it.
 """
 
 from __future__ import annotations
@@ -25,23 +34,43 @@ import inspect
 import logging
 import os
 import random
+import re
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from routing.publish import DEFAULT_PREFIX, channel, table_key
+from routing.connect import async_client
+from routing.publish import DEFAULT_PREFIX, channel, signature_key, table_key
+from routing.signing import (
+    BAD_SIGNATURE,
+    UNSIGNED,
+    SignatureRefused,
+    frame,
+    trusted_by_id,
+    unframe,
+    verified_table,
+)
 from routing.table import RouteTable
+from routing.versions import supersedes
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 logger = logging.getLogger(__name__)
 
 OnChange = Callable[[RouteTable], Awaitable[None] | None]
+
+MALFORMED = "malformed"
+LOWER = "lower"
+# Why a table was refused: the labels of the refusal counters (/metrics).
+REFUSAL_REASONS = (UNSIGNED, BAD_SIGNATURE, MALFORMED, LOWER)
+_CLAIMED_VERSION = re.compile(rb'\s*\{\s*"version"\s*:\s*(\d{1,20})')
 
 
 @dataclass(frozen=True)
@@ -51,7 +80,11 @@ class SubscriberStats:
     ``age`` is the number of seconds since Redis last confirmed the held table (held the same
     version); None while there is no table or Redis has not confirmed it yet (a table from the
     state file). It grows while Redis is down, empty or holds junk.
-    ``rejected`` = ``malformed`` + ``lower``; ``reads`` counts the GETs that Redis answered.
+    ``refused`` counts refused tables (from Redis or the state file) by reason, every reason of
+    ``REFUSAL_REASONS`` present; ``rejected`` is their sum, and ``malformed``, ``lower``,
+    ``unsigned`` and ``bad_signature`` its parts. ``reads`` counts the reads Redis answered.
+    ``verified`` says whether signatures are checked; ``signer`` is the key id that signed the
+    held table (None when not checked).
     """
 
     connected: bool
@@ -65,6 +98,11 @@ class SubscriberStats:
     reads: int
     source: str | None
     last_error: str
+    unsigned: int = 0
+    bad_signature: int = 0
+    refused: Mapping[str, int] = field(default_factory=dict)
+    verified: bool = False
+    signer: str | None = None
 
 
 class RouteSubscriber:
@@ -78,12 +116,15 @@ class RouteSubscriber:
         poll_interval: float = 1.0,
         on_change: OnChange | None = None,
         *,
+        trusted_keys: Sequence[Ed25519PublicKey] | None = None,
         timeout: float = 2.0,
         backoff_initial: float = 0.05,
         backoff_max: float = 2.0,
     ) -> None:
         if poll_interval <= 0 or timeout <= 0:
             raise ValueError("poll_interval and timeout must be positive")
+        # Checked here, so a bad configuration fails at start, not at the first table.
+        self._trusted = trusted_by_id(trusted_keys) if trusted_keys is not None else None
         self.redis_url = redis_url
         self.prefix = prefix
         self.state_file = Path(state_file) if state_file is not None else None
@@ -100,14 +141,18 @@ class RouteSubscriber:
         self._confirmed_at: float | None = None
         self._connected = False
         self._missing = False
-        self._malformed = 0
-        self._lower = 0
-        self._last_rejected: bytes | None = None
-        self._held_raw: bytes | None = None  # the Redis bytes of the table held
+        # Refused tables by reason; read through ``stats`` (a copy) or directly.
+        self.refused: dict[str, int] = dict.fromkeys(REFUSAL_REASONS, 0)
+        self._last_rejected: tuple[bytes, bytes | None] | None = None
+        # The Redis bytes of the table held, and its signature line and signer.
+        self._held_raw: bytes | None = None
+        self._held_line: bytes | None = None
+        self._signer: str | None = None
         self._reconnects = 0
         self._reads = 0
         self._last_error = ""
         self._task: asyncio.Task[None] | None = None
+        self._saving: asyncio.Future[None] | None = None
         self._stopping = False
         self._changed = asyncio.Event()
         self._first_attempt = asyncio.Event()
@@ -119,18 +164,24 @@ class RouteSubscriber:
         age = None
         if self.table is not None and self._confirmed_at is not None:
             age = time.monotonic() - self._confirmed_at
+        refused = dict(self.refused)
         return SubscriberStats(
             connected=self._connected,
             version=self.table.version if self.table is not None else None,
             age=age,
-            rejected=self._malformed + self._lower,
-            malformed=self._malformed,
-            lower=self._lower,
+            rejected=sum(refused.values()),
+            malformed=refused[MALFORMED],
+            lower=refused[LOWER],
             missing=self._missing,
             reconnects=self._reconnects,
             reads=self._reads,
             source=self._source,
             last_error=self._last_error,
+            unsigned=refused[UNSIGNED],
+            bad_signature=refused[BAD_SIGNATURE],
+            refused=refused,
+            verified=self._trusted is not None,
+            signer=self._signer,
         )
 
     async def start(self, wait: float | None = None) -> None:
@@ -143,6 +194,11 @@ class RouteSubscriber:
             raise RuntimeError("subscriber already started")
         self._stopping = False
         self._first_attempt.clear()
+        if self._trusted is None:
+            logger.warning(
+                "route subscriber %s: no trusted keys, so table signatures are not checked",
+                self.prefix,
+            )
         if self._load_state_file():
             await self._notify(self.table)
         self._task = asyncio.create_task(self._run(), name=f"route-subscriber {self.prefix}")
@@ -163,6 +219,9 @@ class RouteSubscriber:
         await asyncio.wait({task}, timeout=self.timeout * 2 + self.poll_interval)
         if not task.done():
             logger.error("route subscriber did not stop in time")
+        saving, self._saving = self._saving, None
+        if saving is not None:
+            await asyncio.wait({saving}, timeout=self.timeout)
         self._connected = False
 
     async def wait_for_version(self, version: int, timeout: float) -> RouteTable:
@@ -180,14 +239,9 @@ class RouteSubscriber:
     # --- the loop -------------------------------------------------------------------------
 
     def _client(self) -> aioredis.Redis:
-        # No retries inside redis-py: the loop below owns reconnecting and its backoff, and a
-        # hidden retry would only stretch the time a caller waits on a dead server.
-        return aioredis.from_url(
-            self.redis_url,
-            socket_connect_timeout=self.timeout,
-            socket_timeout=self.timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
+        # No retries inside redis-py (routing.connect's default): the loop below owns
+        # reconnecting and its backoff.
+        return async_client(self.redis_url, timeout=self.timeout)
 
     async def _run(self) -> None:
         backoff = self.backoff_initial
@@ -238,7 +292,8 @@ class RouteSubscriber:
 
     async def _read(self, client: aioredis.Redis) -> bool:
         async with asyncio.timeout(self.timeout):
-            raw = await client.get(table_key(self.prefix))
+            # One MGET: the table and its signature line as one atomic snapshot.
+            raw, line = await client.mget([table_key(self.prefix), signature_key(self.prefix)])
         self._reads += 1
         if raw is None:
             if not self._missing and self.table is not None:
@@ -248,56 +303,100 @@ class RouteSubscriber:
             self._missing = True
             return False
         self._missing = False
-        return await self._consider(raw)
+        return await self._consider(raw, line if self._trusted is not None else None)
 
-    async def _consider(self, raw: bytes) -> bool:
-        if raw == self._held_raw:
-            # The table held, unchanged (the usual poll): confirmed without parsing it again.
+    def _judge(
+        self, raw: bytes, line: bytes | None, where: str
+    ) -> tuple[RouteTable, str | None] | None:
+        """(the table in ``raw``, the key id that signed it) if its signature (when checked) and
+        its content pass; else None, counted and logged once per distinct value."""
+        try:
+            table, signer = verified_table(raw, line, self._trusted)
+        except SignatureRefused as exc:
+            self._refuse(exc.reason, (raw, line), f"{where}: {exc}{_claims(raw)}")
+            return None
+        except ValueError as exc:
+            self._refuse(MALFORMED, (raw, line), f"{where}: {exc}")
+            return None
+        return table, signer
+
+    def _refuse(self, reason: str, value: tuple[bytes, bytes | None], message: str) -> None:
+        if value == self._last_rejected:
+            return
+        self._last_rejected = value
+        self.refused[reason] += 1
+        logger.warning("refused a route table (%s) %s", reason, message)
+
+    async def _consider(self, raw: bytes, line: bytes | None) -> bool:
+        if raw == self._held_raw and line == self._held_line:
+            # The table held, unchanged (the usual poll): confirmed without checking it again.
             self._last_rejected = None
             self._confirmed_at = time.monotonic()
             self._source = "redis"
             return False
-        try:
-            table = RouteTable.from_json(raw)
-        except ValueError as exc:
-            if raw != self._last_rejected:
-                self._last_rejected = raw
-                self._malformed += 1
-                logger.warning("ignored a malformed route table in Redis: %s", exc)
+        judged = self._judge(raw, line, "in Redis")
+        if judged is None:
             return False
+        table, signer = judged
         current = self.table
-        if current is not None and table.version < current.version:
-            if raw != self._last_rejected:
-                self._last_rejected = raw
-                self._lower += 1
-                logger.warning(
-                    "ignored route table version %d in Redis: holding %d",
-                    table.version,
-                    current.version,
+        if current is not None and not supersedes(table.version, current.version):
+            if table.version < current.version:
+                self._refuse(
+                    LOWER,
+                    (raw, line),
+                    f"in Redis: version {table.version}, holding {current.version}",
                 )
-            return False
-        self._last_rejected = None
-        if current is not None and table.version == current.version:
-            self._held_raw = raw
+                return False
+            # The same version: Redis confirms the table held.
+            self._last_rejected = None
+            resigned = raw == self._held_raw and signer != self._signer
+            self._held_raw, self._held_line, self._signer = raw, line, signer
             self._confirmed_at = time.monotonic()
             self._source = "redis"
+            if resigned and line is not None:
+                # The same bytes under another trusted key (a rotation): keep the new signature
+                # on disk too, so the file stays valid once the old key is no longer trusted.
+                await self._save(raw, line)
             return False
-        await self._accept(table, raw)
+        self._last_rejected = None
+        await self._accept(table, raw, line, signer)
         return True
 
-    async def _accept(self, table: RouteTable, raw: bytes) -> None:
+    async def _accept(
+        self, table: RouteTable, raw: bytes, line: bytes | None, signer: str | None
+    ) -> None:
         self.table = table
-        self._held_raw = raw
+        self._held_raw, self._held_line, self._signer = raw, line, signer
         self._source = "redis"
         self._confirmed_at = time.monotonic()
         self._changed.set()
-        if self.state_file is not None:
-            try:
-                async with asyncio.timeout(self.timeout):
-                    await asyncio.to_thread(_write_atomically, self.state_file, raw)
-            except (OSError, TimeoutError) as exc:
-                logger.error("could not write route state file %s: %r", self.state_file, exc)
+        await self._save(raw, line)
         await self._notify(table)
+
+    async def _save(self, raw: bytes, line: bytes | None) -> None:
+        if self.state_file is None:
+            return
+        data = frame(raw, line) if line is not None else raw
+        # The write runs on in its thread even if this task is cancelled; stop() waits for it,
+        # so a stopped subscriber has the last table it accepted on disk.
+        write = asyncio.ensure_future(asyncio.to_thread(_write_atomically, self.state_file, data))
+        write.add_done_callback(self._written)
+        self._saving = write
+        try:
+            async with asyncio.timeout(self.timeout):
+                await asyncio.shield(write)
+        except OSError:
+            pass  # logged by _written, which sees every outcome
+        except TimeoutError:
+            logger.error(
+                "writing route state file %s takes over %ss", self.state_file, self.timeout
+            )
+
+    def _written(self, write: asyncio.Future[None]) -> None:
+        if not write.cancelled() and write.exception() is not None:
+            logger.error(
+                "could not write route state file %s: %r", self.state_file, write.exception()
+            )
 
     async def _notify(self, table: RouteTable | None) -> None:
         if self.on_change is None or table is None:
@@ -323,15 +422,25 @@ class RouteSubscriber:
         except OSError as exc:
             logger.error("could not read route state file %s: %s", self.state_file, exc)
             return False
-        try:
-            table = RouteTable.from_json(raw)
-        except ValueError as exc:
-            logger.error("ignored malformed route state file %s: %s", self.state_file, exc)
+        data, line = unframe(raw)
+        judged = self._judge(data, line, f"in the state file {self.state_file}")
+        if judged is None:
+            logger.error("ignored the route state file %s", self.state_file)
             return False
-        self.table = table
+        self.table, self._signer = judged
+        # Redis holding these very bytes confirms them without a second check; the same bytes
+        # under another trusted key (a rotation) rewrite the file (see _consider).
+        self._held_raw, self._held_line = data, line if self._trusted is not None else None
         self._source = "state-file"
         self._changed.set()
         return True
+
+
+def _claims(raw: bytes) -> str:
+    """What an unverified value says its version is, for the log: read from its first bytes,
+    never parsed (nothing unsigned is parsed) and never trusted."""
+    found = _CLAIMED_VERSION.match(raw[:64])
+    return f" (it claims version {found.group(1).decode()})" if found else ""
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

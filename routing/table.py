@@ -3,7 +3,8 @@
 Invariants (tests in tests/routing/ hold this module to them):
 
 1. A ``RouteTable`` never changes after construction; a new pool state is a new table with a
-   higher ``version``. ``from_json(t.to_json()) == t``.
+   higher ``version`` (0 to 2**53 - 1; how versions are chosen: ``routing.versions``).
+   ``from_json(t.to_json()) == t``.
 2. Only ``active`` backends receive keys; ``draining`` and ``disabled`` ones stay listed (so
    readers can show them) but are never chosen.
 3. The choice is weighted rendezvous hashing (highest random weight), the ``-weight / ln(u)``
@@ -40,6 +41,7 @@ from typing import Any
 from xxhash import xxh3_64_intdigest
 
 from routing.addresses import InvalidAddress, parse_address
+from routing.versions import MAX_VERSION
 
 __all__ = ["ALGORITHM", "STATES", "Backend", "InvalidTable", "RouteTable", "score"]
 
@@ -173,6 +175,8 @@ class RouteTable:
     def __post_init__(self) -> None:
         if not _is_int(self.version) or self.version < 0:
             raise InvalidTable(f"version {self.version!r} must be a non-negative integer")
+        if self.version > MAX_VERSION:
+            raise InvalidTable(f"version {self.version} is above {MAX_VERSION} (2**53 - 1)")
         if self.algorithm != ALGORITHM:
             raise InvalidTable(
                 f"unknown algorithm {self.algorithm!r} (this code implements {ALGORITHM!r})"

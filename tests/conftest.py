@@ -1,12 +1,33 @@
-"""Fixtures for the whole suite (the private Redis starts earlier: tests/private_redis.py)."""
+"""Fixtures for the whole suite (the private Redis starts earlier: tests/private_redis.py).
 
+The one cast every app's tests use:
+- ``owner`` (IronHand, mixed case on purpose) owns ``owner_app`` (IronHand.example.com) and
+  ``unicode_app`` (bücher.example);
+- ``outsider`` (mallory) is signed in and has a token, but owns nothing of the owner's;
+- ``staff`` (stella) is staff and superuser: the admin and the staff API are hers, other
+  people's apps through the API are not.
+``*_api`` are API clients holding a token of theirs, ``*_web`` signed-in browsers
+(``admin_web``: staff's). The cast's
+fixtures use ``hosting_settings``: a HOME_ROOT and a Redis key prefix of the test's own on the
+run's private Redis.
+"""
+
+from __future__ import annotations
+
+import uuid
 from pathlib import Path
 
 import pytest
 from django.conf import settings
+from rest_framework.test import APIClient
 
+from panel.accounts.origin import Origin
 from routing.connect import sync_client
 from tests.support import RedisServer
+
+PASSWORD = "correct horse battery staple"
+# The origin of a change made on the command line (and by the tests' set-up).
+CLI = Origin(via="cli")
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -33,3 +54,102 @@ def redis_client(redis_server):
         yield client
     finally:
         client.close()
+
+
+# --- the panel's settings and cast ----------------------------------------------------------
+
+
+@pytest.fixture
+def hosting_settings(settings, tmp_path):
+    settings.HOME_ROOT = (tmp_path / "home").resolve()
+    settings.REDIS_PREFIX = f"test-{uuid.uuid4().hex[:12]}:"
+    settings.PANEL_HOST = "panel.localhost"
+    settings.APPS_DOMAIN = "apps.localhost"
+    settings.RESERVED_DOMAINS = ["localhost", "www.localhost", "status.example.com"]
+    settings.WEBAPPS_RELOADER = "webapps.reload.NoNodeReloader"
+    settings.NODE_NAME = ""
+    settings.RELOAD_THROTTLE_PER_MINUTE = 40
+    settings.ALLOWED_HOSTS = ["panel.localhost", "testserver"]
+    # The cast signs in many times; the production hasher is deliberately slow.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    return settings
+
+
+def make_user(username: str, **extra):
+    from panel.accounts.models import User
+
+    return User.objects.create_user(username=username, password=PASSWORD, **extra)
+
+
+def token_for(user, **kwargs) -> str:
+    from panel.accounts.actions import do_create_token
+
+    return do_create_token(user, actor=user, origin=CLI, **kwargs)[1]
+
+
+def token_client(user) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_for(user)}")
+    return client
+
+
+@pytest.fixture
+def owner(db, hosting_settings):
+    return make_user("IronHand", email="iron@example.com")
+
+
+@pytest.fixture
+def outsider(db, hosting_settings):
+    return make_user("mallory")
+
+
+@pytest.fixture
+def staff(db, hosting_settings):
+    return make_user("stella", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def owner_app(owner):
+    from webapps.actions import do_create_webapp
+
+    return do_create_webapp("IronHand.example.com", actor=owner, origin=CLI)
+
+
+@pytest.fixture
+def unicode_app(owner):
+    from webapps.actions import do_create_webapp
+
+    return do_create_webapp("bücher.example", actor=owner, origin=CLI)
+
+
+@pytest.fixture
+def owner_api(owner) -> APIClient:
+    return token_client(owner)
+
+
+@pytest.fixture
+def outsider_api(outsider) -> APIClient:
+    return token_client(outsider)
+
+
+@pytest.fixture
+def staff_api(staff) -> APIClient:
+    return token_client(staff)
+
+
+@pytest.fixture
+def owner_web(client, owner):
+    client.force_login(owner)
+    return client
+
+
+@pytest.fixture
+def outsider_web(client, outsider):
+    client.force_login(outsider)
+    return client
+
+
+@pytest.fixture
+def admin_web(client, staff):
+    client.force_login(staff)
+    return client

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 from django.http import Http404
 
+from panel.accounts.access import check_path_user
+from panel.accounts.actions import record_denied
+from panel.accounts.models import User
+from panel.accounts.origin import Origin
 from routing import InvalidHost, canonical_host
-from webapps.actions import Origin, record_denied
-from webapps.models import ApiToken, User, WebApp
+from webapps.models import WebApp
 
-
-def check_path_user(user: User, path_username: str, action: str, origin: Origin) -> None:
-    """The ``<username>`` in ``/user/<username>/...`` must be the signed-in user (any case)."""
-    if path_username.lower() != user.username.lower():
-        record_denied(user, action, f"user {path_username}", origin, "path username is not theirs")
-        raise Http404("No such user here.")
+__all__ = ["check_path_user", "owned_webapp"]
 
 
 def owned_webapp(
@@ -36,11 +34,3 @@ def owned_webapp(
         record_denied(user, action, domain, origin, "no such app of theirs")
         raise Http404("No such web app.")
     return webapp
-
-
-def owned_token(user: User, token_id: int, origin: Origin) -> ApiToken:
-    token = ApiToken.objects.filter(user=user, pk=token_id).first()
-    if token is None:
-        record_denied(user, "token.revoke", f"token {token_id}", origin, "no such token of theirs")
-        raise Http404("No such token.")
-    return token

@@ -1,28 +1,28 @@
-"""Every state change of web apps and tokens: one function each, used by the Web tab and the API.
+"""Every state change of web apps: one function each, used by the Web tab and the API.
 
-Each ``do_*`` function takes the acting user and an ``Origin`` (where the request came from),
-checks its input, changes the database inside one transaction and writes an ``AuditEvent`` in
-that same transaction. Callers authorise first (see ``webapps.access``, which records denied
-attempts), call one action, and render what it returns. Input problems raise ``ActionError``
-naming the field; nothing is half-done.
+Each ``do_*`` function has the one shape of ``panel.accounts.actions``:
+``do_x(target..., *, actor, origin)``; it checks its input, changes the database inside one
+``transaction.atomic(durable=True)`` and writes one ``AuditEvent`` in that same transaction.
+Callers authorise first (see ``webapps.access``, which records denied attempts), call one
+action, and render what it returns. Input problems raise ``ActionError`` naming the field;
+nothing is half-done.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
+from panel.accounts.actions import ActionError, audit
+from panel.accounts.models import AuditEvent, User
+from panel.accounts.origin import Origin
 from webapps import homes, throttle
-from webapps.clientip import client_ip
 from webapps.domains import DomainError, DomainPolicy, clean_domain
-from webapps.models import ApiToken, AuditEvent, ReloadEvent, User, Via, WebApp, hash_token
+from webapps.models import ReloadEvent, WebApp
 from webapps.reload import reload_app
 
 PYTHON_VERSION_RE = re.compile(r"^(?:python)?(\d)\.?(\d{1,2})$")
@@ -33,16 +33,6 @@ UPDATABLE_FIELDS = (
     "virtualenv_path",
     "enabled",
 )
-MAX_TOKEN_DAYS = 3650
-
-
-class ActionError(ValueError):
-    """Input an action refuses; ``field`` names the offending field (API/form name)."""
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
 
 
 class ReloadThrottled(Exception):
@@ -51,51 +41,8 @@ class ReloadThrottled(Exception):
         self.retry_after = retry_after
 
 
-@dataclass(frozen=True)
-class Origin:
-    """Where a request came from, for the audit trail (never used to authorise anything)."""
-
-    via: str
-    client_ip: str | None = None
-    request_id: str = ""
-
-    @classmethod
-    def from_request(cls, request: Any, via: str) -> Origin:
-        request_id = request.META.get("HTTP_X_REQUEST_ID", "")[:100]
-        return cls(via=via, client_ip=client_ip(request), request_id=request_id)
-
-
 def domain_policy() -> DomainPolicy:
     return DomainPolicy.build(settings.PANEL_HOST, settings.APPS_DOMAIN, settings.RESERVED_DOMAINS)
-
-
-def _audit(
-    actor: User | None,
-    action: str,
-    outcome: str,
-    target: str,
-    origin: Origin,
-    **detail: Any,
-) -> AuditEvent:
-    return AuditEvent.objects.create(
-        actor=actor if actor is not None and actor.pk else None,
-        actor_username=getattr(actor, "username", "") or "",
-        action=action,
-        outcome=outcome,
-        target=target[:300],
-        via=origin.via,
-        request_id=origin.request_id,
-        client_ip=origin.client_ip,
-        detail=detail,
-    )
-
-
-def record_denied(
-    actor: User | None, action: str, target: str, origin: Origin, reason: str
-) -> AuditEvent:
-    """An attempt that was refused (someone else's app, unknown app, someone else's path)."""
-    with transaction.atomic():
-        return _audit(actor, action, AuditEvent.Outcome.DENIED, target, origin, reason=reason)
 
 
 # --- web apps --------------------------------------------------------------------------------
@@ -134,9 +81,9 @@ def _clean_wsgi_entry(raw: object) -> str:
 
 
 def do_create_webapp(
-    actor: User,
-    *,
     domain: object,
+    *,
+    actor: User,
     origin: Origin,
     source_directory: object = None,
     wsgi_entry: object = None,
@@ -164,7 +111,7 @@ def do_create_webapp(
         enabled=enabled,
     )
     try:
-        with transaction.atomic():
+        with transaction.atomic(durable=True):
             if WebApp.objects.filter(domain=canonical).exists():
                 raise _taken(domain, canonical)
             webapp.save()
@@ -178,9 +125,7 @@ def do_create_webapp(
                     raise ActionError(
                         f"cannot create {source}: {exc.strerror}", "source_directory"
                     ) from None
-            _audit(
-                actor, "webapp.create", AuditEvent.Outcome.OK, canonical, origin, starter=starter
-            )
+            audit(actor, "webapp.create", AuditEvent.Outcome.OK, canonical, origin, starter=starter)
     except IntegrityError:
         # Two creates raced past the check above; the unique index decided.
         raise _taken(domain, canonical) from None
@@ -193,7 +138,7 @@ def _taken(typed: object, canonical: str) -> ActionError:
 
 
 def do_update_webapp(
-    actor: User, webapp: WebApp, changes: dict[str, Any], origin: Origin
+    webapp: WebApp, changes: dict[str, Any], *, actor: User, origin: Origin
 ) -> WebApp:
     unknown = sorted(set(changes) - set(UPDATABLE_FIELDS))
     if unknown:
@@ -215,26 +160,24 @@ def do_update_webapp(
             raise ActionError("enabled must be true or false", "enabled")
         cleaned["enabled"] = changes["enabled"]
     before = {name: getattr(webapp, name) for name in cleaned}
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         for name, value in cleaned.items():
             setattr(webapp, name, value)
         webapp.save()
         changed = {k: [before[k], v] for k, v in cleaned.items() if before[k] != v}
-        _audit(
-            actor, "webapp.update", AuditEvent.Outcome.OK, webapp.domain, origin, changed=changed
-        )
+        audit(actor, "webapp.update", AuditEvent.Outcome.OK, webapp.domain, origin, changed=changed)
     return webapp
 
 
-def do_delete_webapp(actor: User, webapp: WebApp, origin: Origin) -> None:
+def do_delete_webapp(webapp: WebApp, *, actor: User, origin: Origin) -> None:
     """Deletes the app and its reload history; the user's files are left alone."""
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         domain = webapp.domain
         webapp.delete()
-        _audit(actor, "webapp.delete", AuditEvent.Outcome.OK, domain, origin)
+        audit(actor, "webapp.delete", AuditEvent.Outcome.OK, domain, origin)
 
 
-def do_reload_webapp(actor: User, webapp: WebApp, origin: Origin) -> ReloadEvent:
+def do_reload_webapp(webapp: WebApp, *, actor: User, origin: Origin) -> ReloadEvent:
     """Reload the app on the node serving this panel process and record the outcome.
 
     Raises ``ReloadThrottled`` past RELOAD_THROTTLE_PER_MINUTE for this user. The reload itself
@@ -245,7 +188,7 @@ def do_reload_webapp(actor: User, webapp: WebApp, origin: Origin) -> ReloadEvent
         raise ReloadThrottled(verdict.retry_after)
     result = reload_app(webapp)
     outcome = ReloadEvent.Outcome.OK if result.ok else ReloadEvent.Outcome.FAILED
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         event = ReloadEvent.objects.create(
             webapp=webapp,
             user=actor,
@@ -258,7 +201,7 @@ def do_reload_webapp(actor: User, webapp: WebApp, origin: Origin) -> ReloadEvent
             request_id=origin.request_id,
             client_ip=origin.client_ip,
         )
-        _audit(
+        audit(
             actor,
             "webapp.reload",
             AuditEvent.Outcome.OK if result.ok else AuditEvent.Outcome.FAILED,
@@ -271,50 +214,11 @@ def do_reload_webapp(actor: User, webapp: WebApp, origin: Origin) -> ReloadEvent
     return event
 
 
-# --- API tokens ------------------------------------------------------------------------------
-
-
-def do_create_token(
-    actor: User, *, origin: Origin, name: str = "", expires_in_days: int | None = None
-) -> tuple[ApiToken, str]:
-    """A new token for ``actor``; the key is returned once and only its hash is stored."""
-    if expires_in_days is not None and not 1 <= expires_in_days <= MAX_TOKEN_DAYS:
-        raise ActionError(f"expiry must be between 1 and {MAX_TOKEN_DAYS} days", "expires_in_days")
-    if len(name) > 100:
-        raise ActionError("the token name is longer than 100 characters", "name")
-    key = ApiToken.generate_key()
-    now = timezone.now()
-    with transaction.atomic():
-        token = ApiToken.objects.create(
-            user=actor,
-            name=name.strip(),
-            prefix=key[:12],
-            key_hash=hash_token(key),
-            created_at=now,
-            expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None,
-        )
-        _audit(actor, "token.create", AuditEvent.Outcome.OK, token.prefix, origin, name=token.name)
-    return token, key
-
-
-def do_revoke_token(actor: User, token: ApiToken, origin: Origin) -> ApiToken:
-    with transaction.atomic():
-        if token.revoked_at is None:
-            token.revoked_at = timezone.now()
-            token.save(update_fields=["revoked_at"])
-        _audit(actor, "token.revoke", AuditEvent.Outcome.OK, token.prefix, origin)
-    return token
-
-
 __all__ = [
     "ActionError",
-    "Origin",
     "ReloadThrottled",
-    "Via",
-    "do_create_token",
     "do_create_webapp",
     "do_delete_webapp",
     "do_reload_webapp",
-    "do_revoke_token",
-    "record_denied",
+    "do_update_webapp",
 ]

@@ -8,9 +8,11 @@ from rest_framework import exceptions, generics, permissions, serializers, statu
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from panel.accounts.models import Via
+from panel.accounts.origin import Origin
 from webapps import access, actions
-from webapps.models import Via, WebApp, attach_last_reloads
-from webapps.routes import current_table
+from webapps.models import WebApp, attach_last_reloads
+from webapps.routes import published_table
 from webapps.serializers import (
     WebAppCreateSerializer,
     WebAppSerializer,
@@ -52,8 +54,8 @@ class WebAppAPIView(generics.GenericAPIView):
     def audit_action(self) -> str:
         return self.actions_by_method.get(self.request.method, "webapp.read")
 
-    def origin(self) -> actions.Origin:
-        return actions.Origin.from_request(self.request, Via.API)
+    def origin(self) -> Origin:
+        return Origin.from_request(self.request, Via.API)
 
     def get_queryset(self):
         return WebApp.objects.filter(owner=self.request.user).select_related("owner")
@@ -71,7 +73,7 @@ class WebAppAPIView(generics.GenericAPIView):
 
     def render_context(self) -> dict:
         # One read of the route table per response, for every app's "backend".
-        return {**self.get_serializer_context(), "route_table": current_table()}
+        return {**self.get_serializer_context(), "route_table": published_table()}
 
     def render_app(self, webapp: WebApp, code: int = status.HTTP_200_OK) -> Response:
         return Response(WebAppSerializer(webapp, context=self.render_context()).data, code)
@@ -92,18 +94,13 @@ class WebAppListView(WebAppAPIView):
         serializer = WebAppCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
+            fields = dict(serializer.validated_data)
             webapp = actions.do_create_webapp(
-                request.user, origin=self.origin(), **_create_args(serializer.validated_data)
+                fields.pop("domain_name"), actor=request.user, origin=self.origin(), **fields
             )
         except actions.ActionError as exc:
             raise _validation_error(exc) from None
         return self.render_app(webapp, status.HTTP_201_CREATED)
-
-
-def _create_args(data: dict) -> dict:
-    args = dict(data)
-    args["domain"] = args.pop("domain_name")
-    return args
 
 
 class WebAppDetailView(WebAppAPIView):
@@ -118,7 +115,7 @@ class WebAppDetailView(WebAppAPIView):
         serializer.is_valid(raise_exception=True)
         try:
             actions.do_update_webapp(
-                request.user, webapp, dict(serializer.validated_data), self.origin()
+                webapp, dict(serializer.validated_data), actor=request.user, origin=self.origin()
             )
         except actions.ActionError as exc:
             raise _validation_error(exc) from None
@@ -130,7 +127,7 @@ class WebAppDetailView(WebAppAPIView):
 
     @extend_schema(responses={204: None}, summary="Delete a web app (its files are kept)")
     def delete(self, request: Request, username: str, domain: str) -> Response:
-        actions.do_delete_webapp(request.user, self.get_object(), self.origin())
+        actions.do_delete_webapp(self.get_object(), actor=request.user, origin=self.origin())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -161,7 +158,7 @@ class WebAppReloadView(WebAppAPIView):
     def post(self, request: Request, username: str, domain: str) -> Response:
         webapp = self.get_object()
         try:
-            event = actions.do_reload_webapp(request.user, webapp, self.origin())
+            event = actions.do_reload_webapp(webapp, actor=request.user, origin=self.origin())
         except actions.ReloadThrottled as exc:
             raise exceptions.Throttled(wait=exc.retry_after) from None
         body = {"status": "OK", "backend": event.backend, "duration_ms": event.duration_ms}

@@ -6,4 +6,4 @@ class WebappsConfig(AppConfig):
     verbose_name = "Web apps"
 
     def ready(self) -> None:
-        from webapps import checks, schema  # noqa: F401  (register checks and the schema scheme)
+        from webapps import checks  # noqa: F401  (register the checks)

@@ -1,12 +1,11 @@
 """System checks for the hosting settings, so ``manage.py check`` stops a bad deployment early.
 
 Ids are stable: webapps.E001 PANEL_HOST, E002 APPS_DOMAIN, E003 RESERVED_DOMAINS,
-E004 WEBAPPS_RELOADER, E005 HOME_ROOT, E006 TRUSTED_PROXIES.
+E004 WEBAPPS_RELOADER, E005 HOME_ROOT (E006 TRUSTED_PROXIES is checked by
+``panel.accounts.checks``, beside the client-address logic it configures).
 """
 
 from __future__ import annotations
-
-import ipaddress
 
 from django.conf import settings
 from django.core.checks import Error, register
@@ -61,11 +60,6 @@ def check_hosting_settings(app_configs=None, **kwargs) -> list[Error]:
                     id="webapps.E004",
                 )
             )
-    for cidr in settings.TRUSTED_PROXIES:
-        try:
-            ipaddress.ip_network(cidr, strict=False)
-        except ValueError as exc:
-            errors.append(Error(f"TRUSTED_PROXIES entry {cidr!r}: {exc}", id="webapps.E006"))
     if not settings.HOME_ROOT.is_absolute():
         errors.append(Error(f"HOME_ROOT={settings.HOME_ROOT} is not absolute", id="webapps.E005"))
     return errors

@@ -26,10 +26,3 @@ class WebAppUpdateForm(forms.Form):
     python_version = forms.CharField(max_length=16, required=False)
     virtualenv_path = forms.CharField(max_length=4096, required=False)
     enabled = forms.BooleanField(required=False)
-
-
-class TokenCreateForm(forms.Form):
-    name = forms.CharField(max_length=100, required=False)
-    expires_in_days = forms.IntegerField(
-        min_value=1, max_value=3650, required=False, help_text="Empty: never expires."
-    )

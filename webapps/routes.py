@@ -1,4 +1,8 @@
-"""The route table as the proxies see it, read from Redis, for "served by" in the Web tab/API."""
+"""The route table as the proxies see it, read from Redis, for "served by" in the Web tab/API.
+
+``published_table()`` is what Redis holds now (what the proxies route by); the table the
+database's pool gives is ``routing.pool.tables.committed_table()``, which this app never reads.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +12,16 @@ import redis
 from django.conf import settings
 
 from routing import InvalidHost, RouteTable, route_key
+from routing.publish import table_key
 from webapps.redis_client import get_redis
 
 log = logging.getLogger(__name__)
 
 
-def current_table() -> RouteTable | None:
+def published_table() -> RouteTable | None:
     """The newest published table, or None when there is none or Redis cannot be read."""
     try:
-        raw = get_redis().get(settings.REDIS_PREFIX + "routes")
+        raw = get_redis().get(table_key(settings.REDIS_PREFIX))
     except redis.RedisError as exc:
         log.warning("cannot read the route table from Redis: %s", exc)
         return None

@@ -9,33 +9,10 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from panel.accounts.serializers import StrictCharField, StrictInputSerializer
 from routing import reload_path
 from webapps.models import ReloadEvent, WebApp
 from webapps.routes import serving_backend
-
-# Form posts from a signed-in browser carry the CSRF token as a field; it is not data.
-IGNORED_INPUT_FIELDS = frozenset({"csrfmiddlewaretoken"})
-
-
-class StrictCharField(serializers.CharField):
-    """A CharField that refuses numbers, lists and objects instead of turning them into text."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class StrictInputSerializer(serializers.Serializer):
-    def to_internal_value(self, data):
-        if not hasattr(data, "keys"):
-            raise serializers.ValidationError(
-                {"non_field_errors": ["Expected a JSON object or form fields."]}
-            )
-        unknown = sorted(set(data.keys()) - set(self.fields) - IGNORED_INPUT_FIELDS)
-        if unknown:
-            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return super().to_internal_value(data)
 
 
 class WebAppCreateSerializer(StrictInputSerializer):
@@ -60,11 +37,6 @@ class WebAppUpdateSerializer(StrictInputSerializer):
                 {"domain_name": ["The domain of a web app cannot be changed; create a new one."]}
             )
         return super().to_internal_value(data)
-
-
-class TokenCreateSerializer(StrictInputSerializer):
-    name = StrictCharField(required=False, allow_blank=True, max_length=100)
-    expires_in_days = serializers.IntegerField(required=False, min_value=1, max_value=3650)
 
 
 class ReloadEventSerializer(serializers.ModelSerializer):

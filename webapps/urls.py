@@ -1,7 +1,6 @@
 """URLs of the Web tab and API v0 (users' web apps). The reload paths are the ones
 ``routing.reload_path`` generates and ``routing.route_key`` understands."""
 
-from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from webapps import api, views
@@ -17,15 +16,11 @@ web_patterns = [
     path("webapps/<str:domain>/", views.webapp_detail, name="webapp-detail"),
     path("webapps/<str:domain>/reload/", views.webapp_reload, name="webapp-reload"),
     path("webapps/<str:domain>/delete/", views.webapp_delete, name="webapp-delete"),
-    path("account/", views.account, name="account"),
-    path("account/tokens/<int:token_id>/revoke/", views.token_revoke, name="token-revoke"),
 ]
 
 urlpatterns = [
     path("api/v0/user/<str:username>/", include(api_patterns)),
     path("api/docs/", views.api_docs, name="api-docs"),
     path("user/<str:username>/", include(web_patterns)),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", views.home, name="home"),
 ]

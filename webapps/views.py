@@ -11,16 +11,18 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from drf_spectacular.generators import SchemaGenerator
 
+from panel.accounts.models import Via
+from panel.accounts.origin import Origin
 from routing import reload_path
 from webapps import access, actions
 from webapps.applogs import logs_for
-from webapps.forms import TokenCreateForm, WebAppCreateForm, WebAppUpdateForm
-from webapps.models import Via, WebApp, attach_last_reloads
-from webapps.routes import current_table, serving_backend
+from webapps.forms import WebAppCreateForm, WebAppUpdateForm
+from webapps.models import WebApp, attach_last_reloads
+from webapps.routes import published_table, serving_backend
 
 
-def _origin(request: HttpRequest) -> actions.Origin:
-    return actions.Origin.from_request(request, Via.UI)
+def _origin(request: HttpRequest) -> Origin:
+    return Origin.from_request(request, Via.UI)
 
 
 def _wants_json(request: HttpRequest) -> bool:
@@ -34,7 +36,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 def _app_rows(request: HttpRequest, webapps: list[WebApp]) -> list[dict]:
-    table = current_table()
+    table = published_table()
     return [
         {
             "app": webapp,
@@ -57,9 +59,9 @@ def webapp_list(request: HttpRequest, username: str) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             webapp = actions.do_create_webapp(
-                request.user,
+                form.cleaned_data["domain_name"],
+                actor=request.user,
                 origin=_origin(request),
-                domain=form.cleaned_data["domain_name"],
                 source_directory=form.cleaned_data["source_directory"],
                 wsgi_entry=form.cleaned_data["wsgi_entry"],
                 python_version=form.cleaned_data["python_version"],
@@ -91,7 +93,9 @@ def webapp_detail(request: HttpRequest, username: str, domain: str) -> HttpRespo
     form = WebAppUpdateForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
-            actions.do_update_webapp(request.user, webapp, form.cleaned_data, _origin(request))
+            actions.do_update_webapp(
+                webapp, form.cleaned_data, actor=request.user, origin=_origin(request)
+            )
         except actions.ActionError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
         else:
@@ -115,7 +119,7 @@ def webapp_detail(request: HttpRequest, username: str, domain: str) -> HttpRespo
 def webapp_reload(request: HttpRequest, username: str, domain: str) -> HttpResponse:
     webapp = access.owned_webapp(request.user, username, domain, "webapp.reload", _origin(request))
     try:
-        event = actions.do_reload_webapp(request.user, webapp, _origin(request))
+        event = actions.do_reload_webapp(webapp, actor=request.user, origin=_origin(request))
     except actions.ReloadThrottled as exc:
         text = f"Too many reloads: try again in {exc.retry_after} s."
         response: HttpResponse
@@ -157,45 +161,9 @@ def _back(request: HttpRequest) -> str:
 def webapp_delete(request: HttpRequest, username: str, domain: str) -> HttpResponse:
     webapp = access.owned_webapp(request.user, username, domain, "webapp.delete", _origin(request))
     shown = webapp.domain_display
-    actions.do_delete_webapp(request.user, webapp, _origin(request))
+    actions.do_delete_webapp(webapp, actor=request.user, origin=_origin(request))
     messages.success(request, f"Deleted {shown} (its files are kept).")
     return redirect("webapp-list", username=request.user.username)
-
-
-@login_required
-@require_http_methods(["GET", "HEAD", "POST"])
-def account(request: HttpRequest, username: str) -> HttpResponse:
-    action = "token.create" if request.method == "POST" else "account.read"
-    access.check_path_user(request.user, username, action, _origin(request))
-    form = TokenCreateForm(request.POST or None)
-    new_key = None
-    if request.method == "POST" and form.is_valid():
-        try:
-            _, new_key = actions.do_create_token(
-                request.user,
-                origin=_origin(request),
-                name=form.cleaned_data["name"],
-                expires_in_days=form.cleaned_data["expires_in_days"],
-            )
-        except actions.ActionError as exc:
-            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
-        else:
-            form = TokenCreateForm()
-    context = {"form": form, "new_key": new_key, "tokens": request.user.api_tokens.all()}
-    response = render(request, "webapps/account.html", context)
-    # The new key is on this page only: keep it out of every cache.
-    response["Cache-Control"] = "no-store"
-    return response
-
-
-@login_required
-@require_POST
-def token_revoke(request: HttpRequest, username: str, token_id: int) -> HttpResponse:
-    access.check_path_user(request.user, username, "token.revoke", _origin(request))
-    token = access.owned_token(request.user, token_id, _origin(request))
-    actions.do_revoke_token(request.user, token, _origin(request))
-    messages.success(request, f"Revoked the token {token.prefix}….")
-    return redirect("account", username=request.user.username)
 
 
 @require_GET

@@ -20,21 +20,24 @@ import json
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.auth.hashers import make_password
 from django.contrib.sessions.backends.db import SessionStore
-from routing.actions import do_add_backend
-from webapps.actions import Origin, do_create_token
-from webapps.models import User
+from panel.accounts.actions import do_create_token
+from panel.accounts.models import User
+from panel.accounts.origin import Origin
+from routing.pool.actions import do_add_backend
 
 spec = json.loads({spec!r})
 origin = Origin(via="cli")
 operator = User.objects.create_user("Operator", password=spec["password"], is_staff=True)
-out = {{"operator": do_create_token(operator, origin=origin)[1], "users": {{}}, "sessions": {{}}}}
+operator_key = do_create_token(operator, actor=operator, origin=origin)[1]
+out = {{"operator": operator_key, "users": {{}}, "sessions": {{}}}}
 for index, (name, address) in enumerate(spec["nodes"]):
-    do_add_backend(operator, origin, name, address, state="active" if index < 2 else "disabled")
+    state = "active" if index < 2 else "disabled"
+    do_add_backend(name, address, actor=operator, origin=origin, state=state)
 # One hash for all: the password hasher is slow on purpose, and 50 users share the password.
 hashed = make_password(spec["password"])
 for name in spec["users"]:
     user = User.objects.create(username=name, password=hashed)
-    out["users"][name] = do_create_token(user, origin=origin)[1]
+    out["users"][name] = do_create_token(user, actor=user, origin=origin)[1]
     # A signed-in browser session, as the sign-in form would create it (the form itself is
     # exercised by test_sign_in_and_reload_from_the_web_tab and the browser test).
     session = SessionStore()

@@ -3,8 +3,9 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from routing.models import Backend
-from webapps.models import User, WebApp
+from panel.accounts.models import User
+from routing.pool.models import Backend
+from webapps.models import WebApp
 
 pytestmark = pytest.mark.django_db
 

@@ -43,13 +43,3 @@ def test_it_rejects_a_bad_redis_url(monkeypatch, raw):
 def test_it_accepts_a_redis_url_with_password_and_db(monkeypatch):
     monkeypatch.setenv("REDIS_URL_X", "redis://:secret@127.0.0.1:6390/2")
     assert env.env_redis_url("REDIS_URL_X", "") == "redis://:secret@127.0.0.1:6390/2"
-
-
-@pytest.mark.django_db
-def test_it_keeps_usernames_unique_regardless_of_case(django_user_model):
-    from django.db import IntegrityError, transaction
-
-    django_user_model.objects.create_user("IronHand", password="x" * 12)
-    with pytest.raises(IntegrityError), transaction.atomic():
-        django_user_model.objects.create_user("ironhand", password="y" * 12)
-    assert django_user_model.objects.get_by_natural_key("IRONHAND").username == "IronHand"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from routing.table import ALGORITHM, Backend, RouteTable
 
 
@@ -13,3 +15,14 @@ def make_table(version: int, *names: str) -> RouteTable:
         for i, name in enumerate(names)
     )
     return RouteTable(version=version, algorithm=ALGORITHM, backends=backends)
+
+
+def fixed_key(seed: int) -> Ed25519PrivateKey:
+    """A fixed Ed25519 key per ``seed`` (0-255), so failures are reproducible."""
+    return Ed25519PrivateKey.from_private_bytes(bytes([seed]) * 32)
+
+
+# The publisher's key, the next one (a rotation) and a stranger's (a forger's).
+PUBLISHER = fixed_key(1)
+NEXT = fixed_key(2)
+FORGER = fixed_key(66)

@@ -7,10 +7,20 @@ import subprocess
 import sys
 
 import pytest
+import redis
 
-from routing.publish import channel, publish_table, stored_version, table_key
+from routing.publish import (
+    ATTEMPTS,
+    PublishContended,
+    channel,
+    publish_table,
+    signature_key,
+    stored_version,
+    table_key,
+)
+from routing.signing import key_id, sign, verify
 from routing.table import RouteTable
-from tests.routing.support import make_table
+from tests.routing.support import FORGER, NEXT, PUBLISHER, make_table
 from tests.support import child_env, repo_root, wait_until
 
 
@@ -135,3 +145,170 @@ def test_the_publisher_and_subscriber_import_neither_django_nor_settings():
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- signed tables ------------------------------------------------------------------------
+
+
+def signed(client, version: int, *names: str, key=PUBLISHER, **kwargs) -> bool:
+    return publish_table(client, make_table(version, *names), signing_key=key, **kwargs)
+
+
+def forge(client, version: int, line: bytes | None = None) -> bytes:
+    """What a tenant with write access to Redis can do: a well-formed table with a huge version
+    and an attacker's backend, signed by a key nobody trusts (or ``line``), then PUBLISH."""
+    raw = make_table(version, "attacker").to_json().encode()
+    client.set(table_key(), raw)
+    client.set(signature_key(), line if line is not None else sign(raw, FORGER))
+    client.publish(channel(), str(version))
+    return raw
+
+
+class Interloper:
+    """A client through which another writer gets in between the publisher's read (MGET) and
+    its write, once per entry of ``writes``; everything else goes to the real client."""
+
+    def __init__(self, client: redis.Redis, writes) -> None:
+        self.client = client
+        self.writes = list(writes)
+
+    def mget(self, keys):
+        values = self.client.mget(keys)
+        if self.writes:
+            self.writes.pop(0)()
+        return values
+
+    def register_script(self, script):
+        return self.client.register_script(script)
+
+
+def test_a_signed_table_is_stored_with_the_signature_of_its_exact_bytes(redis_client):
+    assert signed(redis_client, 3) is True
+    raw = redis_client.get(table_key())
+    assert RouteTable.from_json(raw) == make_table(3)
+    line = redis_client.get(signature_key())
+    assert verify(raw, line, [PUBLISHER.public_key()]) == key_id(PUBLISHER.public_key())
+
+
+def test_a_forged_table_with_a_huge_version_never_blocks_the_next_real_publish(redis_client):
+    signed(redis_client, 3)
+    forge(redis_client, 10**15)
+    pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(channel())
+    wait_until(lambda: redis_client.pubsub_numsub(channel())[0][1] == 1, what="subscription")
+    assert signed(redis_client, 4) is True
+    assert stored(redis_client) == make_table(4)
+    announced = wait_until(lambda: pubsub.get_message(timeout=0.1), what="the announcement")
+    assert announced["data"] == b"4"
+    pubsub.close()
+
+
+@pytest.mark.parametrize("line", [b"", b"ed25519 garbage", None])
+def test_a_table_whose_signature_was_removed_or_spoiled_is_replaced(redis_client, line):
+    signed(redis_client, 5)
+    raw = make_table(9, "attacker").to_json().encode()
+    redis_client.set(table_key(), raw)
+    if line is None:
+        redis_client.delete(signature_key())
+    else:
+        redis_client.set(signature_key(), line)
+    assert signed(redis_client, 5) is True
+    assert stored(redis_client) == make_table(5)
+
+
+def test_a_genuine_table_under_a_stolen_signature_line_is_replaced(redis_client):
+    # A signature that verifies for another table of ours does not make this one count.
+    signed(redis_client, 5)
+    line = redis_client.get(signature_key())
+    redis_client.set(table_key(), make_table(50, "attacker").to_json())
+    redis_client.set(signature_key(), line)
+    assert signed(redis_client, 6) is True
+    assert stored(redis_client) == make_table(6)
+
+
+def test_a_validly_signed_newer_table_is_kept(redis_client):
+    signed(redis_client, 40)
+    assert signed(redis_client, 3) is False
+    assert stored(redis_client) == make_table(40)
+    assert stored_version(redis_client, trusted_keys=[PUBLISHER.public_key()]) == 40
+
+
+def test_a_replayed_older_signed_table_never_overwrites_a_newer_one(redis_client):
+    signed(redis_client, 5, "b1")
+    assert signed(redis_client, 4, "b1", "b2") is False
+    assert stored(redis_client) == make_table(5, "b1")
+
+
+def test_the_same_signed_version_twice_changes_nothing(redis_client):
+    signed(redis_client, 5)
+    before = redis_client.mget([table_key(), signature_key()])
+    assert signed(redis_client, 5) is False
+    assert redis_client.mget([table_key(), signature_key()]) == before
+
+
+def test_stored_version_counts_only_a_verified_table(redis_client):
+    forge(redis_client, 10**15)
+    assert stored_version(redis_client, trusted_keys=[PUBLISHER.public_key()]) is None
+    assert stored_version(redis_client) == 10**15  # unchecked, it parses
+
+
+def test_a_newer_table_written_between_reading_and_writing_is_kept(redis_client):
+    # Another publisher stores version 9 after this one read version 5 and judged 7 newer.
+    signed(redis_client, 5)
+    racing = Interloper(redis_client, [lambda: signed(redis_client, 9)])
+    assert signed(racing, 7) is False
+    assert stored(redis_client) == make_table(9)
+
+
+def test_a_forgery_written_between_reading_and_writing_is_replaced(redis_client):
+    signed(redis_client, 5)
+    racing = Interloper(redis_client, [lambda: forge(redis_client, 10**15)])
+    assert signed(racing, 7) is True
+    assert stored(redis_client) == make_table(7)
+
+
+def test_it_gives_up_with_a_redis_error_when_the_table_never_stops_changing(redis_client):
+    signed(redis_client, 5)
+    writes = [lambda i=i: forge(redis_client, 10**15 + i) for i in range(ATTEMPTS)]
+    with pytest.raises(PublishContended, match=f"{ATTEMPTS} publishes") as caught:
+        signed(Interloper(redis_client, writes), 7)
+    assert isinstance(caught.value, redis.RedisError)
+    assert stored(redis_client).backends[0].name == "attacker"  # the last forgery, unrouted
+
+
+def test_a_rotation_re_signs_the_same_version_with_the_new_key(redis_client):
+    signed(redis_client, 5)
+    both = [PUBLISHER.public_key(), NEXT.public_key()]
+    assert signed(redis_client, 5, key=NEXT, trusted_keys=both) is True
+    raw, line = redis_client.mget([table_key(), signature_key()])
+    assert RouteTable.from_json(raw) == make_table(5)
+    assert verify(raw, line, both) == key_id(NEXT.public_key())
+    # Re-signed once: the next periodic republish changes nothing.
+    assert signed(redis_client, 5, key=NEXT, trusted_keys=both) is False
+
+
+def test_a_rotated_publisher_keeps_a_newer_table_signed_by_the_old_trusted_key(redis_client):
+    signed(redis_client, 9)
+    both = [PUBLISHER.public_key(), NEXT.public_key()]
+    assert signed(redis_client, 5, key=NEXT, trusted_keys=both) is False
+    assert stored(redis_client) == make_table(9)
+
+
+def test_an_unsigned_publish_removes_a_stale_signature(redis_client):
+    signed(redis_client, 5)
+    assert publish_table(redis_client, make_table(6)) is True
+    assert redis_client.get(signature_key()) is None
+
+
+@pytest.mark.parametrize("key", [None, PUBLISHER])
+def test_a_table_key_of_another_type_is_replaced(redis_client, key):
+    redis_client.rpush(table_key(), "x")
+    redis_client.sadd(signature_key(), "y")
+    assert publish_table(redis_client, make_table(2), signing_key=key) is True
+    assert stored(redis_client) == make_table(2)
+
+
+def test_a_signing_key_its_readers_would_not_trust_is_refused(redis_client):
+    with pytest.raises(ValueError, match="not among the trusted keys"):
+        signed(redis_client, 1, key=NEXT, trusted_keys=[PUBLISHER.public_key()])
+    assert redis_client.get(table_key()) is None

@@ -12,9 +12,11 @@ from collections.abc import Callable
 
 import pytest
 
-from routing.publish import publish_table, table_key
-from routing.subscriber import RouteSubscriber
-from tests.routing.support import make_table
+from routing.publish import channel, publish_table, signature_key, table_key
+from routing.signing import frame, key_id, sign, unframe, verify
+from routing.subscriber import REFUSAL_REASONS, RouteSubscriber
+from routing.table import RouteTable
+from tests.routing.support import FORGER, NEXT, PUBLISHER, make_table
 
 # Short enough that tests relying on the poll finish quickly, long enough to be a real poll.
 POLL = 0.2
@@ -401,6 +403,344 @@ def test_age_counts_from_the_last_time_redis_confirmed_the_table(
             redis_client.flushall()
             await eventually(lambda: sub.stats.missing, what="the table reported missing")
             await eventually(lambda: sub.stats.age > confirmed + POLL, what="the age to grow")
+        finally:
+            await sub.stop()
+
+    run(scenario())
+
+
+# --- signed tables ------------------------------------------------------------------------
+
+TRUSTED = [PUBLISHER.public_key()]
+
+
+def signed_subscriber(redis_server, **kwargs) -> RouteSubscriber:
+    kwargs.setdefault("trusted_keys", TRUSTED)
+    return subscriber(redis_server, **kwargs)
+
+
+def publish(client, version: int, *names: str, key=PUBLISHER, **kwargs) -> bool:
+    return publish_table(client, make_table(version, *names), signing_key=key, **kwargs)
+
+
+def forge(client, version: int, line: bytes | None = None) -> None:
+    """A tenant with write access to Redis: a well-formed table with a huge version and an
+    attacker's backend, signed by a key nobody trusts (or carrying ``line``), then PUBLISH."""
+    raw = make_table(version, "attacker").to_json().encode()
+    client.set(table_key(), raw)
+    if line is None:
+        client.set(signature_key(), sign(raw, FORGER))
+    elif line == b"":
+        client.delete(signature_key())
+    else:
+        client.set(signature_key(), line)
+    client.publish(channel(), str(version))
+
+
+def state_file_table(path) -> tuple[bytes, bytes | None]:
+    return unframe(path.read_bytes())
+
+
+def test_it_takes_signed_tables_and_names_their_signer(redis_server, redis_client):
+    publish(redis_client, 4)
+
+    async def scenario():
+        sub = signed_subscriber(redis_server)
+        await sub.start()
+        try:
+            assert sub.table == make_table(4)
+            publish(redis_client, 5)
+            assert (await sub.wait_for_version(5, timeout=10)) == make_table(5)
+            assert sub.stats.verified
+            assert sub.stats.signer == key_id(PUBLISHER.public_key())
+            assert sub.stats.refused == dict.fromkeys(REFUSAL_REASONS, 0)
+        finally:
+            await sub.stop()
+
+    run(scenario())
+
+
+def test_a_forged_table_is_ignored_counted_and_never_saved(redis_server, redis_client, tmp_path):
+    state = tmp_path / "routes.state"
+    publish(redis_client, 4)
+
+    async def scenario():
+        sub = signed_subscriber(redis_server, state_file=state)
+        await sub.start()
+        try:
+            saved = state.read_bytes()
+            forge(redis_client, 10**15)
+            await eventually(lambda: sub.stats.bad_signature == 1, what="the forgery counted")
+            await asyncio.sleep(POLL * 3)  # later polls see it again: not counted again
+            assert sub.stats.bad_signature == 1
+            assert sub.stats.rejected == 1
+            assert sub.table == make_table(4)
+            assert all(b.name != "attacker" for b in sub.table.backends)
+            assert state.read_bytes() == saved
+            # The next real publish replaces the forgery and reaches the reader.
+            assert publish(redis_client, 5) is True
+            assert (await sub.wait_for_version(5, timeout=10)) == make_table(5)
+        finally:
+            await sub.stop()
+
+    run(scenario())
+    raw, line = state_file_table(state)
+    assert RouteTable.from_json(raw) == make_table(5)
+    assert verify(raw, line, TRUSTED)
+
+
+def test_an_unsigned_table_is_refused_as_unsigned(redis_server, redis_client):
+    publish(redis_client, 4)
+
+    async def scenario():
+        sub = signed_subscriber(redis_server)
+        await sub.start()
+        try:
+            forge(redis_client, 9, line=b"")
+            await eventually(lambda: sub.stats.unsigned == 1, what="the unsigned table counted")
+            assert sub.table == make_table(4)
+            assert sub.stats.refused["unsigned"] == 1
+        finally:
+            await sub.stop()
+
+    run(scenario())
+
+
+def test_a_table_under_a_signature_line_copied_from_another_is_refused(redis_server, redis_client):
+    publish(redis_client, 4)
+
+    async def scenario():
+        sub = signed_subscriber(redis_server)
+        await sub.start()
+        try:
+            forge(redis_client, 9, line=redis_client.get(signature_key()))
+            await eventually(lambda: sub.stats.bad_signature == 1, what="the copy counted")
+            assert sub.table == make_table(4)
+        finally:
+            await sub.stop()
+
+    run(scenario())
+
+
+def test_a_replayed_older_signed_table_is_refused_by_version(redis_server, redis_client):
+    old = make_table(3, "b9")
+    old_raw = old.to_json().encode()
+    old_line = sign(old_raw, PUBLISHER)
+    publish(redis_client, 5, "b1")
+
+    async def scenario():
+        sub = signed_subscriber(redis_server)
+        await sub.start()
+        try:
+            redis_client.mset({table_key(): old_raw, signature_key(): old_line})
+            redis_client.publish(channel(), "3")
+            await eventually(lambda: sub.stats.lower == 1, what="the replay counted")
+            assert sub.table == make_table(5, "b1")
+            assert sub.stats.bad_signature == 0
+        finally:
+            await sub.stop()
+
+    run(scenario())
+
+
+def test_the_state_file_holds_the_table_and_its_signature(redis_server, redis_client, tmp_path):
+    state = tmp_path / "state" / "routes.state"
+
+    async def scenario():
+        sub = signed_subscriber(redis_server, state_file=state)
+        await sub.start()
+        try:
+            publish(redis_client, 8, "b3")
+            await sub.wait_for_version(8, timeout=10)
+        finally:
+            await sub.stop()
+
+    run(scenario())
+    assert state.read_bytes() == frame(*redis_client.mget([table_key(), signature_key()]))
+
+
+def test_it_starts_from_a_signed_state_file_when_redis_is_down(redis_server, tmp_path):
+    state = tmp_path / "routes.state"
+    raw = make_table(6, "b4").to_json().encode()
+    state.write_bytes(frame(raw, sign(raw, PUBLISHER)))
+    redis_server.stop()
+
+    async def scenario():
+        sub = signed_subscriber(redis_server, state_file=state)
+        await sub.start(wait=0.5)
+        try:
+            assert sub.table == make_table(6, "b4")
+            assert sub.stats.source == "state-file"
+            assert sub.stats.signer == key_id(PUBLISHER.public_key())
+        finally:
+            await sub.stop()
+
+    run(scenario())
+
+
+def tampered(raw: bytes) -> bytes:
+    return raw.replace(b"127.0.0.1:9100", b"127.0.0.1:6666")
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (lambda raw: frame(tampered(raw), sign(raw, PUBLISHER)), "bad_signature"),
+        (lambda raw: frame(raw, sign(raw, FORGER)), "bad_signature"),
+        (lambda raw: raw, "unsigned"),
+        (lambda raw: frame(b"{truncated", sign(b"{truncated", PUBLISHER)), "malformed"),
+    ],
+    ids=["tampered", "forged", "unsigned", "signed-junk"],
+)
+def test_a_state_file_that_does_not_verify_is_ignored(redis_server, tmp_path, content, reason):
+    state = tmp_path / "routes.state"
+    state.write_bytes(content(make_table(6).to_json().encode()))
+    redis_server.stop()
+
+    async def scenario():
+        sub = signed_subscriber(redis_server, state_file=state)
+        await sub.start(wait=0.5)
+        try:
+            assert sub.table is None
+            assert sub.stats.refused[reason] == 1
+        finally:
+            await sub.stop()
+
+    run(scenario())
+
+
+def test_an_unchecked_reader_still_reads_a_signed_state_file(redis_server, tmp_path):
+    state = tmp_path / "routes.state"
+    raw = make_table(6).to_json().encode()
+    state.write_bytes(frame(raw, sign(raw, PUBLISHER)))
+    redis_server.stop()
+
+    async def scenario():
+        sub = subscriber(redis_server, state_file=state)
+        await sub.start(wait=0.5)
+        try:
+            assert sub.table == make_table(6)
+            assert not sub.stats.verified
+        finally:
+            await sub.stop()
+
+    run(scenario())
+
+
+def test_tables_signed_by_either_of_two_trusted_keys_are_taken(redis_server, redis_client):
+    both = [PUBLISHER.public_key(), NEXT.public_key()]
+
+    async def scenario():
+        sub = signed_subscriber(redis_server, trusted_keys=both)
+        await sub.start()
+        try:
+            publish(redis_client, 1)
+            await sub.wait_for_version(1, timeout=10)
+            publish(redis_client, 2, key=NEXT, trusted_keys=both)
+            await sub.wait_for_version(2, timeout=10)
+            assert sub.stats.signer == key_id(NEXT.public_key())
+            assert sub.stats.rejected == 0
+        finally:
+            await sub.stop()
+
+    run(scenario())
+
+
+def test_a_re_signed_table_rewrites_the_state_file_under_the_new_key(
+    redis_server, redis_client, tmp_path
+):
+    # A rotation: the publisher re-signs the held version; after the old key is dropped, the
+    # reader's state file must still verify.
+    state = tmp_path / "routes.state"
+    both = [PUBLISHER.public_key(), NEXT.public_key()]
+    publish(redis_client, 4)
+
+    async def scenario():
+        sub = signed_subscriber(redis_server, trusted_keys=both, state_file=state)
+        await sub.start()
+        try:
+            assert publish(redis_client, 4, key=NEXT, trusted_keys=both) is True
+            await eventually(
+                lambda: sub.stats.signer == key_id(NEXT.public_key()), what="the new signer"
+            )
+            await eventually(
+                lambda: verify(*state_file_table(state), both) == key_id(NEXT.public_key()),
+                what="the state file re-signed",
+            )
+            assert sub.table == make_table(4)
+        finally:
+            await sub.stop()
+
+    run(scenario())
+
+    async def restarted():
+        redis_server.stop()
+        sub = signed_subscriber(redis_server, trusted_keys=[NEXT.public_key()], state_file=state)
+        await sub.start(wait=0.5)
+        try:
+            assert sub.table == make_table(4)
+        finally:
+            await sub.stop()
+
+    run(restarted())
+
+
+def test_more_than_two_trusted_keys_are_refused_at_construction(redis_server):
+    keys = [PUBLISHER.public_key(), NEXT.public_key(), FORGER.public_key()]
+    with pytest.raises(ValueError, match="3 trusted keys"):
+        RouteSubscriber(redis_server.url, trusted_keys=keys)
+
+
+def test_an_unchecked_subscriber_warns_at_start(redis_server, caplog):
+    async def scenario():
+        sub = subscriber(redis_server)
+        await sub.start()
+        await sub.stop()
+
+    run(scenario())
+    assert "signatures are not checked" in caplog.text
+
+
+def test_a_state_file_that_cannot_be_written_does_not_stop_the_subscriber(
+    redis_server, redis_client, tmp_path, caplog
+):
+    (tmp_path / "not-a-directory").write_text("")
+    state = tmp_path / "not-a-directory" / "routes.state"
+
+    async def scenario():
+        sub = signed_subscriber(redis_server, state_file=state)
+        await sub.start()
+        try:
+            publish(redis_client, 1)
+            await sub.wait_for_version(1, timeout=10)
+            publish(redis_client, 2)
+            assert (await sub.wait_for_version(2, timeout=10)).version == 2
+        finally:
+            await sub.stop()
+
+    run(scenario())
+    assert "could not write route state file" in caplog.text
+
+
+def test_a_reader_started_from_an_old_key_state_file_rewrites_it_when_redis_has_it_re_signed(
+    redis_server, redis_client, tmp_path
+):
+    state = tmp_path / "routes.state"
+    both = [PUBLISHER.public_key(), NEXT.public_key()]
+    raw = make_table(4).to_json().encode()
+    state.write_bytes(frame(raw, sign(raw, PUBLISHER)))
+    publish(redis_client, 4, key=NEXT, trusted_keys=both)
+
+    async def scenario():
+        sub = signed_subscriber(redis_server, trusted_keys=both, state_file=state)
+        await sub.start()
+        try:
+            await eventually(
+                lambda: verify(*state_file_table(state), both) == key_id(NEXT.public_key()),
+                what="the state file re-signed",
+            )
+            assert sub.stats.source == "redis"
+            assert sub.table == make_table(4)
         finally:
             await sub.stop()
 

@@ -3,9 +3,10 @@
 import pytest
 from django.conf import settings
 
-from tests.webapps.conftest import CLI, make_user
+from panel.accounts.models import AuditEvent
+from tests.conftest import CLI, make_user
 from webapps import actions
-from webapps.models import ApiToken, AuditEvent, ReloadEvent, WebApp, hash_token
+from webapps.models import ReloadEvent, WebApp
 
 pytestmark = pytest.mark.django_db
 
@@ -15,13 +16,13 @@ def audit_actions(outcome="ok"):
 
 
 def test_it_creates_an_app_with_the_canonical_domain(owner):
-    webapp = actions.do_create_webapp(owner, domain="IronHand.Example.COM.", origin=CLI)
+    webapp = actions.do_create_webapp("IronHand.Example.COM.", actor=owner, origin=CLI)
     assert webapp.domain == "ironhand.example.com"
     assert WebApp.objects.get().owner == owner
 
 
 def test_it_defaults_the_source_to_the_home_and_writes_a_starter(owner):
-    webapp = actions.do_create_webapp(owner, domain="IronHand.example.com", origin=CLI)
+    webapp = actions.do_create_webapp("IronHand.example.com", actor=owner, origin=CLI)
     expected = settings.HOME_ROOT / "ironhand" / "ironhand.example.com"
     assert webapp.source_directory == str(expected)
     assert webapp.wsgi_entry == "wsgi:application"
@@ -29,7 +30,7 @@ def test_it_defaults_the_source_to_the_home_and_writes_a_starter(owner):
 
 
 def test_it_writes_an_audit_row_for_a_create(owner):
-    actions.do_create_webapp(owner, domain="IronHand.example.com", origin=CLI)
+    actions.do_create_webapp("IronHand.example.com", actor=owner, origin=CLI)
     assert audit_actions() == [("webapp.create", "ironhand.example.com")]
 
 
@@ -38,21 +39,21 @@ def test_it_refuses_a_collision_after_canonicalisation_with_a_clear_message(owne
     with pytest.raises(
         actions.ActionError, match=r"'IRONHAND.example.com.' \(as ironhand.example.com\)"
     ):
-        actions.do_create_webapp(other, domain="IRONHAND.example.com.", origin=CLI)
+        actions.do_create_webapp("IRONHAND.example.com.", actor=other, origin=CLI)
     assert WebApp.objects.count() == 1
 
 
 def test_it_refuses_a_unicode_spelling_of_a_taken_punycode_domain(owner, unicode_app):
     other = make_user("ironfist")
     with pytest.raises(actions.ActionError, match="already used") as info:
-        actions.do_create_webapp(other, domain="xn--bcher-kva.example", origin=CLI)
+        actions.do_create_webapp("xn--bcher-kva.example", actor=other, origin=CLI)
     assert info.value.field == "domain_name"
 
 
 def test_it_reserves_the_users_apps_subdomain_for_that_user(owner, outsider):
     with pytest.raises(actions.ActionError, match=r"yours is mallory\.apps\.localhost"):
-        actions.do_create_webapp(outsider, domain="IronHand.apps.localhost", origin=CLI)
-    webapp = actions.do_create_webapp(owner, domain="IronHand.apps.localhost", origin=CLI)
+        actions.do_create_webapp("IronHand.apps.localhost", actor=outsider, origin=CLI)
+    webapp = actions.do_create_webapp("IronHand.apps.localhost", actor=owner, origin=CLI)
     assert webapp.domain == "ironhand.apps.localhost"
 
 
@@ -60,10 +61,10 @@ def test_it_refuses_a_source_directory_outside_the_home(owner, outsider):
     (settings.HOME_ROOT / "mallory").mkdir(parents=True)
     with pytest.raises(actions.ActionError, match="outside your home") as info:
         actions.do_create_webapp(
-            owner,
-            domain="IronHand.example.com",
-            source_directory=str(settings.HOME_ROOT / "mallory"),
+            "IronHand.example.com",
+            actor=owner,
             origin=CLI,
+            source_directory=str(settings.HOME_ROOT / "mallory"),
         )
     assert info.value.field == "source_directory"
     assert not WebApp.objects.exists()
@@ -72,7 +73,7 @@ def test_it_refuses_a_source_directory_outside_the_home(owner, outsider):
 def test_it_refuses_a_virtualenv_outside_the_home(owner):
     with pytest.raises(actions.ActionError, match="outside your home") as info:
         actions.do_create_webapp(
-            owner, domain="IronHand.example.com", virtualenv_path="/usr", origin=CLI
+            "IronHand.example.com", actor=owner, origin=CLI, virtualenv_path="/usr"
         )
     assert info.value.field == "virtualenv_path"
 
@@ -80,13 +81,13 @@ def test_it_refuses_a_virtualenv_outside_the_home(owner):
 @pytest.mark.parametrize(("typed", "stored"), [("3.11", "3.11"), ("python310", "3.10"), ("", "")])
 def test_it_stores_the_python_version(owner, typed, stored):
     webapp = actions.do_create_webapp(
-        owner, domain="IronHand.example.com", python_version=typed, origin=CLI
+        "IronHand.example.com", actor=owner, origin=CLI, python_version=typed
     )
     assert webapp.python_version == stored
 
 
 def test_it_updates_only_what_it_was_given_and_audits_the_change(owner, owner_app):
-    actions.do_update_webapp(owner, owner_app, {"wsgi_entry": "site.wsgi:app"}, CLI)
+    actions.do_update_webapp(owner_app, {"wsgi_entry": "site.wsgi:app"}, actor=owner, origin=CLI)
     owner_app.refresh_from_db()
     assert owner_app.wsgi_entry == "site.wsgi:app"
     event = AuditEvent.objects.get(action="webapp.update")
@@ -95,12 +96,12 @@ def test_it_updates_only_what_it_was_given_and_audits_the_change(owner, owner_ap
 
 def test_it_refuses_to_change_the_domain(owner, owner_app):
     with pytest.raises(actions.ActionError, match="cannot change domain"):
-        actions.do_update_webapp(owner, owner_app, {"domain": "other.example"}, CLI)
+        actions.do_update_webapp(owner_app, {"domain": "other.example"}, actor=owner, origin=CLI)
 
 
 def test_it_deletes_an_app_but_keeps_its_files(owner, owner_app):
     source = owner_app.source_directory
-    actions.do_delete_webapp(owner, owner_app, CLI)
+    actions.do_delete_webapp(owner_app, actor=owner, origin=CLI)
     assert not WebApp.objects.exists()
     assert (settings.HOME_ROOT / "ironhand" / "ironhand.example.com" / "wsgi.py").exists()
     assert source.endswith("ironhand.example.com")
@@ -108,7 +109,7 @@ def test_it_deletes_an_app_but_keeps_its_files(owner, owner_app):
 
 
 def test_it_records_a_reload_even_when_no_node_serves_the_app(owner, owner_app):
-    event = actions.do_reload_webapp(owner, owner_app, CLI)
+    event = actions.do_reload_webapp(owner_app, actor=owner, origin=CLI)
     assert not event.ok
     assert event.message == "no node serves ironhand.example.com here"
     assert ReloadEvent.objects.get() == event
@@ -116,53 +117,31 @@ def test_it_records_a_reload_even_when_no_node_serves_the_app(owner, owner_app):
 
 
 def test_it_records_the_backend_and_duration_of_a_reload(settings, owner, owner_app):
-    settings.WEBAPPS_RELOADER = "tests.webapps.fakes.OkReloader"
-    event = actions.do_reload_webapp(owner, owner_app, CLI)
+    settings.WEBAPPS_RELOADER = "tests.webapps.support.OkReloader"
+    event = actions.do_reload_webapp(owner_app, actor=owner, origin=CLI)
     assert (event.ok, event.backend, event.duration_ms) == (True, "b7", 12)
     assert event.summary() == "Reloaded on b7 in 12 ms"
 
 
 def test_it_keeps_the_log_tail_of_a_failed_reload(settings, owner, owner_app):
-    settings.WEBAPPS_RELOADER = "tests.webapps.fakes.BrokenAppReloader"
-    event = actions.do_reload_webapp(owner, owner_app, CLI)
+    settings.WEBAPPS_RELOADER = "tests.webapps.support.BrokenAppReloader"
+    event = actions.do_reload_webapp(owner_app, actor=owner, origin=CLI)
     assert "SyntaxError" in ReloadEvent.objects.get(pk=event.pk).log_tail
 
 
 def test_it_turns_an_unreachable_node_into_a_failed_reload(settings, owner, owner_app):
-    settings.WEBAPPS_RELOADER = "tests.webapps.fakes.UnreachableReloader"
+    settings.WEBAPPS_RELOADER = "tests.webapps.support.UnreachableReloader"
     settings.NODE_NAME = "b3"
-    event = actions.do_reload_webapp(owner, owner_app, CLI)
+    event = actions.do_reload_webapp(owner_app, actor=owner, origin=CLI)
     assert (event.ok, event.backend) == (False, "b3")
     assert "refused" in event.message
 
 
 def test_it_throttles_reloads_per_user(settings, owner, owner_app, outsider):
     settings.RELOAD_THROTTLE_PER_MINUTE = 2
-    actions.do_reload_webapp(owner, owner_app, CLI)
-    actions.do_reload_webapp(owner, owner_app, CLI)
+    actions.do_reload_webapp(owner_app, actor=owner, origin=CLI)
+    actions.do_reload_webapp(owner_app, actor=owner, origin=CLI)
     with pytest.raises(actions.ReloadThrottled) as info:
-        actions.do_reload_webapp(owner, owner_app, CLI)
+        actions.do_reload_webapp(owner_app, actor=owner, origin=CLI)
     assert 1 <= info.value.retry_after <= 60
     assert ReloadEvent.objects.count() == 2
-
-
-def test_it_stores_only_a_hash_of_a_new_token(owner):
-    token, key = actions.do_create_token(owner, origin=CLI, name="ci")
-    assert key.startswith("hpk_") and len(key) > 40
-    stored = ApiToken.objects.get()
-    assert stored.key_hash == hash_token(key)
-    assert key not in str(list(ApiToken.objects.values()))
-    assert token.prefix == key[:12]
-
-
-def test_it_refuses_an_expiry_out_of_range(owner):
-    with pytest.raises(actions.ActionError, match="between 1 and"):
-        actions.do_create_token(owner, origin=CLI, expires_in_days=0)
-
-
-def test_it_revokes_a_token_and_audits_it(owner):
-    token, _ = actions.do_create_token(owner, origin=CLI)
-    actions.do_revoke_token(owner, token, CLI)
-    token.refresh_from_db()
-    assert token.revoked_at is not None and token.state == "revoked"
-    assert ("token.revoke", token.prefix) in audit_actions()

@@ -2,7 +2,8 @@
 
 import pytest
 
-from webapps.models import AuditEvent, WebApp
+from panel.accounts.models import AuditEvent
+from webapps.models import WebApp
 
 pytestmark = pytest.mark.django_db
 

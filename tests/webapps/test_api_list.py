@@ -5,7 +5,8 @@ import json
 import pytest
 from django.conf import settings
 
-from webapps.models import AuditEvent, WebApp
+from panel.accounts.models import AuditEvent
+from webapps.models import WebApp
 
 pytestmark = pytest.mark.django_db
 
@@ -150,16 +151,16 @@ def test_it_lists_many_apps_in_a_constant_number_of_queries(owner, owner_api, ow
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from tests.webapps.conftest import CLI
+    from tests.conftest import CLI
     from webapps import actions
 
-    actions.do_reload_webapp(owner, owner_app, CLI)
+    actions.do_reload_webapp(owner_app, actor=owner, origin=CLI)
     owner_api.get(URL)  # the token's first use writes last_used_at once
     with CaptureQueriesContext(connection) as one:
         owner_api.get(URL)
     for n in range(5):
-        app = actions.do_create_webapp(owner, domain=f"site{n}.ironhand.org", origin=CLI)
-        actions.do_reload_webapp(owner, app, CLI)
+        app = actions.do_create_webapp(f"site{n}.ironhand.org", actor=owner, origin=CLI)
+        actions.do_reload_webapp(app, actor=owner, origin=CLI)
     with CaptureQueriesContext(connection) as six:
         assert len(owner_api.get(URL).json()) == 6
     assert len(six) == len(one)

@@ -2,9 +2,10 @@
 
 import pytest
 
-from tests.webapps.conftest import CLI
+from panel.accounts.models import AuditEvent
+from tests.conftest import CLI
 from webapps.actions import do_create_webapp
-from webapps.models import AuditEvent, ReloadEvent
+from webapps.models import ReloadEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -12,7 +13,7 @@ URL = "/api/v0/user/IronHand/webapps/ironhand.example.com/reload/"
 
 
 def test_it_reloads_and_answers_like_the_hosting_api(settings, owner_api, owner_app):
-    settings.WEBAPPS_RELOADER = "tests.webapps.fakes.OkReloader"
+    settings.WEBAPPS_RELOADER = "tests.webapps.support.OkReloader"
     response = owner_api.post(URL)
     assert response.status_code == 200
     assert response.json() == {"status": "OK", "backend": "b7", "duration_ms": 12}
@@ -21,14 +22,14 @@ def test_it_reloads_and_answers_like_the_hosting_api(settings, owner_api, owner_
 
 
 def test_it_records_the_request_id_and_client(settings, owner_api, owner_app):
-    settings.WEBAPPS_RELOADER = "tests.webapps.fakes.OkReloader"
+    settings.WEBAPPS_RELOADER = "tests.webapps.support.OkReloader"
     owner_api.post(URL, HTTP_X_REQUEST_ID="req-42", HTTP_X_FORWARDED_FOR="203.0.113.9, 10.0.0.1")
     event = ReloadEvent.objects.get()
     assert (event.request_id, event.client_ip) == ("req-42", "10.0.0.1")
 
 
 def test_it_reports_a_failed_reload_with_the_log_tail(settings, owner_api, owner_app):
-    settings.WEBAPPS_RELOADER = "tests.webapps.fakes.BrokenAppReloader"
+    settings.WEBAPPS_RELOADER = "tests.webapps.support.BrokenAppReloader"
     response = owner_api.post(URL)
     assert response.status_code == 502
     body = response.json()
@@ -45,7 +46,7 @@ def test_it_says_when_no_node_serves_the_app_and_still_records_it(owner_api, own
 
 
 def test_it_shows_the_last_reload_on_the_app(settings, owner_api, owner_app):
-    settings.WEBAPPS_RELOADER = "tests.webapps.fakes.OkReloader"
+    settings.WEBAPPS_RELOADER = "tests.webapps.support.OkReloader"
     owner_api.post(URL)
     app = owner_api.get("/api/v0/user/IronHand/webapps/ironhand.example.com/").json()
     assert app["last_reload"]["summary"] == "Reloaded on b7 in 12 ms"
@@ -72,7 +73,7 @@ def test_it_throttles_with_429_and_retry_after_whatever_the_forwarded_for(
 
 def test_it_throttles_each_user_separately(settings, owner_api, owner_app, outsider, outsider_api):
     settings.RELOAD_THROTTLE_PER_MINUTE = 1
-    do_create_webapp(outsider, domain="mallory.example.com", origin=CLI)
+    do_create_webapp("mallory.example.com", actor=outsider, origin=CLI)
     assert owner_api.post(URL).status_code == 502
     assert owner_api.post(URL).status_code == 429
     mine = outsider_api.post("/api/v0/user/mallory/webapps/mallory.example.com/reload/")
@@ -90,7 +91,7 @@ def test_it_throttles_each_user_separately(settings, owner_api, owner_app, outsi
     ],
 )
 def test_it_gives_the_outsider_a_404_whatever_the_spelling(settings, outsider_api, owner_app, path):
-    settings.WEBAPPS_RELOADER = "tests.webapps.fakes.OkReloader"
+    settings.WEBAPPS_RELOADER = "tests.webapps.support.OkReloader"
     response = outsider_api.post(path)
     assert response.status_code == 404
     assert not ReloadEvent.objects.exists()
@@ -109,14 +110,14 @@ def signed_in_with_csrf(user):
 
 
 def test_it_accepts_a_signed_in_session_with_csrf(settings, owner, owner_app):
-    settings.WEBAPPS_RELOADER = "tests.webapps.fakes.OkReloader"
+    settings.WEBAPPS_RELOADER = "tests.webapps.support.OkReloader"
     client, token = signed_in_with_csrf(owner)
     assert client.post(URL).status_code == 403
     assert client.post(URL, HTTP_X_CSRFTOKEN=token).status_code == 200
 
 
 def test_it_refuses_a_session_call_from_a_foreign_origin(settings, owner, owner_app):
-    settings.WEBAPPS_RELOADER = "tests.webapps.fakes.OkReloader"
+    settings.WEBAPPS_RELOADER = "tests.webapps.support.OkReloader"
     client, token = signed_in_with_csrf(owner)
     response = client.post(URL, HTTP_X_CSRFTOKEN=token, HTTP_ORIGIN="https://evil.example")
     assert response.status_code == 403

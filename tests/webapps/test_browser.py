@@ -140,7 +140,7 @@ def test_reload_updates_the_web_tab_in_place(
     settings, live_server, chromium, client, owner, owner_app
 ):
     seen = reload_seen_in_browser(
-        settings, live_server, chromium, client, owner, "tests.webapps.fakes.OkReloader"
+        settings, live_server, chromium, client, owner, "tests.webapps.support.OkReloader"
     )
     assert seen == {"outcome": "Reloaded on b7 in 12 ms", "marker": "same page", "log_tail": None}
     assert owner_app.reloads.get().via == "ui"
@@ -150,7 +150,7 @@ def test_a_failed_reload_shows_the_log_tail_in_place(
     settings, live_server, chromium, client, owner, owner_app
 ):
     seen = reload_seen_in_browser(
-        settings, live_server, chromium, client, owner, "tests.webapps.fakes.BrokenAppReloader"
+        settings, live_server, chromium, client, owner, "tests.webapps.support.BrokenAppReloader"
     )
     assert seen["outcome"] == "Reload failed: the app failed to start"
     assert seen["marker"] == "same page"

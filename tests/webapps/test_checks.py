@@ -6,12 +6,13 @@ import sys
 
 import pytest
 
+from panel.accounts.checks import check_account_settings
 from tests.support import child_env, repo_root
 from webapps.checks import check_hosting_settings
 
 
 def ids():
-    return [error.id for error in check_hosting_settings()]
+    return [error.id for error in [*check_hosting_settings(), *check_account_settings()]]
 
 
 def test_it_passes_with_the_defaults():

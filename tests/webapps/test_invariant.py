@@ -9,11 +9,12 @@ from hypothesis import assume, given
 from hypothesis import settings as settings_hypothesis
 from hypothesis import strategies as st
 
+from panel.accounts.models import User
 from routing import route_key
-from tests.webapps.conftest import CLI, make_user
+from tests.conftest import CLI, make_user
 from webapps import actions
 from webapps.domains import DomainError, DomainPolicy, clean_domain, display_domain
-from webapps.models import User, WebApp
+from webapps.models import WebApp
 from webapps.serializers import WebAppSerializer
 
 pytestmark = pytest.mark.django_db
@@ -36,7 +37,7 @@ def panel_urls(webapp) -> list[str]:
 @pytest.mark.parametrize(("username", "typed", "spellings"), APPS)
 def test_the_reload_url_routes_like_the_apps_own_host(username, typed, spellings):
     user = make_user(username)
-    webapp = actions.do_create_webapp(user, domain=typed, origin=CLI)
+    webapp = actions.do_create_webapp(typed, actor=user, origin=CLI)
     panel = settings.PANEL_HOST
     for url in panel_urls(webapp):
         reload_key = route_key(panel, urlsplit(url).path, panel)
@@ -47,7 +48,7 @@ def test_the_reload_url_routes_like_the_apps_own_host(username, typed, spellings
 @pytest.mark.parametrize(("username", "typed", "spellings"), APPS)
 def test_the_web_tab_reload_form_routes_like_the_apps_own_host(client, username, typed, spellings):
     user = make_user(username)
-    webapp = actions.do_create_webapp(user, domain=typed, origin=CLI)
+    webapp = actions.do_create_webapp(typed, actor=user, origin=CLI)
     client.force_login(user)
     html = client.get(f"/user/{quote(username)}/webapps/").content.decode()
     form_path = next(
@@ -64,9 +65,9 @@ def test_the_web_tab_reload_form_routes_like_the_apps_own_host(client, username,
 def test_every_spelling_in_a_reload_url_reaches_the_same_app(
     client, settings, username, typed, spellings
 ):
-    settings.WEBAPPS_RELOADER = "tests.webapps.fakes.OkReloader"
+    settings.WEBAPPS_RELOADER = "tests.webapps.support.OkReloader"
     user = make_user(username)
-    webapp = actions.do_create_webapp(user, domain=typed, origin=CLI)
+    webapp = actions.do_create_webapp(typed, actor=user, origin=CLI)
     client.force_login(user)
     for spelling in [typed, webapp.domain_display, *spellings]:
         if ":" in spelling:

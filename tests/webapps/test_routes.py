@@ -1,10 +1,11 @@
-"""current_table(): the route table as the proxies see it, read from Redis."""
+"""published_table(): the route table as the proxies see it, read from Redis."""
 
 import pytest
 
 from routing import ALGORITHM, Backend, RouteTable
-from webapps.redis_client import _client
-from webapps.routes import current_table, serving_backend
+from routing.publish import table_key
+from webapps.redis_client import client_for
+from webapps.routes import published_table, serving_backend
 
 TABLE = RouteTable(
     version=3,
@@ -14,21 +15,21 @@ TABLE = RouteTable(
 
 
 def store(settings, raw):
-    _client(settings.REDIS_URL).set(settings.REDIS_PREFIX + "routes", raw)
+    client_for(settings.REDIS_URL).set(table_key(settings.REDIS_PREFIX), raw)
 
 
 def test_it_reads_the_published_table(settings):
     store(settings, TABLE.to_json())
-    assert current_table() == TABLE
+    assert published_table() == TABLE
 
 
 def test_it_has_no_table_before_one_is_published():
-    assert current_table() is None
+    assert published_table() is None
 
 
 def test_it_ignores_an_invalid_table(settings, caplog):
     store(settings, '{"version": "three"}')
-    assert current_table() is None
+    assert published_table() is None
     assert "invalid" in caplog.text
 
 
@@ -36,7 +37,7 @@ def test_it_has_no_table_when_redis_is_unreachable(settings, caplog):
     from tests.support import free_port
 
     settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
-    assert current_table() is None
+    assert published_table() is None
     assert "cannot read the route table" in caplog.text
 
 

@@ -5,10 +5,12 @@ import re
 import pytest
 from django.test import Client
 
+from panel.accounts.models import AuditEvent
 from routing import ALGORITHM, Backend, RouteTable
-from tests.webapps.conftest import CLI
+from routing.publish import table_key
+from tests.conftest import CLI
 from webapps import actions
-from webapps.models import AuditEvent, ReloadEvent, WebApp
+from webapps.models import ReloadEvent, WebApp
 from webapps.redis_client import get_redis
 
 pytestmark = pytest.mark.django_db
@@ -23,7 +25,7 @@ def publish(settings, *names):
         algorithm=ALGORITHM,
         backends=tuple(Backend(name, f"127.0.0.1:{9100 + i}") for i, name in enumerate(names)),
     )
-    get_redis().set(settings.REDIS_PREFIX + "routes", table.to_json())
+    get_redis().set(table_key(settings.REDIS_PREFIX), table.to_json())
     return table
 
 
@@ -87,7 +89,7 @@ def test_it_shows_why_a_domain_is_refused(owner_web, owner_app):
 
 
 def test_it_reloads_without_javascript_and_says_how_it_went(settings, owner_web, owner_app):
-    settings.WEBAPPS_RELOADER = "tests.webapps.fakes.OkReloader"
+    settings.WEBAPPS_RELOADER = "tests.webapps.support.OkReloader"
     response = owner_web.post(RELOAD, follow=True)
     assert "Reloaded on b7 in 12 ms" in response.content.decode()
     assert ReloadEvent.objects.get().via == "ui"
@@ -104,13 +106,13 @@ def test_it_never_goes_back_to_another_site(owner_web, owner_app, elsewhere):
 
 
 def test_it_reloads_in_place_with_json(settings, owner_web, owner_app):
-    settings.WEBAPPS_RELOADER = "tests.webapps.fakes.OkReloader"
+    settings.WEBAPPS_RELOADER = "tests.webapps.support.OkReloader"
     response = owner_web.post(RELOAD, HTTP_ACCEPT="application/json")
     assert response.json()["summary"] == "Reloaded on b7 in 12 ms"
 
 
 def test_it_shows_the_log_tail_of_a_failed_reload(settings, owner_web, owner_app):
-    settings.WEBAPPS_RELOADER = "tests.webapps.fakes.BrokenAppReloader"
+    settings.WEBAPPS_RELOADER = "tests.webapps.support.BrokenAppReloader"
     body = owner_web.post(RELOAD, HTTP_ACCEPT="application/json").json()
     assert (body["ok"], body["summary"]) == (False, "Reload failed: the app failed to start")
     html = owner_web.get(LIST).content.decode()
@@ -118,9 +120,9 @@ def test_it_shows_the_log_tail_of_a_failed_reload(settings, owner_web, owner_app
 
 
 def test_it_keeps_each_failed_reloads_log_tail_in_the_history(settings, owner_web, owner_app):
-    settings.WEBAPPS_RELOADER = "tests.webapps.fakes.BrokenAppReloader"
+    settings.WEBAPPS_RELOADER = "tests.webapps.support.BrokenAppReloader"
     owner_web.post(RELOAD)
-    settings.WEBAPPS_RELOADER = "tests.webapps.fakes.OkReloader"
+    settings.WEBAPPS_RELOADER = "tests.webapps.support.OkReloader"
     owner_web.post(RELOAD)
     html = owner_web.get("/user/IronHand/webapps/ironhand.example.com/").content.decode()
     history = html.split("Recent reloads")[1]
@@ -193,7 +195,7 @@ def test_it_deletes_from_the_detail_page(owner_web, owner_app):
     ],
 )
 def test_it_gives_the_outsider_a_404_and_audits_it(settings, outsider_web, owner_app, method, path):
-    settings.WEBAPPS_RELOADER = "tests.webapps.fakes.OkReloader"
+    settings.WEBAPPS_RELOADER = "tests.webapps.support.OkReloader"
     response = getattr(outsider_web, method)(path, {"domain_name": "x.example.com"})
     assert response.status_code == 404
     assert WebApp.objects.get() == owner_app
@@ -211,7 +213,7 @@ def test_it_gives_the_outsider_a_404_for_a_unicode_spelling(outsider_web, unicod
 def test_it_does_not_reveal_the_owners_apps_on_the_outsiders_own_tab(
     outsider, outsider_web, owner_app
 ):
-    actions.do_create_webapp(outsider, domain="mallory.org", origin=CLI)
+    actions.do_create_webapp("mallory.org", actor=outsider, origin=CLI)
     html = outsider_web.get("/user/mallory/webapps/").content.decode()
     assert "mallory.org" in html
     assert "ironhand" not in html.lower()

@@ -108,8 +108,10 @@ def migrated_template(directory: Path) -> Path:
 
 SETUP = """
 import json
-from webapps import actions
-from webapps.models import User, Via, WebApp
+from panel.accounts import actions
+from panel.accounts.models import User, Via
+from panel.accounts.origin import Origin
+from webapps.models import WebApp
 spec = json.loads({spec!r})
 tokens = {{}}
 for owner, apps in spec.items():
@@ -117,7 +119,7 @@ for owner, apps in spec.items():
     for domain, source in apps:
         WebApp.objects.create(owner=user, domain=domain, source_directory=source)
     _, tokens[owner] = actions.do_create_token(
-        user, origin=actions.Origin(via=Via.CLI), name="tests"
+        user, actor=user, origin=Origin(via=Via.CLI), name="tests"
     )
 print(json.dumps(tokens))
 """

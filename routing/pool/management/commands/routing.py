@@ -1,0 +1,119 @@
+"""``manage.py routing show|publish|where <domain>``: the route table and where apps go.
+
+``show`` compares the committed table (database) with the one the proxies read (Redis);
+``publish`` publishes now from this process (the Celery task's code, without the queue);
+``where`` names the backend of a domain and its fallback ranking. Exit status 1 with a message
+on stderr when Redis is unreachable, holds a newer table than the database, or input is bad.
+"""
+
+from __future__ import annotations
+
+import redis
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from panel.accounts.models import Via
+from panel.accounts.origin import Origin
+from routing.hosts import InvalidHost, canonical_host
+from routing.pool import actions, tables, tasks
+from routing.publish import stored_version, table_key
+from routing.table import RouteTable
+
+
+class Command(BaseCommand):
+    help = "Show, publish and query the route table."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+        show = sub.add_parser("show", help="the committed table and what Redis holds")
+        show.add_argument("--json", action="store_true", help="print the committed table as JSON")
+        publish = sub.add_parser("publish", help="publish the committed table to Redis now")
+        publish.add_argument(
+            "--bump",
+            action="store_true",
+            help="if Redis holds a newer version (e.g. after restoring the database), move the "
+            "database's version past it and publish",
+        )
+        where = sub.add_parser("where", help="the backend (and fallback order) of a domain")
+        where.add_argument("domain", help="the domain, in any spelling")
+
+    def handle(self, *args, verb: str, **options) -> None:
+        getattr(self, verb)(**options)
+
+    def redis_table(self) -> tuple[RouteTable | None, str]:
+        try:
+            raw = tasks.redis_client().get(table_key(settings.REDIS_PREFIX))
+        except redis.RedisError as exc:
+            return None, f"unreachable ({exc})"
+        if raw is None:
+            return None, "no table"
+        try:
+            table = RouteTable.from_json(raw)
+        except ValueError as exc:
+            return None, f"invalid table ({exc})"
+        return table, f"version {table.version}"
+
+    def show(self, json: bool, **options) -> None:
+        table = tables.committed_table()
+        if json:
+            self.stdout.write(table.to_json())
+            return
+        _, in_redis = self.redis_table()
+        self.stdout.write(f"database: version {table.version} ({table.algorithm})")
+        self.stdout.write(f"redis:    {in_redis}")
+        counts = tables.apps_per_backend(table)
+        for b in table.backends:
+            self.stdout.write(
+                f"  {b.name}  {b.address}  weight {b.weight}  {b.state}  "
+                f"{counts.get(b.name, 0)} apps"
+            )
+        if not table.backends:
+            self.stdout.write("  (no backends)")
+
+    def publish(self, bump: bool, **options) -> None:
+        try:
+            held = stored_version(tasks.redis_client(), settings.REDIS_PREFIX)
+        except redis.RedisError as exc:
+            raise CommandError(f"cannot reach Redis at {settings.REDIS_URL}: {exc}") from None
+        table = tables.committed_table()
+        if held is not None and held > table.version:
+            if not bump:
+                raise CommandError(
+                    f"Redis holds version {held}, newer than the database's {table.version}; "
+                    "proxies keep that table. Run `routing publish --bump` to publish the "
+                    "database's pool under a version past it."
+                )
+            version = actions.do_bump_version(held, actor=None, origin=Origin(via=Via.CLI))
+            self.stdout.write(f"database version moved to {version}")
+        try:
+            published = tasks.publish_routes.run()
+        except redis.RedisError as exc:
+            raise CommandError(f"cannot reach Redis at {settings.REDIS_URL}: {exc}") from None
+        if published is None:
+            current = tables.committed_table().version
+            if current == 0:
+                self.stdout.write("nothing to publish: no pool change committed yet")
+            else:
+                self.stdout.write(f"Redis already holds version {current}")
+        else:
+            self.stdout.write(f"published version {published}")
+
+    def where(self, domain: str, **options) -> None:
+        try:
+            key = canonical_host(domain)
+        except InvalidHost as exc:
+            raise CommandError(str(exc)) from None
+        table = tables.committed_table()
+        backend = table.backend_for(key)
+        if backend is None:
+            raise CommandError(f"{key}: no active backend in version {table.version}")
+        ranking = " > ".join(b.name for b in table.ranking(key))
+        self.stdout.write(f"{key}: {backend.name} ({backend.address})")
+        self.stdout.write(f"  ranking: {ranking}  (version {table.version})")
+        published, _ = self.redis_table()
+        if published is not None and published.version != table.version:
+            served = published.backend_for(key)
+            self.stdout.write(
+                f"  proxies hold version {published.version}: "
+                f"{served.name if served else 'no backend'}"
+            )

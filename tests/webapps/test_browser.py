@@ -152,6 +152,6 @@ def test_a_failed_reload_shows_the_log_tail_in_place(
     seen = reload_seen_in_browser(
         settings, live_server, chromium, client, owner, "tests.webapps.support.BrokenAppReloader"
     )
-    assert seen["outcome"] == "Reload failed: the app failed to start"
+    assert seen["outcome"] == "Reload failed on b7: SyntaxError: <boom> (the app failed to start)"
     assert seen["marker"] == "same page"
     assert "SyntaxError: <boom>" in seen["log_tail"]

@@ -21,6 +21,7 @@ import textwrap
 import uuid
 from pathlib import Path
 
+from routing import ALGORITHM, Backend, RouteTable
 from tests.support import child_env, free_port, port_open, repo_root, run_python, wait_until
 from webapps.node.control import call
 
@@ -252,3 +253,14 @@ def copy_db(template: Path, workdir: Path) -> Path:
     database = workdir / "db.sqlite3"
     shutil.copy(template, database)
     return database
+
+
+def table_of(**addresses: str) -> RouteTable:
+    backends = tuple(Backend(name, address) for name, address in addresses.items())
+    return RouteTable(version=1, algorithm=ALGORITHM, backends=backends)
+
+
+def domain_served_by(table: RouteTable, name: str) -> str:
+    return next(
+        d for d in (f"app{i}.apps.test" for i in range(1000)) if table.backend_for(d).name == name
+    )

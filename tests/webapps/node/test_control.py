@@ -9,37 +9,11 @@ import stat
 
 import pytest
 
-from routing import ALGORITHM, Backend, RouteTable
-from tests.support import free_port, wait_until
-from tests.webapps.node.support import answer_app, get_unix, write_app
+from tests.support import wait_until
+from tests.webapps.node.support import answer_app, domain_served_by, get_unix, table_of, write_app
 from webapps import node_client as client
-from webapps.node.control import ControlError, ControlServer, call
-from webapps.node.directory import AppDirectory
-from webapps.node.node import Node
+from webapps.node.control import ControlError, call
 from webapps.node.spec import AppSpec
-
-
-@pytest.fixture
-def node_control(supervisor_factory, short_tmp, loop_thread):
-    """A node core named b7 whose database is a dict (the outermost edge), and its socket.
-
-    Its route table is ``tables[0]`` (none at first), set by the test.
-    """
-    sup = supervisor_factory()
-    specs: dict[str, AppSpec] = {}
-    path = short_tmp / "control.sock"
-    tables: list[RouteTable | None] = [None]
-
-    async def build():
-        directory = AppDirectory(system={}, lookup=specs.get, cache_seconds=0)
-        node = Node(name="b7", supervisor=sup, directory=directory, routes=lambda: tables[0])
-        server = ControlServer(path, node.dispatch)
-        await server.start()
-        return server
-
-    server = loop_thread.run(build())
-    yield sup, specs, path, tables
-    loop_thread.run(server.close())
 
 
 def add_app(specs, home_root, domain, text):
@@ -185,30 +159,6 @@ def test_a_failed_reload_names_the_exception_in_its_summary(node_control, home_r
     assert (answer["status"], answer["result"]) == ("ERROR", "failed")
     assert answer["summary"].startswith(
         "Reload failed on b7: ModuleNotFoundError: No module named 'nonexistent_module_xyz'"
-    )
-
-
-@pytest.fixture
-def free_tcp_address():
-    """An address where nothing listens: a node that is down."""
-    return f"127.0.0.1:{free_port()}"
-
-
-@pytest.fixture
-def peer():
-    """A listening TCP socket standing in for another node that is up."""
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        yield f"127.0.0.1:{server.getsockname()[1]}"
-
-
-def table_of(**addresses: str) -> RouteTable:
-    backends = tuple(Backend(name, address) for name, address in addresses.items())
-    return RouteTable(version=1, algorithm=ALGORITHM, backends=backends)
-
-
-def domain_served_by(table: RouteTable, name: str) -> str:
-    return next(
-        d for d in (f"app{i}.apps.test" for i in range(1000)) if table.backend_for(d).name == name
     )
 
 

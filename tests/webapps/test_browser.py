@@ -110,7 +110,7 @@ async def reload_in_place(devtools_port: int, url: str, session_cookie: str) -> 
             await page.evaluate("window.marker = 'same page'")
             await page.evaluate("document.querySelector('form[data-reload] button').click()")
             outcome = await page.wait_for(
-                "(t => /Reload(ed| failed)/.test(t) && t)"
+                "(t => /Reload(ed| failed)|Not running/.test(t) && t)"
                 "(document.querySelector('form[data-reload] .outcome').textContent.trim())"
             )
             return {

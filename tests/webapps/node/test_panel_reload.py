@@ -19,6 +19,7 @@ from tests.webapps.node.test_fresh_code import (
     same_second_same_size_edit,
     set_version,
 )
+from tests.webapps.test_browser import chromium, reload_seen_in_browser  # noqa: F401 (a fixture)
 from webapps import actions
 from webapps.models import ReloadEvent
 from webapps.node.spec import GENERATION_HEADER, AppSpec
@@ -198,3 +199,27 @@ def test_a_reload_the_table_gives_another_node_is_flagged_warned_and_done(
     event = ReloadEvent.objects.get()
     assert (event.misrouted, event.traffic_backend) == (True, "b8")
     assert get_unix(sock)[0] == 200
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_web_tab_in_a_browser_says_an_app_never_requested_is_not_running(
+    on_node,
+    settings,
+    live_server,
+    chromium,  # noqa: F811 (the fixture imported above)
+    client,
+    owner,
+    owner_app,
+):
+    _, specs, _ = on_node
+    hosted(specs, owner_app)
+    seen = reload_seen_in_browser(
+        settings, live_server, chromium, client, owner, settings.WEBAPPS_RELOADER
+    )
+    assert seen == {
+        "outcome": "Not running on b7: the next request starts it with this code",
+        "marker": "same page",
+        "log_tail": None,
+    }
+    assert owner_app.reloads.get().outcome == "not_running"

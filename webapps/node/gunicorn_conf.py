@@ -38,6 +38,15 @@ _CHECKED_HASH = (0b11).to_bytes(4, "little")
 _HEADER = 16  # magic, flags, 8-byte source hash
 
 
+def on_starting(server):
+    """In the master, once: find the library roots, so no worker spends time on it."""
+    library_roots()
+
+
+def on_reload(server):
+    library_roots()  # the settings were read anew on HUP: warm this copy too
+
+
 def post_fork(server, worker):
     """In the new worker, before the app is imported: its generation and fresh-code imports."""
     worker.hosting_generation = _read_generation()
@@ -143,8 +152,21 @@ def _write_cache(cache, source_path, digest, code):
             os.unlink(temp)
 
 
+_library_roots = None
+
+
 def library_roots():
-    """Where the standard library and installed packages live: they keep the ordinary cache."""
+    """Where the standard library and installed packages live: they keep the ordinary cache.
+
+    Computed once per process (``sysconfig`` takes some milliseconds); workers inherit it.
+    """
+    global _library_roots
+    if _library_roots is None:
+        _library_roots = _find_library_roots()
+    return _library_roots
+
+
+def _find_library_roots():
     roots = set()
     paths = sysconfig.get_paths()
     for key in ("stdlib", "platstdlib", "purelib", "platlib"):

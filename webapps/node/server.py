@@ -225,9 +225,14 @@ class NodeServer:
         from routing.fleet import Heartbeat, RateMeter
 
         address = f"{self.config.host}:{self.config.port}"
-        report = functools.partial(
+        engine_report = functools.partial(
             fleet_report, self.engine, self.subscriber, address, RateMeter(), down=False
         )
+
+        def report() -> dict:
+            # The fleet page's "misrouted reloads" column (decision 0048).
+            return {**engine_report(), "misrouted_reloads": self.node.misrouted_reloads}
+
         self.heartbeat = Heartbeat(
             self.config.redis_url,
             role="node",

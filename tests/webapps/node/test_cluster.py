@@ -13,6 +13,7 @@ import redis
 from proxy.engine import Engine
 from proxy.front import FrontResolver
 from routing import ALGORITHM, Backend, RouteTable, reload_path, route_key
+from routing.fleet import Member, member_key
 from routing.publish import publish_table
 from tests.support import LoopThread, free_port, wait_until
 from tests.webapps.node.support import add_apps, answer_app, write_app
@@ -165,7 +166,7 @@ def spelling_routed_elsewhere(table: RouteTable) -> str:
     raise AssertionError("no spelling of the domain routes elsewhere")
 
 
-def test_a_reload_misrouted_by_an_older_proxy_is_counted_flagged_and_still_done(cluster):
+def test_a_reload_misrouted_by_an_older_proxy_is_counted_flagged_and_still_done(cluster, platform):
     nodes, publish, token = cluster
     table = publish(1)
     serving = table.backend_for(DOMAIN).name
@@ -208,3 +209,13 @@ def test_a_reload_misrouted_by_an_older_proxy_is_counted_flagged_and_still_done(
         "failed": 0,
         "misrouted": 0,
     }
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    try:  # the fleet page's line for the node
+        key = member_key("node", wrong, platform.env["REDIS_PREFIX"])
+        wait_until(
+            lambda: (raw := client.get(key)) and Member.from_json(raw).misrouted_reloads == 1,
+            timeout=20,
+            what="the misrouted reload in the node's heartbeat",
+        )
+    finally:
+        client.close()

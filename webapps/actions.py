@@ -333,15 +333,18 @@ def do_reload_webapp(webapp: WebApp, *, actor: User, origin: Origin) -> ReloadEv
     if not verdict.allowed:
         raise ReloadThrottled(verdict.retry_after)
     result = reload_app(webapp)
-    outcome = ReloadEvent.Outcome.OK if result.ok else ReloadEvent.Outcome.FAILED
     with transaction.atomic(durable=True):
         event = ReloadEvent.objects.create(
             webapp=webapp,
             user=actor,
             via=origin.via,
             backend=result.backend[:100],
-            outcome=outcome,
-            duration_ms=max(0, int(result.duration_ms)),
+            outcome=ReloadEvent.outcome_of(result.result),
+            duration_ms=None if result.duration_ms is None else max(0, int(result.duration_ms)),
+            workers=result.workers,
+            generation=result.generation,
+            misrouted=result.misrouted,
+            traffic_backend=result.traffic_backend[:100],
             message=result.message,
             log_tail=result.log_tail,
             request_id=origin.request_id,
@@ -354,7 +357,10 @@ def do_reload_webapp(webapp: WebApp, *, actor: User, origin: Origin) -> ReloadEv
             webapp.domain,
             origin,
             backend=result.backend,
+            result=str(result.result),
             duration_ms=event.duration_ms,
+            generation=event.generation,
+            misrouted=event.misrouted,
             message=result.message,
         )
     return event

@@ -20,6 +20,7 @@ from panel.accounts.origin import Origin
 from webapps import access, actions, applogs, node_client, tls
 from webapps.models import StaticFileMapping, WebApp, attach_last_reloads
 from webapps.node.control import ControlError
+from webapps.node.outcome import Result
 from webapps.routes import published_table, serving_backend
 from webapps.serializers import (
     SSLInfoSerializer,
@@ -150,8 +151,20 @@ ReloadResponse = inline_serializer(
     "ReloadResponse",
     {
         "status": serializers.ChoiceField(["OK", "ERROR"]),
+        "result": serializers.ChoiceField([str(r) for r in Result]),
         "backend": serializers.CharField(),
-        "duration_ms": serializers.IntegerField(),
+        "duration_ms": serializers.IntegerField(
+            allow_null=True, help_text="null when nothing was restarted (not running there)"
+        ),
+        "workers": serializers.IntegerField(allow_null=True),
+        "generation": serializers.IntegerField(
+            allow_null=True, help_text="the generation now serving (its X-App-Generation)"
+        ),
+        "misrouted": serializers.BooleanField(
+            help_text="the node's route table sends the app's traffic to another node"
+        ),
+        "summary": serializers.CharField(),
+        "warning": serializers.CharField(required=False),
         "detail": serializers.CharField(required=False),
         "log_tail": serializers.CharField(required=False),
     },
@@ -176,7 +189,7 @@ class WebAppReloadView(WebAppAPIView):
             event = actions.do_reload_webapp(webapp, actor=request.user, origin=self.origin())
         except actions.ReloadThrottled as exc:
             raise exceptions.Throttled(wait=exc.retry_after) from None
-        body = {"status": "OK", "backend": event.backend, "duration_ms": event.duration_ms}
+        body = {"status": "OK", **event.report()}
         if event.ok:
             return Response(body)
         body.update(status="ERROR", detail=event.message, log_tail=event.log_tail)

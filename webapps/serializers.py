@@ -81,12 +81,27 @@ class WebAppUpdateSerializer(WebAppInputSerializer):
 
 class ReloadEventSerializer(serializers.ModelSerializer):
     ok = serializers.BooleanField(read_only=True)
+    result = serializers.CharField(read_only=True)
     summary = serializers.CharField(read_only=True)
     at = serializers.DateTimeField(source="created_at", read_only=True)
 
     class Meta:
         model = ReloadEvent
-        fields = ["ok", "backend", "duration_ms", "message", "log_tail", "via", "at", "summary"]
+        fields = [
+            "ok",
+            "result",
+            "backend",
+            "duration_ms",
+            "workers",
+            "generation",
+            "misrouted",
+            "traffic_backend",
+            "message",
+            "log_tail",
+            "via",
+            "at",
+            "summary",
+        ]
 
 
 class WebAppSerializer(serializers.ModelSerializer):

@@ -210,11 +210,9 @@ def webapp_reload(request: HttpRequest, username: str, domain: str) -> HttpRespo
             {
                 "status": "OK" if event.ok else "ERROR",
                 "ok": event.ok,
-                "backend": event.backend,
-                "duration_ms": event.duration_ms,
+                **event.report(),
                 "message": event.message,
                 "log_tail": event.log_tail,
-                "summary": event.summary(),
             }
         )
     if event.ok:

@@ -114,7 +114,10 @@ def test_it_reloads_in_place_with_json(settings, owner_web, owner_app):
 def test_it_shows_the_log_tail_of_a_failed_reload(settings, owner_web, owner_app):
     settings.WEBAPPS_RELOADER = "tests.webapps.support.BrokenAppReloader"
     body = owner_web.post(RELOAD, HTTP_ACCEPT="application/json").json()
-    assert (body["ok"], body["summary"]) == (False, "Reload failed: the app failed to start")
+    assert (body["ok"], body["summary"]) == (
+        False,
+        "Reload failed on b7: SyntaxError: <boom> (the app failed to start)",
+    )
     html = owner_web.get(LIST).content.decode()
     assert "SyntaxError: &lt;boom&gt;" in html
 

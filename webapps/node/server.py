@@ -227,7 +227,12 @@ class NodeServer:
         self.directory = AppDirectory(
             system={panel.name: panel}, lookup=lookup, cache_seconds=config.cache_seconds
         )
-        self.node = Node(name=config.name, supervisor=self.supervisor, directory=self.directory)
+        self.node = Node(
+            name=config.name,
+            supervisor=self.supervisor,
+            directory=self.directory,
+            routes=self.table,
+        )
         self.resolver = NodeResolver(self.node, expose_name=config.expose_name)
         self.engine = Engine(
             self.resolver,
@@ -245,6 +250,10 @@ class NodeServer:
         self.heartbeat = None
         self._tasks: list[asyncio.Task] = []
         self._moving: set[str] = set()
+
+    def table(self) -> RouteTable | None:
+        """The node's copy of the route table (None before the first one, or with no Redis)."""
+        return self.subscriber.table if self.subscriber is not None else None
 
     async def start(self) -> None:
         await self.control.start()
@@ -275,9 +284,14 @@ class NodeServer:
         from routing.fleet import Heartbeat, RateMeter
 
         address = f"{self.config.host}:{self.config.port}"
-        report = functools.partial(
+        engine_report = functools.partial(
             fleet_report, self.engine, self.subscriber, address, RateMeter(), down=False
         )
+
+        def report() -> dict:
+            # The fleet page's "misrouted reloads" column (decision 0048).
+            return {**engine_report(), "misrouted_reloads": self.node.misrouted_reloads}
+
         self.heartbeat = Heartbeat(
             self.config.redis_url,
             role="node",

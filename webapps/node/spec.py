@@ -15,10 +15,16 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from webapps.node import gunicorn_conf
+
 # gunicorn settings every app gets; it runs in the app's own Python (maybe a virtualenv), so it
 # uses the standard library only.
-GUNICORN_CONF = Path(__file__).resolve().parent / "gunicorn_conf.py"
-READY_FD_ENV = "HOSTING_NODE_READY_FD"
+GUNICORN_CONF = Path(gunicorn_conf.__file__).resolve()
+# Names the node and that file share; the file owns them (it can import nothing of ours).
+READY_FD_ENV = gunicorn_conf.READY_FD_ENV
+GENERATION_FD_ENV = gunicorn_conf.GENERATION_FD_ENV
+GENERATION_HEADER = gunicorn_conf.GENERATION_HEADER
+GENERATION_BYTES = gunicorn_conf.GENERATION_BYTES
 DEFAULT_WSGI_ENTRY = "wsgi:application"
 # The one WSGI-entry rule (the panel validates with ``check_wsgi_entry`` too): ``module:callable``,
 # a dotted module and one callable name, ASCII identifiers. gunicorn imports the module and looks
@@ -226,7 +232,14 @@ def gunicorn_argv(
     return argv
 
 
-def app_env(spec: AppSpec, *, home_root: Path, base_env: dict[str, str], ready_fd: int) -> dict:
+def app_env(
+    spec: AppSpec,
+    *,
+    home_root: Path,
+    base_env: dict[str, str],
+    ready_fd: int,
+    generation_fd: int | None = None,
+) -> dict:
     """The environment of an app's process.
 
     A user app gets only what a program needs to run, never the node's own variables. The
@@ -251,4 +264,6 @@ def app_env(spec: AppSpec, *, home_root: Path, base_env: dict[str, str], ready_f
             env["PATH"] = f"{spec.virtualenv_path}/bin:{path}"
         env.update(spec.extra_env)
     env[READY_FD_ENV] = str(ready_fd)
+    if generation_fd is not None:
+        env[GENERATION_FD_ENV] = str(generation_fd)
     return env

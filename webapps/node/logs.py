@@ -8,8 +8,9 @@ The node reads the app's output through pipes and writes it here. A log is rotat
 ``max_bytes``: the current file becomes ``<file>.1``, the previous ``.1`` is compressed to
 ``<file>.2.gz``, older ones move up to ``<file>.<keep - 1>.gz`` and the oldest is dropped, so an
 app that writes 10 MB to stdout costs at most twice ``max_bytes`` (the current file and ``.1``)
-plus ``keep - 2`` compressed files of disk per log, and one read buffer of memory. The names are PythonAnywhere's, so its client
-library reads a listing of them as it does there (index 0, 1, 2...).
+plus ``keep - 2`` compressed files of disk per log, and one read buffer of memory. The names are
+PythonAnywhere's, so its client library reads a listing of them as it does there (index 0, 1,
+2...).
 """
 
 from __future__ import annotations

@@ -12,7 +12,15 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from panel.env import env_bool, env_int, env_list, env_redis_url, env_str
+from panel.env import (
+    env_bool,
+    env_file,
+    env_int,
+    env_list,
+    env_redis_url,
+    env_str,
+    env_trusted_keys,
+)
 from routing.addresses import DEFAULT_TRUSTED_PROXIES
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -50,6 +58,14 @@ NODE_NAME = env_str("NODE_NAME", "")
 NODE_EXPOSE_NAME = env_bool("NODE_EXPOSE_NAME", True)
 RELOAD_THROTTLE_PER_MINUTE = env_int("RELOAD_THROTTLE_PER_MINUTE", 40, minimum=1)
 ROUTES_REPUBLISH_SECONDS = env_int("ROUTES_REPUBLISH_SECONDS", 30, minimum=1)
+# Route tables are always signed (docs/routing.md, "Keys"): the publisher's private key file
+# (empty: the machine's pair under VAR_DIR/keys/, made on first use) and the public keys a
+# stored table must verify with (empty: the machine's; two while rotating).
+ROUTES_SIGNING_KEY_FILE = env_file("ROUTES_SIGNING_KEY_FILE")
+ROUTES_TRUSTED_KEYS = env_trusted_keys("ROUTES_TRUSTED_KEYS")
+# The publisher writes the route table with its own Redis user (docs/operations.md, "Redis
+# access control"); unset, it uses REDIS_URL.
+ROUTES_REDIS_URL = env_redis_url("ROUTES_REDIS_URL", REDIS_URL)
 # How a reload is carried out: the node that hosts this panel process sets its own reloader
 # (and the control socket it talks to); a panel outside any node reports that no node is here.
 WEBAPPS_RELOADER = env_str("WEBAPPS_RELOADER", "webapps.reload.NoNodeReloader")

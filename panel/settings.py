@@ -66,6 +66,8 @@ ROUTES_TRUSTED_KEYS = env_trusted_keys("ROUTES_TRUSTED_KEYS")
 # The publisher writes the route table with its own Redis user (docs/operations.md, "Redis
 # access control"); unset, it uses REDIS_URL.
 ROUTES_REDIS_URL = env_redis_url("ROUTES_REDIS_URL", REDIS_URL)
+# A node follows the route table with a reader's Redis user; unset, it uses REDIS_URL.
+NODE_REDIS_URL = env_redis_url("NODE_REDIS_URL", REDIS_URL)
 # How a reload is carried out: the node that hosts this panel process sets its own reloader
 # (and the control socket it talks to); a panel outside any node reports that no node is here.
 WEBAPPS_RELOADER = env_str("WEBAPPS_RELOADER", "webapps.reload.NoNodeReloader")
@@ -233,7 +235,13 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "socket_connect_timeout": 2,
+    "socket_timeout": 5,
+    # Every broker key and channel under <prefix>celery:, so that the panel's and Celery's
+    # Redis users can be limited to them (docs/operations.md, "Redis access control").
+    "global_keyprefix": REDIS_PREFIX + "celery:",
+}
 # Anti-entropy: republish the route table every period; a run older than one period is dropped
 # (a newer one reads the same database).
 CELERY_BEAT_SCHEDULE = {

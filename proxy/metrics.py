@@ -92,6 +92,9 @@ def render_metrics(engine, subscriber, worker: str) -> str:
         metric("proxy_redis_connected", "gauge", "1 while the subscriber is connected to Redis.",
                [("", int(s.connected))])  # fmt: skip
         metric("proxy_route_tables_rejected_total", "counter",
-               "Tables read from Redis and refused (malformed or older).",
+               "Tables read from Redis or the state file and refused (any reason).",
                [("", s.rejected)])  # fmt: skip
+        metric("proxy_route_tables_refused_total", "counter",
+               "Tables refused, by reason: unsigned, bad_signature, malformed, lower.",
+               [(f'reason="{_esc(r)}"', n) for r, n in sorted(s.refused.items())])  # fmt: skip
     return "\n".join(out) + "\n"

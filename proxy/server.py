@@ -49,6 +49,9 @@ OPTIONS = (
            "Redis holding the route table", "REDIS_URL"),
     Option("--redis-prefix", "PROXY_REDIS_PREFIX", "hosting:", str, "Redis key prefix",
            "REDIS_PREFIX"),
+    Option("--route-keys", "ROUTES_TRUSTED_KEYS", "", str,
+           "public key(s) route tables must be signed with: one, or two while rotating "
+           "(ed25519:... or files, comma-separated); empty: the machine's under VAR_DIR/keys/"),
     Option("--panel-host", "PROXY_PANEL_HOST", "panel.localhost", str,
            "the panel's host name (its reload URLs route by the app's domain)", "PANEL_HOST"),
     Option("--state-file", "PROXY_STATE_FILE", "var/proxy-routes.json", str,
@@ -141,6 +144,7 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
 
 async def run_worker(args: argparse.Namespace, worker: str, reuse_port: bool) -> int:
     from proxy.front import AdminResolver, FrontResolver
+    from routing.keys import trusted_keys_from
     from routing.subscriber import RouteSubscriber
 
     ssl_ctx = None
@@ -154,11 +158,16 @@ async def run_worker(args: argparse.Namespace, worker: str, reuse_port: bool) ->
 
         ssl_ctx = server_context(args.tls_cert, args.tls_key)
 
+    try:
+        trusted = trusted_keys_from(os.environ.get("VAR_DIR") or "var", args.route_keys)
+    except (ValueError, OSError) as exc:
+        raise SystemExit(f"error: route-table keys: {exc}") from None
     subscriber = RouteSubscriber(
         args.redis,
         prefix=args.redis_prefix,
         state_file=args.state_file or None,
         poll_interval=args.poll_interval,
+        trusted_keys=trusted,
     )
     # getattr through partial: no Python frame per request.
     front = FrontResolver(functools.partial(getattr, subscriber, "table"), args.panel_host)

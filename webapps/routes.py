@@ -47,7 +47,7 @@ def published_table() -> RouteTable | None:
     try:
         return verified_table(raw, line, trusted_keys())[0]
     except ValueError as exc:  # routing's SignatureRefused or InvalidTable
-        log.error("the route table in Redis is refused: %s", exc)
+        log.error("the route table in Redis is invalid or not signed by a trusted key: %s", exc)
         return None
 
 

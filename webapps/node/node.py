@@ -7,6 +7,7 @@ route-table subscription are added by ``webapps.node.server``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from routing import InvalidHost, canonical_host
@@ -46,11 +47,16 @@ class Node:
         self.name = name
         self.supervisor = supervisor
         self.directory = directory
+        # Set by the server when it follows the route table: version, signer, refusals.
+        self.route_stats: Callable[[], dict] | None = None
 
     async def dispatch(self, request: dict) -> dict:
         op = request.get("op")
         if op == "status":
-            return {"status": "OK", "backend": self.name, "apps": self.supervisor.status()}
+            answer = {"status": "OK", "backend": self.name, "apps": self.supervisor.status()}
+            if self.route_stats is not None:
+                answer["routes"] = self.route_stats()
+            return answer
         if op == "reload":
             return await self._reload(_domain(request))
         if op == "logs":

@@ -77,7 +77,9 @@ def rules(role: str, prefix: str = DEFAULT_PREFIX) -> list[str]:
             f"~{celery_prefix(prefix)}*",
             f"~{prefix}cache*",
             f"~{prefix}throttle:*",
-            f"&{celery_prefix(prefix)}*",
+            # All channels: Celery's PSUBSCRIBE patterns are checked literally against channel
+            # rules. Announcing on the change channel is harmless: readers re-read, verify.
+            "allchannels",
             "+@all",
             "-@admin",
             "-@dangerous",

@@ -103,3 +103,15 @@ def test_publish_publishes_now_and_then_has_nothing_to_do(two_backends):
     version = RouteVersion.current().version
     assert run("routing", "publish").strip() == f"published version {version}"
     assert run("routing", "publish").strip() == f"Redis already holds version {version}"
+
+
+def test_routekeys_shows_the_key_readers_on_this_machine_trust(settings, tmp_path, capsys):
+    from routing.keys import load_or_create_signing_key, trusted_keys_from
+    from routing.signing import public_key_text
+
+    settings.VAR_DIR = tmp_path
+    key = load_or_create_signing_key(tmp_path)
+    call_command("routekeys", "show")
+    shown = capsys.readouterr().out.strip()
+    assert shown == public_key_text(key.public_key())
+    assert [public_key_text(k) for k in trusted_keys_from(tmp_path, None)] == [shown]

@@ -8,7 +8,7 @@ PY := $(BIN)/python
 PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 PG_TEST_NAME ?= test_hosting
 
-.PHONY: help venv browser lint fmt test test-sqlite test-pg demo bench clean
+.PHONY: help venv browser sandbox-tools lint fmt test test-sqlite test-pg demo bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -25,6 +25,21 @@ browser:  ## install chromium for the browser test if it is missing (needs root 
 	@command -v chromium >/dev/null || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# The app sandbox (docs/security.md): bubblewrap, setpriv (util-linux), and for egress
+# iproute2, nsenter and nftables, all from Debian's packages. Without root there is nothing to
+# install: the node cannot sandbox anyway, and the sandbox tests say so when they skip.
+SANDBOX_PATH := $(PATH):/usr/sbin:/sbin
+sandbox-tools:  ## install bubblewrap, nftables and iproute2 for the app sandbox (as root, with apt)
+	@if [ "$$(id -u)" = 0 ]; then \
+		missing=""; \
+		PATH="$(SANDBOX_PATH)" command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
+		PATH="$(SANDBOX_PATH)" command -v nft >/dev/null || missing="$$missing nftables"; \
+		PATH="$(SANDBOX_PATH)" command -v ip >/dev/null || missing="$$missing iproute2"; \
+		PATH="$(SANDBOX_PATH)" command -v setpriv >/dev/null || missing="$$missing util-linux"; \
+		[ -z "$$missing" ] || { apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; }; \
+	fi
+
 lint: venv  ## ruff check and ruff format --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -33,7 +48,7 @@ fmt: venv  ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test-sqlite: venv browser
+test-sqlite: venv browser sandbox-tools
 	$(PY) -m pytest
 
 test-pg: venv  ## the database tests again on PostgreSQL

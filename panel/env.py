@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
+
+from routing.connect import check_redis_url
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -54,17 +55,10 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 def env_redis_url(name: str, default: str) -> str:
     raw = os.environ.get(name, default)
-    parts = urlsplit(raw)
-    if parts.scheme not in {"redis", "rediss", "unix"}:
-        raise ImproperlyConfigured(f"{name}={raw!r} must be a redis://, rediss:// or unix:// URL")
-    if parts.scheme != "unix":
-        try:
-            parts.port  # noqa: B018 - raises ValueError on a malformed port
-        except ValueError:
-            raise ImproperlyConfigured(f"{name}={raw!r} has an invalid port") from None
-        if not parts.hostname:
-            raise ImproperlyConfigured(f"{name}={raw!r} has no host")
-    return raw
+    try:
+        return check_redis_url(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}={exc}") from None
 
 
 def env_file(name: str) -> str:

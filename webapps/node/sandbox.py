@@ -1,0 +1,730 @@
+"""The sandbox every tenant app process runs in: bubblewrap and setpriv (decision 0045).
+
+A tenant's code is hostile. An app's server runs inside a sandbox made of:
+
+- **credentials**: its owner's uid and gid, no supplementary groups, no capabilities (bounding
+  set empty), ``no_new_privs`` (util-linux ``setpriv``, the last step before the app's command);
+- **mounts** (its own mount namespace; bwrap's root is an empty tmpfs): the system (``/usr``,
+  ``/etc``) read-only, the interpreter and the node-supplied server code read-only, the owner's
+  home and the app's socket directory writable, a private ``/tmp``; nothing else exists: no
+  other home, no panel code or state, no run directory, no node socket;
+- **processes**: its own pid namespace with its own ``/proc``: no other process's environment,
+  command line or signals. Its pid 1 is bwrap's reaper, which exits when the app's command
+  does; the kernel then kills whatever the app left behind;
+- **network**: its own network namespace. Only its own loopback, or with egress on, one end of
+  a veth pair whose other end is in the node's namespace, where nftables (``egress_ruleset``)
+  masquerades its outbound traffic and drops every packet from it addressed to the node host
+  itself, so the host's loopback services (Redis, the database, the proxy's admin port, other
+  apps, the node) and its other addresses are not reachable, nor are other sandboxes;
+- **file descriptors**: those the node names (``keep_fds``) and stdin/stdout/stderr, no other;
+- **limits**: the per-owner cgroups (``webapps.node.cgroups``) the process is put in before the
+  app's command starts, so everything it forks is counted.
+
+Rule 1: the pure core (``SandboxSpec`` -> bwrap's arguments) decides what the sandbox contains;
+the shell only runs it. Rule 2: nothing tenant-controlled reaches a process that runs as root:
+the app's environment travels to bwrap in its ``--setenv`` arguments through a pipe, never as
+the environment of the launcher, bwrap or ip (an ``LD_PRELOAD`` there would run as root).
+
+How the node uses it: ``launch(spec, argv, env)`` gives the argv and environment of the
+*launcher*, a small root process (``python -I``, this module) that starts bwrap, places the
+sandbox in its cgroups, gives it its interface, lets the app's command run, forwards the
+signals it gets (HUP, TERM, ...) to the app's pid 1, and exits as the app exited. Killing the
+launcher's process group kills bwrap; bwrap's ``--die-with-parent`` then kills the sandbox's
+pid 1, and with it every process of the sandbox; the veth pair goes with its namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import select
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+# The environment variable that carries the launcher's configuration. Only the launcher (root)
+# reads it; it is removed before anything else runs.
+CONFIG_ENV = "HOSTING_SANDBOX_CONFIG"
+# The directory that holds the ``webapps`` package: the launcher imports this module from it.
+CODE_ROOT = Path(__file__).resolve().parent.parent.parent
+# Where bwrap, setpriv, ip, nsenter and nft are looked up (never the node's PATH).
+TOOL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Top-level entries that are symlinks into /usr on a merged-/usr system, or directories.
+SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+READ_ONLY_SYSTEM = ("/usr", "/etc")
+# Paths that are never bound into a sandbox whatever a spec asks.
+FORBIDDEN = ("/", "/proc", "/sys", "/dev", "/run", "/var/run")
+TMP_SIZE = 64 * 1024 * 1024
+DEFAULT_EGRESS_POOL = "100.72.0.0/16"  # RFC 6598 shared space: one /30 per running sandbox
+# Signals the launcher passes on to the app's pid 1 (gunicorn's control signals).
+FORWARDED = (
+    signal.SIGHUP,
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGWINCH,
+)
+START_TIMEOUT = 10.0  # bwrap reporting its child
+_INFO_MAX = 4096  # bwrap's info JSON is a few dozen bytes
+
+
+class SandboxError(RuntimeError):
+    """The sandbox could not be set up (the launcher exits with ``LAUNCH_FAILED``)."""
+
+
+LAUNCH_FAILED = 125
+
+
+# --- the pure core -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SandboxSpec:
+    """Everything one sandbox contains. Plain data; ``bwrap_args`` turns it into arguments.
+
+    ``read_only``: extra paths visible read-only (the interpreter, the node's gunicorn config;
+    see ``python_paths``). ``writable``: extra writable paths besides ``home`` and
+    ``socket_dir``. ``cgroups``: cgroup directories the sandbox's processes join.
+    ``keep_fds``: descriptors the app's command inherits besides 0, 1 and 2.
+    """
+
+    uid: int
+    gid: int
+    home: str
+    socket_dir: str
+    cwd: str = ""  # default: the home
+    read_only: tuple[str, ...] = ()
+    writable: tuple[str, ...] = ()
+    egress: bool = False
+    egress_pool: str = DEFAULT_EGRESS_POOL
+    cgroups: tuple[str, ...] = ()
+    keep_fds: tuple[int, ...] = ()
+    hostname: str = "app"
+    tmp_size: int = TMP_SIZE
+
+    def __post_init__(self) -> None:
+        for name in ("uid", "gid"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(
+                    f"sandbox {name} must be a positive integer (not root), not {value!r}"
+                )
+            if value >= 2**32 - 1:
+                raise ValueError(f"sandbox {name} {value} is out of range")
+        for name in ("home", "socket_dir"):
+            _check_path(name, getattr(self, name))
+        if self.cwd:
+            _check_path("cwd", self.cwd)
+            if not _within(self.cwd, self.home):
+                raise ValueError(f"sandbox cwd {self.cwd} is outside the home {self.home}")
+        for path in (*self.read_only, *self.writable):
+            _check_path("bind", path)
+        for fd in self.keep_fds:
+            if not isinstance(fd, int) or fd < 3:
+                raise ValueError(f"keep_fds names {fd!r}: only descriptors from 3 up are passed")
+        ipaddress.IPv4Network(self.egress_pool)  # ValueError names a bad pool
+        if self.tmp_size <= 0:
+            raise ValueError("tmp_size must be positive")
+
+    @property
+    def workdir(self) -> str:
+        return self.cwd or self.home
+
+
+def _check_path(what: str, path: str) -> None:
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ValueError(f"sandbox {what} path {path!r} is not absolute")
+    parts = path.split("/")
+    if ".." in parts or "." in parts or "\0" in path:
+        raise ValueError(f"sandbox {what} path {path!r} is not normalised")
+    normal = _normal(path)
+    for forbidden in FORBIDDEN:
+        if normal == forbidden:
+            raise ValueError(f"sandbox {what} path {path!r} may not be bound into a sandbox")
+    if normal == "/proc" or normal.startswith(("/proc/", "/sys/", "/dev/")):
+        raise ValueError(f"sandbox {what} path {path!r} may not be bound into a sandbox")
+
+
+def _normal(path: str) -> str:
+    return "/" + "/".join(p for p in path.split("/") if p)
+
+
+def _within(path: str, parent: str) -> bool:
+    path, parent = _normal(path), _normal(parent)
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
+
+
+@dataclass(frozen=True)
+class HostLayout:
+    """How the host's top-level system directories look: symlink targets or real directories."""
+
+    symlinks: tuple[tuple[str, str], ...] = ()  # ("/bin", "usr/bin")
+    directories: tuple[str, ...] = ()  # ("/lib64",) on a system without merged /usr
+
+
+def host_layout() -> HostLayout:
+    symlinks, directories = [], []
+    for path in SYSTEM_DIRS:
+        if os.path.islink(path):
+            symlinks.append((path, os.readlink(path)))
+        elif os.path.isdir(path):
+            directories.append(path)
+    return HostLayout(tuple(symlinks), tuple(directories))
+
+
+def python_paths(python: str) -> tuple[str, ...]:
+    """The directories an interpreter needs to run: its virtualenv and its base installation.
+
+    Reads ``pyvenv.cfg`` for the base (``home = .../bin``). Paths under ``/usr`` are left out:
+    the system is in every sandbox anyway.
+    """
+    exe = Path(python)
+    paths: list[Path] = []
+    venv = exe.parent.parent
+    cfg = venv / "pyvenv.cfg"
+    if cfg.is_file():
+        paths.append(venv)
+        for line in cfg.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "home" and value.strip():
+                paths.append(Path(value.strip()).resolve().parent)
+    real = exe.resolve()
+    paths.append(real.parent.parent)
+    out: list[str] = []
+    for path in paths:
+        text = str(path)
+        if any(_within(text, system) for system in READ_ONLY_SYSTEM) or text == "/":
+            continue
+        if text not in out:
+            out.append(text)
+    return tuple(out)
+
+
+def setpriv_args(setpriv: str, uid: int, gid: int) -> list[str]:
+    """The credentials step: the owner's ids, no groups, no capabilities, no new privileges."""
+    return [
+        setpriv,
+        f"--reuid={uid}",
+        f"--regid={gid}",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "--no-new-privs",
+        # Changing the uid clears any parent-death signal: the app dies with bwrap's pid 1.
+        "--pdeathsig=SIGKILL",
+        "--",
+    ]
+
+
+def bwrap_args(
+    spec: SandboxSpec,
+    argv: list[str],
+    env: dict[str, str],
+    *,
+    layout: HostLayout,
+    setpriv: str = "/usr/bin/setpriv",
+    info_fd: int | None = None,
+    block_fd: int | None = None,
+) -> list[str]:
+    """bubblewrap's arguments (without the program name) that run ``argv`` inside ``spec``."""
+    if not argv:
+        raise ValueError("no command to run in the sandbox")
+    for key in env:
+        if not key or "=" in key or "\0" in key:
+            raise ValueError(f"environment variable name {key!r} is not valid")
+    args = [
+        "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+        "--unshare-cgroup-try",
+        # bwrap's own pid 1 (root, no capabilities) reaps orphans; it dies with its parent,
+        # and with it everything in the namespace.
+        "--die-with-parent", "--new-session",
+        # Only what setpriv needs to become the owner (and bwrap to enter the owner's 0700
+        # home for --chdir); setpriv then drops them all and empties the bounding set.
+        "--cap-drop", "ALL",
+        "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP",
+        "--cap-add", "CAP_DAC_READ_SEARCH",
+        "--hostname", spec.hostname,
+    ]  # fmt: skip
+    if info_fd is not None:
+        args += ["--info-fd", str(info_fd)]
+    if block_fd is not None:
+        args += ["--block-fd", str(block_fd)]
+    for path in READ_ONLY_SYSTEM:
+        args += ["--ro-bind", path, path]
+    for path, target in layout.symlinks:
+        args += ["--symlink", target, path]
+    for path in layout.directories:
+        args += ["--ro-bind", path, path]
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    args += ["--size", str(spec.tmp_size), "--tmpfs", "/tmp"]
+    args += ["--size", str(spec.tmp_size), "--tmpfs", "/dev/shm"]
+    created = {"/", "/tmp", "/dev", "/proc", *READ_ONLY_SYSTEM}
+    created.update(path for path, _ in layout.symlinks)
+    created.update(layout.directories)
+    binds: list[tuple[str, str]] = []
+    for path in spec.read_only:
+        binds.append(("--ro-bind", _normal(path)))
+    for path in (spec.home, spec.socket_dir, *spec.writable):
+        binds.append(("--bind", _normal(path)))
+    # Parents before children, so a bind inside another bind lands on top of it.
+    binds.sort(key=lambda b: (b[1].count("/"), b[1]))
+    bound: list[str] = []
+    for option, path in binds:
+        if path in bound:
+            continue
+        if option == "--ro-bind" and any(_within(path, s) for s in READ_ONLY_SYSTEM):
+            continue  # already visible read-only
+        inside_bind = any(_within(path, b) for b in bound)
+        if not inside_bind:
+            # bwrap would create missing parents 0700 (root's): make them traversable.
+            parent = ""
+            for part in path.split("/")[1:-1]:
+                parent += "/" + part
+                if parent in created or any(_within(parent, b) for b in bound):
+                    continue
+                if any(_within(parent, s) for s in (*READ_ONLY_SYSTEM, "/proc", "/dev")):
+                    raise ValueError(f"sandbox bind {path} lies inside a system directory")
+                args += ["--perms", "0755", "--dir", parent]
+                created.add(parent)
+        args += [option, path, path]
+        bound.append(path)
+    args += ["--chdir", spec.workdir, "--clearenv"]
+    for key, value in env.items():
+        args += ["--setenv", key, value]
+    args += ["--", *setpriv_args(setpriv, spec.uid, spec.gid), *argv]
+    return args
+
+
+# --- egress: a veth pair per sandbox, NAT in the node's namespace ---------------------------
+EGRESS_TABLE = "hosting_sandbox"
+VETH_PREFIX = "hsb"  # host-side interface names: hsb<slot>; the sandbox side is eth0
+_CLAIM_TRIES = 64
+
+
+def egress_slot(pool: str, slot: int) -> tuple[str, str, int]:
+    """The node-side and sandbox-side addresses of slot ``slot`` of ``pool`` (a /30 each)."""
+    network = ipaddress.IPv4Network(pool)
+    slots = network.num_addresses // 4
+    if not 0 <= slot < slots:
+        raise ValueError(f"egress slot {slot} is outside pool {pool} ({slots} slots)")
+    base = int(network.network_address) + 4 * slot
+    return str(ipaddress.IPv4Address(base + 1)), str(ipaddress.IPv4Address(base + 2)), 30
+
+
+def egress_ruleset(pool: str, deny: tuple[str, ...] = ()) -> str:
+    """nftables rules (one atomic transaction) for sandboxes' outbound traffic.
+
+    Sandboxes reach nothing on the node host itself (no packet from a sandbox interface is
+    delivered locally: not the loopback services, not any address of the host), not each
+    other, nothing in ``deny``; other destinations are reached through masquerading. Nothing
+    from outside may open a connection into a sandbox.
+    """
+    network = ipaddress.IPv4Network(pool)
+    for cidr in deny:
+        ipaddress.ip_network(cidr)  # ValueError names a bad entry
+    sandboxes = f'iifname "{VETH_PREFIX}*"'
+    lines = [
+        f"table inet {EGRESS_TABLE}",
+        f"delete table inet {EGRESS_TABLE}",
+        f"table inet {EGRESS_TABLE} {{",
+        "  chain input {",
+        "    type filter hook input priority filter - 10; policy accept;",
+        f"    {sandboxes} drop",
+        "  }",
+        "  chain forward {",
+        "    type filter hook forward priority filter - 10; policy accept;",
+        f'    {sandboxes} oifname "{VETH_PREFIX}*" drop',
+    ]
+    lines += [f"    {sandboxes} ip daddr {cidr} drop" for cidr in deny if ":" not in cidr]
+    lines += [f"    {sandboxes} ip6 daddr {cidr} drop" for cidr in deny if ":" in cidr]
+    lines += [
+        f"    {sandboxes} meta nfproto ipv4 accept",
+        f"    {sandboxes} drop",
+        f'    oifname "{VETH_PREFIX}*" ct state established,related accept',
+        f'    oifname "{VETH_PREFIX}*" drop',
+        "  }",
+        "  chain postrouting {",
+        "    type nat hook postrouting priority srcnat; policy accept;",
+        f'    ip saddr {network} oifname != "{VETH_PREFIX}*" masquerade',
+        "  }",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def enable_egress(
+    pool: str = DEFAULT_EGRESS_POOL, deny: tuple[str, ...] = (), *, nft: str | None = None
+) -> None:
+    """Install the egress rules in the node's network namespace and turn on IPv4 forwarding.
+
+    Run once when the node starts with egress on; ``disable_egress`` removes the rules.
+    """
+    nft = nft or which("nft")
+    if nft is None:
+        raise SandboxError("egress needs nftables (nft not found; make sandbox-tools)")
+    _run([nft, "-f", "-"], egress_ruleset(pool, deny))
+    Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
+
+
+def disable_egress(*, nft: str | None = None) -> None:
+    nft = nft or which("nft")
+    if nft is not None:
+        _run([nft, "-f", "-"], f"table inet {EGRESS_TABLE}\ndelete table inet {EGRESS_TABLE}\n")
+
+
+def _run(argv: list[str], stdin: str = "", timeout: float = 10.0) -> None:
+    try:
+        result = subprocess.run(
+            argv, input=stdin.encode(), capture_output=True, timeout=timeout, env={}, cwd="/"
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SandboxError(f"{argv[0]} failed: {exc}") from None
+    if result.returncode != 0:
+        detail = result.stderr.decode(errors="replace").strip()[-300:]
+        raise SandboxError(f"{' '.join(argv[:3])} failed: {detail}")
+
+
+def attach_egress(pid: int, pool: str, *, ip: str, nsenter: str) -> str:
+    """Give the network namespace of ``pid`` an interface to the node, on a free slot.
+
+    A slot is claimed by creating its host-side interface (the kernel refuses a second one of
+    that name); the pair disappears with the sandbox's namespace, so nothing outlives it.
+    Returns the host-side interface name.
+    """
+    slots = ipaddress.IPv4Network(pool).num_addresses // 4
+    start = int.from_bytes(os.urandom(4), "big") % slots
+    for attempt in range(min(_CLAIM_TRIES, slots)):
+        slot = (start + attempt) % slots
+        name = f"{VETH_PREFIX}{slot}"
+        result = subprocess.run(
+            [ip, "link", "add", name, "type", "veth", "peer", "name", "eth0", "netns", str(pid)],
+            capture_output=True, timeout=10, env={}, cwd="/",
+        )  # fmt: skip
+        if result.returncode != 0:
+            if b"exists" in result.stderr:
+                continue
+            detail = result.stderr.decode(errors="replace").strip()
+            raise SandboxError(f"could not create the sandbox's interface: {detail}")
+        node_side, sandbox_side, bits = egress_slot(pool, slot)
+        _run([ip, "-batch", "-"], f"addr add {node_side}/{bits} dev {name}\nlink set {name} up\n")
+        _run(
+            [nsenter, f"--net=/proc/{pid}/ns/net", ip, "-batch", "-"],
+            f"addr add {sandbox_side}/{bits} dev eth0\nlink set eth0 up\n"
+            f"route add default via {node_side}\n",
+        )
+        return name
+    raise SandboxError(f"no free egress slot in {pool} after {_CLAIM_TRIES} tries")
+
+
+# --- detection -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Isolation:
+    """Whether this host can sandbox apps, and if not, why (one sentence for the operator)."""
+
+    available: bool
+    reason: str
+    bwrap: str | None = None
+    setpriv: str | None = None
+    ip: str | None = None  # iproute2, nsenter and nft: egress; any missing: no egress
+    nsenter: str | None = None
+    nft: str | None = None
+
+    @property
+    def egress(self) -> bool:
+        return None not in (self.ip, self.nsenter, self.nft)
+
+    def summary(self) -> str:
+        if not self.available:
+            return f"app isolation unavailable: {self.reason}"
+        egress = "egress possible" if self.egress else "no egress (iproute2 or nftables missing)"
+        return f"app isolation: bubblewrap sandbox per app process, {egress}"
+
+
+class IsolationUnavailable(RuntimeError):
+    """The node cannot isolate apps and was not told that apps may share its user."""
+
+
+SHARE_FLAG = "--apps-share-node-user"
+SHARE_SETTING = "NODE_APPS_SHARE_NODE_USER"
+
+
+def which(tool: str) -> str | None:
+    return shutil.which(tool, path=TOOL_PATH)
+
+
+def detect_isolation(*, probe: bool = True, timeout: float = 10.0) -> Isolation:
+    """Can this host run apps in sandboxes? Checks root, the tools, and (``probe``) a real
+    sandbox with pid, network, ipc and uts namespaces that switches to an unprivileged uid."""
+    setpriv = which("setpriv")
+    net = {"ip": which("ip"), "nsenter": which("nsenter"), "nft": which("nft")}
+    bwrap = which("bwrap")
+    if os.geteuid() != 0:
+        return Isolation(False, f"the node does not run as root (uid {os.geteuid()})")
+    if bwrap is None:
+        return Isolation(False, "bubblewrap is not installed (bwrap not found; make sandbox-tools)")
+    if setpriv is None:
+        return Isolation(False, "setpriv (util-linux) is not installed")
+    if probe:
+        spec = SandboxSpec(uid=65534, gid=65534, home="/tmp", socket_dir="/tmp")
+        args = bwrap_args(spec, ["/bin/true"], {}, layout=host_layout(), setpriv=setpriv)
+        try:
+            result = subprocess.run(
+                [bwrap, *args], env={}, capture_output=True, timeout=timeout, cwd="/"
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return Isolation(False, f"bubblewrap could not run a sandbox: {exc}", bwrap, setpriv)
+        if result.returncode != 0:
+            detail = result.stderr.decode(errors="replace").strip()[-300:]
+            return Isolation(
+                False, f"bubblewrap could not create namespaces here: {detail}", bwrap, setpriv
+            )
+    return Isolation(True, "", bwrap, setpriv, **net)
+
+
+def require_isolation(isolation: Isolation, *, apps_share_node_user: bool) -> str:
+    """The start-up line when the node may start; ``IsolationUnavailable`` when it may not."""
+    if isolation.available:
+        return isolation.summary()
+    if apps_share_node_user:
+        return f"apps share the node's user ({SHARE_FLAG}): {isolation.reason}"
+    raise IsolationUnavailable(
+        f"refusing to start: apps cannot be isolated ({isolation.reason}); run the node as root "
+        f"with bubblewrap installed, or pass {SHARE_FLAG} (setting {SHARE_SETTING}=1) to let "
+        "every app run as the node's own user"
+    )
+
+
+# --- the node's side -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Launch:
+    """What the node passes to ``create_subprocess_exec``: ``*argv``, ``env=env``,
+    ``pass_fds=pass_fds``, ``cwd="/"``, ``start_new_session=True``."""
+
+    argv: list[str]
+    env: dict[str, str]
+    pass_fds: tuple[int, ...] = field(default=())
+
+
+def launch(
+    spec: SandboxSpec,
+    argv: list[str],
+    env: dict[str, str],
+    *,
+    isolation: Isolation,
+    python: str = sys.executable,
+) -> Launch:
+    """The launcher that runs ``argv`` with ``env`` inside ``spec``'s sandbox."""
+    if not isolation.available or isolation.bwrap is None or isolation.setpriv is None:
+        raise IsolationUnavailable(f"apps cannot be isolated: {isolation.reason}")
+    if spec.egress and not isolation.egress:
+        raise IsolationUnavailable("egress is on but iproute2, nsenter or nftables is missing")
+    config = {
+        "spec": asdict(spec),
+        "argv": list(argv),
+        "env": dict(env),
+        "bwrap": isolation.bwrap,
+        "setpriv": isolation.setpriv,
+        "ip": isolation.ip,
+        "nsenter": isolation.nsenter,
+    }
+    bootstrap = (
+        f"import sys; sys.path.insert(0, {str(CODE_ROOT)!r}); "
+        "from webapps.node.sandbox import launcher_main; launcher_main()"
+    )
+    return Launch(
+        argv=[python, "-I", "-c", bootstrap],
+        env={CONFIG_ENV: json.dumps(config)},
+        pass_fds=tuple(spec.keep_fds),
+    )
+
+
+# --- the launcher (runs as root, between the node and bwrap) -------------------------------
+def launcher_main() -> None:
+    raw = os.environ.pop(CONFIG_ENV, None)
+    os.environ.clear()
+    if raw is None:
+        sys.stderr.write(f"sandbox launcher: {CONFIG_ENV} is not set\n")
+        sys.exit(LAUNCH_FAILED)
+    config = json.loads(raw)
+    spec_fields = dict(config["spec"])
+    for key in ("read_only", "writable", "cgroups", "keep_fds"):
+        spec_fields[key] = tuple(spec_fields[key])
+    spec = SandboxSpec(**spec_fields)
+    try:
+        code = run(
+            spec,
+            config["argv"],
+            config["env"],
+            bwrap=config["bwrap"],
+            setpriv=config["setpriv"],
+            ip=config["ip"],
+            nsenter=config["nsenter"],
+        )
+    except SandboxError as exc:
+        sys.stderr.write(f"sandbox: {exc}\n")
+        sys.stderr.flush()
+        os._exit(LAUNCH_FAILED)
+    _exit_like(code)
+
+
+def run(
+    spec: SandboxSpec,
+    argv: list[str],
+    env: dict[str, str],
+    *,
+    bwrap: str,
+    setpriv: str,
+    ip: str | None = None,
+    nsenter: str | None = None,
+) -> int:
+    """Run ``argv`` in the sandbox and return bwrap's exit status (128 + n: killed by n)."""
+    os.umask(0o077)
+    for fd in spec.keep_fds:
+        # A pipe is reopened through /dev/fd/N (gunicorn's log files): it must be the owner's.
+        with contextlib.suppress(OSError):
+            if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                os.fchown(fd, spec.uid, spec.gid)
+    pending: list[int] = []
+    child = {"pid": 0}
+
+    def forward(signum, _frame):
+        if child["pid"]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child["pid"], signum)
+        else:
+            pending.append(signum)
+
+    for sig in FORWARDED:
+        signal.signal(sig, forward)
+    info_r, info_w = os.pipe()
+    block_r, block_w = os.pipe()
+    args_r, args_w = os.pipe()
+    args = bwrap_args(
+        spec, argv, env, layout=host_layout(), setpriv=setpriv, info_fd=info_w, block_fd=block_r
+    )
+    # bwrap reads its options from the pipe (the environment is in them, kept off command
+    # lines); the command itself must follow on bwrap's own command line.
+    split = args.index("--")
+    options, command = args[:split], args[split:]
+    process = None
+    try:
+        process = subprocess.Popen(
+            [bwrap, "--args", str(args_r), *command],
+            env={},
+            cwd="/",
+            stdin=subprocess.DEVNULL,
+            pass_fds=(*spec.keep_fds, info_w, block_r, args_r),
+        )
+        for fd in (info_w, block_r, args_r):
+            os.close(fd)
+        info_w = block_r = args_r = -1
+        payload = b"".join(a.encode() + b"\0" for a in options)
+        with os.fdopen(args_w, "wb") as stream:
+            args_w = -1
+            stream.write(payload)
+        pid = _read_child_pid(info_r, process, START_TIMEOUT)
+        for directory in spec.cgroups:
+            try:
+                Path(directory, "cgroup.procs").write_text(f"{pid}\n")
+            except OSError as exc:
+                raise SandboxError(f"could not join cgroup {directory}: {exc}") from None
+        if spec.egress:
+            if ip is None or nsenter is None:
+                raise SandboxError("egress is on but ip or nsenter is missing")
+            attach_egress(pid, spec.egress_pool, ip=ip, nsenter=nsenter)
+        os.write(block_w, b"go")
+        child["pid"] = _app_pid(pid, process, START_TIMEOUT)
+        for signum in pending:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child["pid"], signum)
+        while True:
+            try:
+                return process.wait()
+            except InterruptedError:  # pragma: no cover - PEP 475 retries for us
+                continue
+    except BaseException:
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+        raise
+    finally:
+        for fd in (info_r, info_w, block_r, block_w, args_r, args_w):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+
+def _read_child_pid(fd: int, process: subprocess.Popen, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    data = b""
+    while len(data) < _INFO_MAX:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise SandboxError(f"bubblewrap did not start the sandbox within {timeout:g} s")
+        ready, _, _ = select.select([fd], [], [], min(remaining, 0.5))
+        if not ready:
+            if process.poll() is not None:
+                raise SandboxError(f"bubblewrap exited with status {process.returncode}")
+            continue
+        chunk = os.read(fd, _INFO_MAX)
+        if not chunk:
+            break
+        data += chunk
+        with contextlib.suppress(ValueError):
+            return int(json.loads(data)["child-pid"])
+    if process.poll() is not None:
+        raise SandboxError(f"bubblewrap exited with status {process.returncode}")
+    raise SandboxError(f"bubblewrap's info was not understood: {data[:200]!r}")
+
+
+def _app_pid(init: int, process: subprocess.Popen, timeout: float) -> int:
+    """The host pid of the app's command: the only child of the sandbox's pid 1."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            children = Path(f"/proc/{init}/task/{init}/children").read_text().split()
+        except OSError:
+            children = []
+        if children:
+            return int(children[0])
+        if process.poll() is not None:
+            return init  # it already ended; signals have nobody to go to
+        if time.monotonic() > deadline:
+            raise SandboxError(f"the sandbox did not start its command within {timeout:g} s")
+        time.sleep(0.005)
+
+
+def _exit_like(code: int) -> None:
+    """Exit as the sandboxed command did: by the same signal when bwrap reports 128 + n."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if code > 128 and (code - 128) in {s.value for s in signal.Signals}:
+        sig = code - 128
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+    os._exit(code if 0 <= code <= 255 else LAUNCH_FAILED)
+
+
+def prepare_socket_dir(path: Path, uid: int, gid: int) -> Path:
+    """An app's own socket directory: owned by its uid, mode 0700, so only the app and root
+    (the node) can reach the socket in it. Made afresh: nothing of an earlier owner stays."""
+    if path.is_symlink():
+        path.unlink()
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for child in path.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    os.chown(path, uid, gid, follow_symlinks=False)
+    os.chmod(path, 0o700, follow_symlinks=False)
+    return path

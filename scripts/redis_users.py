@@ -2,11 +2,13 @@
 "Redis access control").
 
 - ``reader`` (proxies, nodes' route subscribers): read the table and its signature (one
-  ``MGET``) and subscribe to the change channel; nothing else.
+  ``MGET``), the certificate and challenge documents, and subscribe to their change channels;
+  write nothing but its own expiring heartbeat under ``<prefix>fleet:``.
 - ``publisher`` (the publish task, ``routing publish``): read and write the table and its
   signature through the compare-and-set script, announce on the change channel.
 - ``panel`` (the panel's web processes): its cache and throttle keys, Celery's keys (to queue
-  tasks), read the table.
+  tasks), the certificate and challenge documents (it publishes them), read the table and the
+  fleet's heartbeats.
 - ``celery`` (Celery worker and beat): the same as the panel, under a password of its own.
 - ``admin`` (the operator): everything; kept in VAR_DIR, no process of the platform uses it.
 
@@ -31,6 +33,8 @@ import sys
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from routing.certs import CERTS, CHALLENGES
+from routing.fleet import fleet_pattern
 from routing.publish import DEFAULT_PREFIX, channel, signature_key, table_key
 
 ROLES = ("reader", "publisher", "panel", "celery", "admin")
@@ -47,15 +51,25 @@ def celery_prefix(prefix: str = DEFAULT_PREFIX) -> str:
 def rules(role: str, prefix: str = DEFAULT_PREFIX) -> list[str]:
     """The ACL rules of ``role`` (without its password), as ``ACL SETUSER`` takes them."""
     routes = [table_key(prefix), signature_key(prefix)]
+    documents = [
+        key
+        for kind in (CERTS, CHALLENGES)
+        for key in (kind.key(prefix), kind.signature_key(prefix))
+    ]
+    channels = [channel(prefix), *(kind.channel(prefix) for kind in (CERTS, CHALLENGES))]
     base = ["on", "resetkeys", "resetchannels", "-@all", *_CONNECT]
     if role == "reader":
         return [
             *base,
-            *(f"%R~{key}" for key in routes),
-            f"&{channel(prefix)}",
+            *(f"%R~{key}" for key in [*routes, *documents]),
+            *(f"&{name}" for name in channels),
             "+mget",
             "+subscribe",
             "+unsubscribe",
+            # Its own heartbeat (routing.fleet): a key that expires, under <prefix>fleet:.
+            f"~{fleet_pattern(prefix)}",
+            "+set",
+            "+del",
         ]
     if role == "publisher":
         return [
@@ -74,6 +88,9 @@ def rules(role: str, prefix: str = DEFAULT_PREFIX) -> list[str]:
         return [
             *base,
             *(f"%R~{key}" for key in routes),
+            # The proxies' certificate and challenge documents, which the panel publishes.
+            *(f"~{key}" for key in documents),
+            f"%R~{fleet_pattern(prefix)}",
             f"~{celery_prefix(prefix)}*",
             f"~{prefix}cache*",
             f"~{prefix}throttle:*",

@@ -17,13 +17,14 @@ import pytest
 import redis
 
 from routing import Backend, RouteTable, reload_path, route_key
+from routing.publish import DEFAULT_PREFIX
 from routing.signing import public_key_text, sign
-from tests.proxy.harness import Origin, connect, exchange, get, read_response
+from tests.proxy.support import Origin, connect, exchange, get, read_response
 from tests.routing.support import PUBLISHER
 from tests.support import RedisServer, child_env, free_port, port_open, repo_root, wait_until
 
 PANEL = "panel.test"
-PREFIX = "hosting:"
+PREFIX = DEFAULT_PREFIX
 
 
 @pytest.fixture
@@ -76,7 +77,7 @@ class ProxyProcess:
             "--panel-host", PANEL,
             "--state-file", state_file,
             "--poll-interval", "0.2",
-            "--route-keys", public_key_text(PUBLISHER.public_key()),
+            "--trusted-keys", public_key_text(PUBLISHER.public_key()),
             "--log-level", "WARNING",
             *extra,
         ]  # fmt: skip

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 from collections import Counter
@@ -28,7 +29,7 @@ from proxy.engine import Answer, Client, Engine, EngineConfig, Route, Upstream
 from routing import InvalidHost, RouteTable, canonical_host
 from routing.addresses import DEFAULT_TRUSTED_PROXIES
 from routing.publish import DEFAULT_PREFIX
-from webapps.node import pages
+from webapps.node import pages, static
 from webapps.node.control import ControlServer
 from webapps.node.directory import AppDirectory, Lookup
 from webapps.node.node import Node, panel_spec
@@ -44,6 +45,9 @@ class NodeResolver:
 
     def __init__(self, node: Node, *, expose_name: bool) -> None:
         self.node = node
+        self.static = static.StaticFiles(
+            node.supervisor.home_root, cache_seconds=node.directory.cache_seconds
+        )
         self.headers: tuple[tuple[bytes, bytes], ...] = (
             ((b"X-Backend", node.name.encode()),) if expose_name else ()
         )
@@ -63,15 +67,19 @@ class NodeResolver:
         if known:
             if spec is None:
                 return self._answer(404, pages.unknown_domain(key))
+            if spec.static and (files := self._static(spec, head)) is not None:
+                return files
             sock = self.node.supervisor.ready_socket(spec)
             if sock is not None:
                 return self._forward(key, sock)
-        return self._resolve(key)
+        return self._resolve(key, head)
 
-    async def _resolve(self, key: str) -> Route:
+    async def _resolve(self, key: str, head) -> Route:
         spec = await self.node.directory.get(key)
         if spec is None:
             return self._answer(404, pages.unknown_domain(key))
+        if spec.static and (files := self._static(spec, head)) is not None:
+            return files
         try:
             sock = await self.node.supervisor.socket_for(spec)
         except AppUnavailable as exc:
@@ -88,6 +96,13 @@ class NodeResolver:
             on_done=lambda status, key=key: self._done(key),
             label=self.node.name,  # one metrics label per node, not one per domain
         )
+
+    def _static(self, spec, head) -> Route | None:
+        """The node's own answer under one of the app's static mappings (never the app's)."""
+        answer = static.answer_for(self.static, spec, head.method, head.target, head.headers)
+        if answer is None:
+            return None
+        return Route(answer=answer, response_headers=self.headers, label=self.node.name)
 
     def _answer(self, status: int, body: bytes) -> Route:
         return Route(
@@ -185,6 +200,7 @@ class NodeServer:
         )
         self.control = ControlServer(config.control_socket, self.node.dispatch)
         self.subscriber = None
+        self.heartbeat = None
         self._tasks: list[asyncio.Task] = []
         self._moving: set[str] = set()
 
@@ -205,6 +221,7 @@ class NodeServer:
             )
             self.node.route_stats = self.route_stats
             await self.subscriber.start()
+            await self._start_heartbeat()
         log.info(
             "node %s listening on %s:%d, control socket %s",
             self.config.name,
@@ -225,8 +242,29 @@ class NodeServer:
             "refused": dict(stats.refused),
         }
 
+    async def _start_heartbeat(self) -> None:
+        from proxy.front import fleet_report
+        from routing.fleet import Heartbeat, RateMeter
+
+        address = f"{self.config.host}:{self.config.port}"
+        report = functools.partial(
+            fleet_report, self.engine, self.subscriber, address, RateMeter(), down=False
+        )
+        self.heartbeat = Heartbeat(
+            self.config.redis_url,
+            role="node",
+            name=self.config.name,
+            report=report,
+            prefix=self.config.redis_prefix,
+        )
+        if self.subscriber.table is not None:
+            self.heartbeat.table_taken()
+        await self.heartbeat.start()
+
     def on_table(self, table: RouteTable) -> None:
         """A new route table: stop, after their in-flight requests, apps now served elsewhere."""
+        if self.heartbeat is not None:
+            self.heartbeat.table_taken(table)
         for name in self.supervisor.running():
             if name in self.directory.system:
                 continue  # the panel runs on every node: reload URLs reach any of them
@@ -249,6 +287,8 @@ class NodeServer:
 
     async def stop(self) -> None:
         await self.engine.shutdown(grace=self.config.stop_timeout)
+        if self.heartbeat is not None:
+            await self.heartbeat.stop()
         if self.subscriber is not None:
             await self.subscriber.stop()
         for task in self._tasks:
@@ -256,6 +296,7 @@ class NodeServer:
         await self.supervisor.stop_all()
         await self.control.close()
         self.directory.close()
+        self.resolver.static.close()
 
     async def run_until_signalled(self) -> None:
         loop = asyncio.get_running_loop()

@@ -16,6 +16,7 @@ import gc
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -82,6 +83,8 @@ OPTIONS = (
     Option("--down-seconds", "PROXY_DOWN_SECONDS", 10.0, float,
            "seconds a backend stays marked down"),
     Option("--via", "PROXY_VIA", "hosting-proxy", str, "name in the Via header"),
+    Option("--name", "PROXY_NAME", "", str,
+           "this proxy's name in the fleet (heartbeats); empty: the host name"),
     Option("--log-level", "PROXY_LOG_LEVEL", "INFO", str, "DEBUG, INFO, WARNING or ERROR"),
 )  # fmt: skip
 
@@ -140,7 +143,8 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
 
 
 async def run_worker(args: argparse.Namespace, worker: str, reuse_port: bool) -> int:
-    from proxy.front import AdminResolver, FrontResolver
+    from proxy.front import AdminResolver, FrontResolver, fleet_report
+    from routing.fleet import Heartbeat, RateMeter
     from routing.subscriber import RouteSubscriber
 
     ssl_ctx = None
@@ -159,6 +163,7 @@ async def run_worker(args: argparse.Namespace, worker: str, reuse_port: bool) ->
         prefix=args.redis_prefix,
         state_file=args.state_file or None,
         poll_interval=args.poll_interval,
+        on_change=lambda table: heartbeat.table_taken(table),
     )
     # getattr through partial: no Python frame per request.
     front = FrontResolver(functools.partial(getattr, subscriber, "table"), args.panel_host)
@@ -168,7 +173,15 @@ async def run_worker(args: argparse.Namespace, worker: str, reuse_port: bool) ->
         AdminResolver(front, engine, subscriber, worker),
         EngineConfig(header_timeout=5.0, idle_timeout=10.0, via=args.via),
     )
+    heartbeat = Heartbeat(
+        args.redis,
+        role="proxy",
+        name=f"{args.name or socket.gethostname()}/{worker}",
+        report=functools.partial(fleet_report, engine, subscriber, args.listen, RateMeter()),
+        prefix=args.redis_prefix,
+    )
     await subscriber.start()
+    await heartbeat.start()
     host, port = parse_listen(args.listen)
     await engine.listen(host, port, reuse_port=reuse_port)
     urls = [f"http://{args.listen}"]
@@ -200,6 +213,7 @@ async def run_worker(args: argparse.Namespace, worker: str, reuse_port: bool) ->
     log.info("worker %s stopping: finishing in-flight requests (grace %.1fs)", worker, args.grace)
     await engine.shutdown(args.grace)
     await admin.shutdown(1.0)
+    await heartbeat.stop()
     await subscriber.stop()
     return 0
 

@@ -1,9 +1,10 @@
 """`make demo`: the whole platform on this machine, with embedded defaults.
 
-Starts a private Redis (unless REDIS_URL is given), migrates, seeds demo data idempotently,
-makes a local CA and certificate, prints where to look, then hands the long-running processes
-(Celery worker and beat, nodes b1..b4, the proxy) to honcho. Ctrl-C stops everything it started;
-running it again reuses var/ (database, credentials, certificate).
+Starts a private Redis (unless REDIS_URL is given; with DEMO_REDIS=sentinel a master, a
+replica and three sentinels, which every process reaches through a sentinel:// URL), migrates,
+seeds demo data idempotently, makes a local CA and certificate, prints where to look, then hands
+the long-running processes (Celery worker and beat, nodes b1..b4, the proxy) to honcho. Ctrl-C
+stops everything it started; running it again reuses var/ (database, credentials, certificate).
 
 Ports and hosts come from the environment; see the README's "The demo" section.
 """
@@ -11,6 +12,7 @@ Ports and hosts come from the environment; see the README's "The demo" section.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shlex
 import signal
@@ -20,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from scripts import sentinels
 from scripts.platform import REPO_ROOT, NodeSpec, PlatformConfig, process_table
 from scripts.services import redis_server_binary
 
@@ -80,6 +83,59 @@ def start_private_redis(config: PlatformConfig) -> subprocess.Popen[bytes]:
     return process
 
 
+def start_sentinel_group(config: PlatformConfig) -> tuple[list[subprocess.Popen[bytes]], str]:
+    """``DEMO_REDIS=sentinel``: a master on DEMO_REDIS_PORT, its replica on the next port and
+    three sentinels on DEMO_SENTINEL_PORT and the two after it (scripts/sentinels.py); returns
+    the processes and the group's sentinel:// URL."""
+    port = _int_env("DEMO_REDIS_PORT", 6390)
+    first_sentinel = _int_env("DEMO_SENTINEL_PORT", 26390)
+    redis = [sentinels.Instance("127.0.0.1", port + i) for i in range(2)]
+    watchers = [sentinels.Instance("127.0.0.1", first_sentinel + i) for i in range(3)]
+    for instance in (*redis, *watchers):
+        if _port_in_use(instance.host, instance.port):
+            raise SystemExit(
+                f"demo: port {instance.port} is taken; is another demo running? "
+                "Stop it, set DEMO_REDIS_PORT and DEMO_SENTINEL_PORT, or give REDIS_URL"
+            )
+    root = config.var_dir / "sentinel"
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for index, instance in enumerate(redis):
+            data = root / f"redis{index}"
+            data.mkdir(parents=True, exist_ok=True)
+            argv = sentinels.redis_argv(
+                instance, data, replica_of=None if index == 0 else redis[0], save="60 1"
+            )
+            processes.append(subprocess.Popen(argv, cwd=data))
+        for index, watcher in enumerate(watchers):
+            # A fresh configuration each start: the first instance is the master again.
+            conf = sentinels.sentinel_conf(root / f"sentinel{index}" / "sentinel.conf", watcher,
+                                           redis[0])  # fmt: skip
+            processes.append(subprocess.Popen(sentinels.sentinel_argv(conf), cwd=conf.parent))
+        deadline = time.monotonic() + 15
+        for instance in (*redis, *watchers):
+            while not _port_in_use(instance.host, instance.port):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"demo: the Sentinel group did not start; see {root}")
+                time.sleep(0.05)
+    except BaseException:
+        _stop(processes)
+        raise
+    print(f"Redis:        master {redis[0]}, replica {redis[1]}, sentinels "
+          f"{', '.join(str(w) for w in watchers)}")  # fmt: skip
+    return processes, sentinels.sentinel_url(watchers)
+
+
+def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def manage(config: PlatformConfig, *args: str) -> str:
     result = subprocess.run(
         [config.python, "manage.py", *args],
@@ -135,7 +191,18 @@ def main(argv: list[str] | None = None) -> int:
 
     config = config_from_environment()
     config.var_dir.mkdir(parents=True, exist_ok=True)
-    redis = None if "REDIS_URL" in os.environ else start_private_redis(config)
+    mode = os.environ.get("DEMO_REDIS", "single")
+    if mode not in ("single", "sentinel"):
+        raise SystemExit(f"demo: DEMO_REDIS={mode!r} must be 'single' or 'sentinel'")
+    redis = None
+    group: list[subprocess.Popen[bytes]] = []
+    if "REDIS_URL" in os.environ:
+        pass
+    elif mode == "sentinel":
+        group, url = start_sentinel_group(config)
+        config = dataclasses.replace(config, redis_url=url)
+    else:
+        redis = start_private_redis(config)
     try:
         manage(config, "migrate", "--noinput")
         manage(config, "collectstatic", "--noinput")
@@ -161,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     finally:
+        _stop(group)
         if redis is not None:
             redis.terminate()
             try:

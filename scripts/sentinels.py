@@ -66,8 +66,12 @@ def redis_argv(
     acl_file: Path | None = None,
     replica_password: str | None = None,
     save: str = "",
+    protected_mode: bool = True,
 ) -> list[str]:
-    """One Redis instance of the group: a master, or a replica of ``replica_of``."""
+    """One Redis instance of the group: a master, or a replica of ``replica_of``.
+
+    ``protected_mode=False`` lets clients on other hosts in without a password; only for a
+    network nobody else reaches (the test bed's namespaces) or with access control."""
     argv = [
         redis_server_binary(),
         "--bind", instance.host,
@@ -78,6 +82,7 @@ def redis_argv(
         "--logfile", "redis.log",
         # A replica that lost its master keeps answering reads of the table it holds.
         "--replica-serve-stale-data", "yes",
+        "--protected-mode", "yes" if protected_mode else "no",
     ]  # fmt: skip
     if acl_file is not None:
         argv += ["--aclfile", str(acl_file)]
@@ -95,10 +100,12 @@ def sentinel_conf(
     *,
     master_name: str = MASTER_NAME,
     sentinel_password: str | None = None,
+    protected_mode: bool = True,
 ) -> Path:
     """Write a fresh configuration for one sentinel watching ``master``."""
     lines = [
         f"bind {sentinel.host}",
+        f"protected-mode {'yes' if protected_mode else 'no'}",
         f"port {sentinel.port}",
         f"dir {path.parent}",
         f"logfile {path.stem}.log",

@@ -484,3 +484,73 @@ class Load:
 
     def figures(self) -> str:
         return f"{self.proxy}: {self.sent} requests sent, {len(self.failed)} failed"
+
+
+CHANGER = """
+import sys
+from panel.accounts.origin import Origin
+from routing.pool.actions import do_set_weight
+from routing.pool.tables import committed_table
+print("ready", flush=True)
+for line in sys.stdin:
+    name, weight = line.split()
+    do_set_weight(name, int(weight), actor=None, origin=Origin(via="cli"))
+    print(committed_table().version, flush=True)
+"""
+
+
+class PoolChanger:
+    """A Django process on the control host, started ahead, that commits a pool change (a
+    backend's weight) the moment it is asked and answers the new version: a change made "now",
+    not after a Python start-up."""
+
+    def __init__(self, bed: Bed) -> None:
+        assert bed.config is not None
+        argv = ["ip", "netns", "exec", ns("ctl"), bed.config.python, "-c",
+                "import django\ndjango.setup()\n" + CHANGER]  # fmt: skip
+        self.process = subprocess.Popen(
+            argv, cwd=REPO_ROOT, env=bed.config.child_environment(), stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        assert self._line() == "ready"
+
+    def _line(self, timeout: float = 60.0) -> str:
+        assert self.process.stdout is not None
+        result: list[str] = []
+        reader = threading.Thread(target=lambda: result.append(self.process.stdout.readline()))
+        reader.start()
+        reader.join(timeout)
+        if not result or not result[0]:
+            raise RuntimeError("the pool changer did not answer")
+        return result[0].strip()
+
+    def set_weight(self, name: str, weight: int) -> int:
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"{name} {weight}\n")
+        self.process.stdin.flush()
+        return int(self._line())
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def stored_table(bed: Bed):
+    """The route table the Redis master holds, read from the control host."""
+    from routing.connect import sync_client
+    from routing.publish import table_key
+    from routing.table import RouteTable
+
+    with inside("ctl"):
+        client = sync_client(bed.redis_url, timeout=2)
+        try:
+            return RouteTable.from_json(client.get(table_key()))
+        finally:
+            client.close()

@@ -365,6 +365,7 @@ class Bed:
             # Short enough that a lost host is skipped within the issue's 2 s.
             "PROXY_CONNECT_TIMEOUT": "0.5",
             "PROXY_DOWN_SECONDS": "2",
+            "PROXY_FAIL_THRESHOLD": "2",
             "PROXY_WORKERS": str(PROXY_WORKERS),
             "PROXY_NAME": name,
         })  # fmt: skip
@@ -433,6 +434,16 @@ class Bed:
                     labels, value = line.rsplit(" ", 1)
                     seen[labels] = int(float(value))
         return list(seen.values())
+
+    def routes(self, proxy: str, domain: str) -> set[str]:
+        """The backends the workers of ``proxy`` would send ``domain`` to now (its /route:
+        the table's ranking with the backends passive health holds down put last)."""
+        chosen = set()
+        for _ in range(PROXY_WORKERS * 3):
+            reply = request("client", address(proxy, "front"), PROXY_ADMIN_PORT, "GET",
+                            f"/route?host={domain}", vhost="admin", timeout=3)  # fmt: skip
+            chosen.add(reply.json()["backend"])
+        return chosen
 
     def proxy_version(self, proxy: str) -> int | None:
         versions = self.proxy_versions(proxy)

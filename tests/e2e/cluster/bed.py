@@ -211,13 +211,19 @@ class Bed:
         """Drop ``loss_percent`` of the packets both ways on ``host``'s ``net`` link (nftables),
         and delay them ``delay_ms`` when the kernel has netem; returns what was applied."""
         dev = f"{net}0"
-        rules = (
-            f"table inet bedloss {{ chain out {{ type filter hook output priority 0; "
-            f'oifname "{dev}" numgen random mod 100 < {loss_percent} drop; }} '
-            f"chain in {{ type filter hook input priority 0; "
-            f'iifname "{dev}" numgen random mod 100 < {loss_percent} drop; }} }}'
-        )
-        sh("ip", "netns", "exec", ns(host), "nft", rules)
+        rules = f"""table inet bedloss {{
+    chain out {{
+        type filter hook output priority 0;
+        oifname "{dev}" numgen random mod 100 < {loss_percent} drop
+    }}
+    chain in {{
+        type filter hook input priority 0;
+        iifname "{dev}" numgen random mod 100 < {loss_percent} drop
+    }}
+}}
+"""
+        subprocess.run(["ip", "netns", "exec", ns(host), "nft", "-f", "-"], input=rules,
+                       text=True, check=True, capture_output=True, timeout=20)  # fmt: skip
         applied = [f"{loss_percent}% loss"]
         if delay_ms and netem_available():
             sh("ip", "netns", "exec", ns(host), "tc", "qdisc", "add", "dev", dev, "root",

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 from proxy.core import Limits
 from proxy.engine import Engine, EngineConfig
+from routing.addresses import InvalidAddress, parse_address
+from routing.publish import DEFAULT_PREFIX
 
 log = logging.getLogger("proxy")
 
@@ -46,9 +48,20 @@ OPTIONS = (
            "HTTPS listener, host:port (needs --tls-cert and --tls-key); empty: none"),
     Option("--tls-cert", "PROXY_TLS_CERT", "", str, "certificate chain, PEM"),
     Option("--tls-key", "PROXY_TLS_KEY", "", str, "private key, PEM"),
+    Option("--var-dir", "PROXY_VAR_DIR", "var", str,
+           "the machine's state directory: its keys/ hold the public signing key and the "
+           "certificate-keys pair when not given otherwise", "VAR_DIR"),
+    Option("--trusted-keys", "ROUTES_TRUSTED_KEYS", "", str,
+           "public key(s) that sign the certificate and challenge documents (ed25519:... or "
+           "files, comma-separated); empty: VAR_DIR/keys/route-table.pub"),
+    Option("--tls-keys-file", "PROXY_TLS_KEYS_FILE", "", str,
+           "X25519 private key (PEM) opening the certificates' sealed keys; empty: "
+           "VAR_DIR/keys/certificate-keys.key, made on first use"),
+    Option("--tls-state-file", "PROXY_TLS_STATE_FILE", "var/proxy-tls.json", str,
+           "last good certificate bundle on disk (keys sealed); empty: none"),
     Option("--redis", "PROXY_REDIS_URL", "redis://127.0.0.1:6379/0", str,
            "Redis holding the route table", "REDIS_URL"),
-    Option("--redis-prefix", "PROXY_REDIS_PREFIX", "hosting:", str, "Redis key prefix",
+    Option("--redis-prefix", "PROXY_REDIS_PREFIX", DEFAULT_PREFIX, str, "Redis key prefix",
            "REDIS_PREFIX"),
     Option("--panel-host", "PROXY_PANEL_HOST", "panel.localhost", str,
            "the panel's host name (its reload URLs route by the app's domain)", "PANEL_HOST"),
@@ -115,10 +128,13 @@ def build_parser(environ: dict[str, str] | None = None) -> argparse.ArgumentPars
 
 
 def parse_listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise SystemExit(f"error: {value!r} is not host:port")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    """A listener's ``host:port`` or ``[v6]:port`` (``routing.addresses.parse_address``) as
+    the host and port ``bind`` takes."""
+    try:
+        address = parse_address(value)
+    except InvalidAddress as exc:
+        raise SystemExit(f"error: {exc}") from None
+    return address.bind_host, address.port
 
 
 def engine_config(args: argparse.Namespace) -> EngineConfig:
@@ -142,8 +158,46 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
     )
 
 
+def certificate_watcher(args: argparse.Namespace, ssl_ctx, tls):
+    """The watcher of the signed certificate bundle and challenge answers, and the SNI store
+    (None without a TLS listener: then only challenges are answered)."""
+    from proxy.tls import CertificateStore
+    from routing.certs import DocumentWatcher
+    from routing.keys import trusted_keys_from
+    from routing.sealed import load_or_create_private_key, load_private_key
+
+    try:
+        trusted = trusted_keys_from(args.var_dir, args.trusted_keys)
+        private = (
+            load_private_key(args.tls_keys_file)
+            if args.tls_keys_file
+            else load_or_create_private_key(args.var_dir)
+        )
+    except (ValueError, OSError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    store = CertificateStore(ssl_ctx, private, tls) if ssl_ctx is not None else None
+
+    async def on_certs(bundle) -> None:
+        if store is None:
+            return  # no HTTPS listener: nothing to present, nowhere to redirect to
+        built, failed = await asyncio.to_thread(store.build, bundle)
+        store.apply(bundle, built, failed)
+
+    watcher = DocumentWatcher(
+        args.redis,
+        args.redis_prefix,
+        trusted_keys=trusted,
+        on_certs=on_certs,
+        on_challenges=tls.take_challenges,
+        state_file=args.tls_state_file or None,
+        poll_interval=args.poll_interval,
+    )
+    return watcher, store
+
+
 async def run_worker(args: argparse.Namespace, worker: str, reuse_port: bool) -> int:
     from proxy.front import AdminResolver, FrontResolver, fleet_report
+    from proxy.tls import TlsState
     from routing.fleet import Heartbeat, RateMeter
     from routing.subscriber import RouteSubscriber
 
@@ -165,12 +219,14 @@ async def run_worker(args: argparse.Namespace, worker: str, reuse_port: bool) ->
         poll_interval=args.poll_interval,
         on_change=lambda table: heartbeat.table_taken(table),
     )
+    tls = TlsState(https_port=parse_listen(args.tls_listen)[1] if ssl_ctx is not None else None)
+    watcher, store = certificate_watcher(args, ssl_ctx, tls)
     # getattr through partial: no Python frame per request.
-    front = FrontResolver(functools.partial(getattr, subscriber, "table"), args.panel_host)
+    front = FrontResolver(functools.partial(getattr, subscriber, "table"), args.panel_host, tls=tls)
     engine = Engine(front, engine_config(args))
     front.engine = engine
     admin = Engine(
-        AdminResolver(front, engine, subscriber, worker),
+        AdminResolver(front, engine, subscriber, worker, certificates=store, watcher=watcher),
         EngineConfig(header_timeout=5.0, idle_timeout=10.0, via=args.via),
     )
     heartbeat = Heartbeat(
@@ -181,6 +237,7 @@ async def run_worker(args: argparse.Namespace, worker: str, reuse_port: bool) ->
         prefix=args.redis_prefix,
     )
     await subscriber.start()
+    await watcher.start()
     await heartbeat.start()
     host, port = parse_listen(args.listen)
     await engine.listen(host, port, reuse_port=reuse_port)
@@ -213,6 +270,7 @@ async def run_worker(args: argparse.Namespace, worker: str, reuse_port: bool) ->
     log.info("worker %s stopping: finishing in-flight requests (grace %.1fs)", worker, args.grace)
     await engine.shutdown(args.grace)
     await admin.shutdown(1.0)
+    await watcher.stop()
     await heartbeat.stop()
     await subscriber.stop()
     return 0

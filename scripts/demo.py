@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from scripts import sentinels
+from scripts.pebble import Pebble, binaries
 from scripts.platform import REPO_ROOT, NodeSpec, PlatformConfig, process_table
 from scripts.services import redis_server_binary
 
@@ -203,6 +204,18 @@ def main(argv: list[str] | None = None) -> int:
         config = dataclasses.replace(config, redis_url=url)
     else:
         redis = start_private_redis(config)
+    pebble = None
+    if "ACME_DIRECTORY_URL" not in os.environ and binaries() is not None:
+        # A local ACME server whose HTTP-01 checks reach the proxy's plain port, and whose DNS
+        # resolves every name to the proxy: demo apps get certificates by themselves.
+        pebble = Pebble(config.var_dir / "pebble", http_port=config.proxy_port,
+                        default_ip=config.host).start()  # fmt: skip
+        config = dataclasses.replace(
+            config,
+            acme_directory=pebble.directory_url,
+            acme_ca_bundle=str(pebble.ca_file),
+            auto_https=True,
+        )
     try:
         manage(config, "migrate", "--noinput")
         manage(config, "collectstatic", "--noinput")
@@ -220,6 +233,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Admin:        {base}/admin/")
         print(f"Proxy admin:  http://{config.host}:{config.proxy_admin_port}/metrics")
         print(f"Trust the local CA: {config.tls_dir / 'ca.pem'} (e.g. curl --cacert)")
+        if pebble is not None:
+            root = config.tls_dir / "acme-root.pem"
+            root.write_text(pebble.issuing_root())
+            manage(config, "certificates", "auto", "--all", "--queue")
+            print(
+                f"Apps' own certificates come from the local ACME server (pebble, "
+                f"{pebble.directory_url}); trust its root {root} for them "
+                "(new on every demo start)."
+            )
+        else:
+            print("Automatic HTTPS is off: `make pebble` installs the local ACME server.")
         if args.setup_only:
             return 0
         procfile = write_procfile(config)
@@ -229,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         _stop(group)
+        if pebble is not None:
+            pebble.stop()
         if redis is not None:
             redis.terminate()
             try:

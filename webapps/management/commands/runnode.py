@@ -22,7 +22,7 @@ from routing.addresses import (
     is_backend_name,
     parse_address,
 )
-from webapps.node.spec import AppSpec
+from webapps.node.spec import AppSpec, StaticMapping
 
 DEFAULT_LISTEN = "127.0.0.1:9001"
 
@@ -195,15 +195,22 @@ def webapp_spec(domain: str) -> AppSpec | None:
 
     # This runs outside any request: drop a connection the database may have closed meanwhile.
     close_old_connections()
-    app = WebApp.objects.select_related("owner").filter(domain=domain, enabled=True).first()
+    app = (
+        WebApp.objects.select_related("owner")
+        .prefetch_related("static_files")
+        .filter(domain=domain, enabled=True)
+        .first()
+    )
     if app is None:
         return None
+    static = tuple(StaticMapping(m.url, m.path, m.cache_control) for m in app.static_files.all())
     return AppSpec(
         name=app.domain,
         source_directory=str(app.source_directory),
         wsgi_entry=app.wsgi_entry,
         owner=app.owner.username,
         virtualenv_path=str(getattr(app, "virtualenv_path", "") or ""),
+        static=static,
     )
 
 

@@ -1,11 +1,15 @@
 """The several-host bed, built once for the cluster tests and torn down after them (and at
-start, should an interrupted run have left one): see bed.py."""
+start, should an interrupted run have left one): see bed.py. ``cluster_bed`` is the same for
+bench/soak.py."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -57,10 +61,18 @@ def preflight() -> None:
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory) -> Cluster:
+def cluster(tmp_path_factory) -> Iterator[Cluster]:
+    with cluster_bed(tmp_path_factory.mktemp("cluster")) as built:
+        yield built
+
+
+@contextlib.contextmanager
+def cluster_bed(var_dir: Path) -> Iterator[Cluster]:
+    """Build the bed in ``var_dir``, seed it (an operator, three active nodes, USERS users with
+    one app each), yield it, and remove it whatever happens."""
     preflight()
     Bed.destroy()  # a bed an interrupted run left behind
-    bed = Bed(tmp_path_factory.mktemp("cluster"))
+    bed = Bed(var_dir)
     try:
         bed.build_network()
         bed.start_redis_group()

@@ -101,6 +101,7 @@ def sentinel_conf(
     master_name: str = MASTER_NAME,
     sentinel_password: str | None = None,
     protected_mode: bool = True,
+    down_after_ms: int = DOWN_AFTER_MS,
 ) -> Path:
     """Write a fresh configuration for one sentinel watching ``master``."""
     lines = [
@@ -110,7 +111,7 @@ def sentinel_conf(
         f"dir {path.parent}",
         f"logfile {path.stem}.log",
         f"sentinel monitor {master_name} {master.host} {master.port} {QUORUM}",
-        f"sentinel down-after-milliseconds {master_name} {DOWN_AFTER_MS}",
+        f"sentinel down-after-milliseconds {master_name} {down_after_ms}",
         f"sentinel failover-timeout {master_name} {FAILOVER_TIMEOUT_MS}",
         f"sentinel parallel-syncs {master_name} 1",
     ]

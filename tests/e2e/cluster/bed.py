@@ -70,6 +70,10 @@ REDIS_HOSTS = ("r1", "r2", "r3")
 PROXY_PORT, PROXY_TLS_PORT, PROXY_ADMIN_PORT, NODE_PORT = 8080, 8443, 8081, 9001
 REDIS_PORT, SENTINEL_PORT = 6379, 26379
 PROXY_WORKERS = 2
+# A master silent this long is down. Shorter than the demo's: Celery's worker retries its
+# broker after 2 s, then 4 s more, and a promotion that comes before its second try lets it
+# reconnect at once (the first try fails as the master dies).
+SENTINEL_DOWN_AFTER_MS = 500
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL("libc.so.6", use_errno=True)
 
@@ -294,7 +298,8 @@ class Bed:
         self.start_redis("r2", master)
         for host, sentinel in zip(REDIS_HOSTS, self.sentinels(), strict=True):
             conf = sentinel_conf(self.var_dir / "sentinel" / host / "sentinel.conf", sentinel,
-                                 master, protected_mode=False)  # fmt: skip
+                                 master, protected_mode=False,
+                                 down_after_ms=SENTINEL_DOWN_AFTER_MS)  # fmt: skip
             self.spawn(f"sentinel-{host}", host, sentinel_argv(conf), dict(os.environ),
                        cwd=conf.parent)  # fmt: skip
         wait_until(self.redis_settled, 30, interval=0.2, what="sentinels agree on the group")

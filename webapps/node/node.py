@@ -78,7 +78,7 @@ class Node:
 
     async def _reload(self, domain: str) -> dict:
         spec = await self.directory.get(domain, fresh=True)
-        if spec is None:
+        if spec is None or not spec.enabled:
             return {
                 "status": "ERROR",
                 "backend": self.name,

@@ -8,7 +8,7 @@ PY := $(BIN)/python
 PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 PG_TEST_NAME ?= test_hosting
 
-.PHONY: help venv browser sandbox-tools pebble lint fmt test test-sqlite test-pg demo bench clean
+.PHONY: help venv browser sandbox-tools pebble redis-sentinel lint fmt test test-sqlite test-pg demo bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -46,6 +46,14 @@ pebble:  ## install pebble and pebble-challtestsrv for the ACME tests and the de
 	@command -v pebble-challtestsrv >/dev/null || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pebble >/dev/null; }
 
+# DEMO_REDIS=sentinel and the several-host bed run Debian's redis-sentinel (without it, the same
+# program as `redis-server --sentinel`).
+redis-sentinel:  ## install redis-sentinel if it is missing (as root, with apt)
+	@if [ "$$(id -u)" = 0 ]; then \
+		command -v redis-sentinel >/dev/null || { apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-sentinel >/dev/null; }; \
+	fi
+
 lint: venv  ## ruff check and ruff format --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -54,7 +62,7 @@ fmt: venv  ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test-sqlite: venv browser sandbox-tools pebble
+test-sqlite: venv browser sandbox-tools pebble redis-sentinel
 	$(PY) -m pytest
 
 test-pg: venv  ## the database tests again on PostgreSQL

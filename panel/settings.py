@@ -23,6 +23,7 @@ from panel.env import (
     env_trusted_keys,
 )
 from routing.addresses import DEFAULT_TRUSTED_PROXIES
+from routing.connect import kombu_broker
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var"))).resolve()
@@ -196,10 +197,12 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
+        # Django's Redis cache, its clients made by routing.connect (any Redis URL, Sentinel
+        # included; 2 s to connect and read).
+        "BACKEND": "panel.cache.ConnectedRedisCache",
+        "LOCATION": [REDIS_URL],
         "KEY_PREFIX": REDIS_PREFIX + "cache",
-        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        "OPTIONS": {"timeout": 2},
     }
 }
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
@@ -262,7 +265,9 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Celery ------------------------------------------------------------------------------
-CELERY_BROKER_URL = REDIS_URL
+# A sentinel:// REDIS_URL becomes kombu's own form (one sentinel:// per sentinel) and the
+# master's name in the transport options (routing.connect.kombu_broker); redis:// stays as is.
+CELERY_BROKER_URL, _BROKER_SENTINEL_OPTIONS = kombu_broker(REDIS_URL)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -274,7 +279,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Every broker key and channel under <prefix>celery:, so that the panel's and Celery's
     # Redis users can be limited to them (docs/operations.md, "Redis access control").
     "global_keyprefix": REDIS_PREFIX + "celery:",
+    **_BROKER_SENTINEL_OPTIONS,
 }
+# The same for a result backend, should one be configured (none is: tasks ignore results).
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = dict(_BROKER_SENTINEL_OPTIONS)
 # Anti-entropy: republish the route table every period; a run older than one period is dropped
 # (a newer one reads the same database).
 CELERY_BEAT_SCHEDULE = {

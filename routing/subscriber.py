@@ -18,6 +18,9 @@ Invariants:
   the counters on every poll, and the last good table stays, in memory and on disk.
 - Subscribing happens before the first read, so a change published in between is not missed;
   a message that is lost anyway costs at most ``poll_interval``.
+- With a ``sentinel://`` URL (routing.connect) every connection is made to the master the
+  sentinels name; after each read the subscriber asks them again, and when they name another
+  master (a fail-over while the old one still answers) it reconnects there and reads again.
 - Every network wait has a timeout; a Redis that stops answering is treated as a lost
   connection, never as a reason to block.
 - With a ``state_file``, every accepted table is written there atomically with its signature
@@ -42,9 +45,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from routing.connect import async_client
+from routing.connect import async_client, master_moved
 from routing.publish import DEFAULT_PREFIX, channel, signature_key, table_key
 from routing.signing import (
     BAD_SIGNATURE,
@@ -264,6 +268,8 @@ class RouteSubscriber:
                     async with asyncio.timeout(self.poll_interval + self.timeout):
                         await pubsub.get_message(timeout=self.poll_interval)
                     await self._read(client)
+                    if await self._master_moved(client, pubsub):
+                        raise RedisConnectionError("the sentinels name another master")
             except (RedisError, OSError, TimeoutError) as exc:
                 self._last_error = f"{type(exc).__name__}: {exc}"
                 if self._connected:
@@ -276,6 +282,15 @@ class RouteSubscriber:
             # Jitter keeps many proxies from reconnecting in lock-step after a Redis restart.
             await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
             backoff = min(backoff * 2, self.backoff_max)
+
+    async def _master_moved(self, client: aioredis.Redis, pubsub: aioredis.client.PubSub) -> bool:
+        """After a Sentinel fail-over the subscription may still talk to the demoted master;
+        then it is remade on the new one (a plain Redis URL never moves)."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await master_moved(client, pubsub.connection)
+        except TimeoutError:
+            return False
 
     async def _close(self, client: aioredis.Redis, pubsub: aioredis.client.PubSub) -> None:
         try:

@@ -1,8 +1,9 @@
 """`make demo`: the whole platform on this machine, with embedded defaults.
 
 Starts a private Redis with access control (unless REDIS_URL is given: one user per role,
-passwords drawn once into var/redis/users.json, see scripts/redis_users.py), migrates, seeds
-demo data idempotently,
+passwords drawn once into var/redis/users.json, see scripts/redis_users.py; with
+DEMO_REDIS=sentinel a master, a replica and three sentinels instead, which every process reaches
+through a sentinel:// URL, without per-role users yet), migrates, seeds demo data idempotently,
 makes a local CA and certificate, prints where to look, then hands the long-running processes
 (Celery worker and beat, nodes b1..b4, the proxy) to honcho. Ctrl-C stops everything it started;
 running it again reuses var/ (database, credentials, certificate).
@@ -23,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from scripts import redis_users
+from scripts import redis_users, sentinels
 from scripts.pebble import Pebble, binaries
 from scripts.platform import (
     REPO_ROOT,
@@ -106,6 +107,59 @@ def start_private_redis(config: PlatformConfig) -> subprocess.Popen[bytes]:
     return process
 
 
+def start_sentinel_group(config: PlatformConfig) -> tuple[list[subprocess.Popen[bytes]], str]:
+    """``DEMO_REDIS=sentinel``: a master on DEMO_REDIS_PORT, its replica on the next port and
+    three sentinels on DEMO_SENTINEL_PORT and the two after it (scripts/sentinels.py); returns
+    the processes and the group's sentinel:// URL."""
+    port = _int_env("DEMO_REDIS_PORT", 6390)
+    first_sentinel = _int_env("DEMO_SENTINEL_PORT", 26390)
+    redis = [sentinels.Instance("127.0.0.1", port + i) for i in range(2)]
+    watchers = [sentinels.Instance("127.0.0.1", first_sentinel + i) for i in range(3)]
+    for instance in (*redis, *watchers):
+        if _port_in_use(instance.host, instance.port):
+            raise SystemExit(
+                f"demo: port {instance.port} is taken; is another demo running? "
+                "Stop it, set DEMO_REDIS_PORT and DEMO_SENTINEL_PORT, or give REDIS_URL"
+            )
+    root = config.var_dir / "sentinel"
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for index, instance in enumerate(redis):
+            data = root / f"redis{index}"
+            data.mkdir(parents=True, exist_ok=True)
+            argv = sentinels.redis_argv(
+                instance, data, replica_of=None if index == 0 else redis[0], save="60 1"
+            )
+            processes.append(subprocess.Popen(argv, cwd=data))
+        for index, watcher in enumerate(watchers):
+            # A fresh configuration each start: the first instance is the master again.
+            conf = sentinels.sentinel_conf(root / f"sentinel{index}" / "sentinel.conf", watcher,
+                                           redis[0])  # fmt: skip
+            processes.append(subprocess.Popen(sentinels.sentinel_argv(conf), cwd=conf.parent))
+        deadline = time.monotonic() + 15
+        for instance in (*redis, *watchers):
+            while not _port_in_use(instance.host, instance.port):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"demo: the Sentinel group did not start; see {root}")
+                time.sleep(0.05)
+    except BaseException:
+        _stop(processes)
+        raise
+    print(f"Redis:        master {redis[0]}, replica {redis[1]}, sentinels "
+          f"{', '.join(str(w) for w in watchers)}")  # fmt: skip
+    return processes, sentinels.sentinel_url(watchers)
+
+
+def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def manage(config: PlatformConfig, *args: str) -> str:
     result = subprocess.run(
         [config.python, "manage.py", *args],
@@ -168,8 +222,17 @@ def main(argv: list[str] | None = None) -> int:
 
     config = config_from_environment()
     config.var_dir.mkdir(parents=True, exist_ok=True)
+    mode = os.environ.get("DEMO_REDIS", "single")
+    if mode not in ("single", "sentinel"):
+        raise SystemExit(f"demo: DEMO_REDIS={mode!r} must be 'single' or 'sentinel'")
     redis = None
-    if "REDIS_URL" not in os.environ:
+    group: list[subprocess.Popen[bytes]] = []
+    if "REDIS_URL" in os.environ:
+        pass
+    elif mode == "sentinel":
+        group, url = start_sentinel_group(config)
+        config = dataclasses.replace(config, redis_url=url)
+    else:
         redis = start_private_redis(config)
         passwords = redis_users.ensure_passwords(config.var_dir)
         config = dataclasses.replace(
@@ -223,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     finally:
+        _stop(group)
         if pebble is not None:
             pebble.stop()
         if redis is not None:

@@ -31,9 +31,9 @@ import os
 import secrets
 import sys
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
 
 from routing.certs import CERTS, CHALLENGES
+from routing.connect import with_credentials
 from routing.fleet import fleet_pattern
 from routing.publish import DEFAULT_PREFIX, channel, signature_key, table_key
 
@@ -145,13 +145,8 @@ def write_acl_file(var_dir: Path, prefix: str = DEFAULT_PREFIX) -> Path:
 
 
 def url_for(base_url: str, role: str, password: str) -> str:
-    """``base_url`` (``redis://host:port/db``) with ``role`` and its password."""
-    parts = urlsplit(base_url)
-    host = parts.hostname or "127.0.0.1"
-    netloc = f"{quote(role, safe='')}:{quote(password, safe='')}@{host}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    """``base_url`` (any Redis URL form, sentinel included) with ``role`` and its password."""
+    return with_credentials(base_url, role, password)
 
 
 def urls(base_url: str, passwords: dict[str, str]) -> dict[str, str]:

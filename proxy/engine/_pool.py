@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import bisect
 import collections
+import contextlib
 import logging
+import socket
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -169,5 +171,21 @@ class Pool:
             coro = loop.create_unix_connection(factory, up.unix)
         else:
             coro = loop.create_connection(factory, up.host, up.port)
-        _, conn = await asyncio.wait_for(coro, self.engine.config.connect_timeout)
+        transport, conn = await asyncio.wait_for(coro, self.engine.config.connect_timeout)
+        if up.unix is None:
+            _abort_unacknowledged(transport, self.engine.config.connect_timeout)
         return conn
+
+
+def _abort_unacknowledged(transport: asyncio.BaseTransport, seconds: float) -> None:
+    """A backend that leaves our bytes unacknowledged for ``seconds`` (the connect timeout) is
+    gone (its host lost, its link cut): the kernel drops the connection (TCP_USER_TIMEOUT),
+    so a request sent on a kept-alive connection to it fails at once and an idempotent one goes
+    to the next candidate, instead of waiting out the first-byte timeout. A slow app is not
+    affected: its host's kernel acknowledges the bytes whatever the app does."""
+    option = getattr(socket, "TCP_USER_TIMEOUT", None)
+    sock = transport.get_extra_info("socket")
+    if option is None or sock is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, option, max(1, int(seconds * 1000)))

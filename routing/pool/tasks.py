@@ -70,6 +70,10 @@ def _check_broker(url: str) -> None:
     while Redis is down returns promptly instead of waiting out the broker's retries."""
     if url.startswith(("redis://", "rediss://", "unix://")):
         _probe_client(url).ping()
+    elif url.startswith("sentinel://"):
+        # kombu's form of a sentinel:// REDIS_URL (panel/settings.py): probe the master that
+        # the sentinels name, through our own form of the same URL.
+        _probe_client(settings.REDIS_URL).ping()
 
 
 def redis_client() -> redis.Redis:

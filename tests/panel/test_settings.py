@@ -43,3 +43,15 @@ def test_it_rejects_a_bad_redis_url(monkeypatch, raw):
 def test_it_accepts_a_redis_url_with_password_and_db(monkeypatch):
     monkeypatch.setenv("REDIS_URL_X", "redis://:secret@127.0.0.1:6390/2")
     assert env.env_redis_url("REDIS_URL_X", "") == "redis://:secret@127.0.0.1:6390/2"
+
+
+def test_it_accepts_a_sentinel_url(monkeypatch):
+    url = "sentinel://panel:pw@10.0.0.1:26379,10.0.0.2:26379/hosting/0"
+    monkeypatch.setenv("REDIS_URL_X", url)
+    assert env.env_redis_url("REDIS_URL_X", "redis://127.0.0.1:6379/0") == url
+
+
+def test_it_rejects_a_sentinel_url_without_a_master(monkeypatch):
+    monkeypatch.setenv("REDIS_URL_X", "sentinel://10.0.0.1:26379")
+    with pytest.raises(ImproperlyConfigured, match=r"REDIS_URL_X=.*names no master"):
+        env.env_redis_url("REDIS_URL_X", "redis://127.0.0.1:6379/0")

@@ -159,6 +159,8 @@ class WebAppReloadView(WebAppAPIView):
         webapp = self.get_object()
         try:
             event = actions.do_reload_webapp(webapp, actor=request.user, origin=self.origin())
+        except actions.ReloadInFlight as exc:
+            raise exceptions.Throttled(wait=exc.retry_after, detail=str(exc)) from None
         except actions.ReloadThrottled as exc:
             raise exceptions.Throttled(wait=exc.retry_after) from None
         body = {"status": "OK", "backend": event.backend, "duration_ms": event.duration_ms}

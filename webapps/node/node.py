@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 from routing import InvalidHost, canonical_host
+from webapps.node import homefs
 from webapps.node.control import BadRequest
 from webapps.node.directory import AppDirectory
 from webapps.node.logs import LOG_KINDS, MAX_TAIL_LINES, tail
@@ -42,20 +43,64 @@ def panel_spec(*, node_name: str, panel_host: str, control_socket: Path, base_di
 
 
 class Node:
-    def __init__(self, *, name: str, supervisor: Supervisor, directory: AppDirectory) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        supervisor: Supervisor,
+        directory: AppDirectory,
+        in_force: tuple[str, ...] = (),
+    ) -> None:
         self.name = name
         self.supervisor = supervisor
         self.directory = directory
+        self.in_force = in_force  # the start-up lines: isolation, cgroups
+
+    @property
+    def isolation(self) -> str:
+        return "on" if self.supervisor.isolated is not None else "off"
 
     async def dispatch(self, request: dict) -> dict:
         op = request.get("op")
         if op == "status":
-            return {"status": "OK", "backend": self.name, "apps": self.supervisor.status()}
+            return {
+                "status": "OK",
+                "backend": self.name,
+                "isolation": self.isolation,
+                "in_force": list(self.in_force),
+                "apps": self.supervisor.status(),
+            }
         if op == "reload":
             return await self._reload(_domain(request))
         if op == "logs":
             return self._logs(_domain(request), _lines(request))
-        raise BadRequest(f"unknown op {op!r}; one of reload, logs, status")
+        if op == "home_file":
+            return self._home_file(request)
+        raise BadRequest(f"unknown op {op!r}; one of reload, logs, status, home_file")
+
+    def _home_file(self, request: dict) -> dict:
+        """Create a file in a user's home as its owner, never through a symlink (the panel's
+        starter app when the panel itself may not write into homes)."""
+        owner, path, content = request.get("owner"), request.get("path"), request.get("content")
+        uid, gid = request.get("uid", 0), request.get("gid", 0)
+        if not isinstance(owner, str) or not owner:
+            raise BadRequest("'owner' must be a username")
+        if not isinstance(path, list) or not all(isinstance(p, str) for p in path):
+            raise BadRequest("'path' must be a list of names")
+        if not isinstance(content, str):
+            raise BadRequest("'content' must be a string")
+        for value in (uid, gid):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise BadRequest("'uid' and 'gid' must be non-negative integers")
+        try:
+            written = homefs.write_new_file(
+                self.supervisor.home_root, owner, path, content.encode(), uid=uid, gid=gid
+            )
+        except homefs.HomePathRefused as exc:
+            return {"status": "ERROR", "backend": self.name, "message": str(exc)}
+        except OSError as exc:
+            return {"status": "ERROR", "backend": self.name, "message": f"cannot write: {exc}"}
+        return {"status": "OK", "backend": self.name, "written": written}
 
     async def _reload(self, domain: str) -> dict:
         spec = await self.directory.get(domain, fresh=True)

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import stat
+import sys
 from pathlib import Path
 
 from django.conf import settings
@@ -25,6 +26,7 @@ from routing.addresses import (
     is_backend_name,
     parse_address,
 )
+from webapps.node.sandbox import python_paths
 from webapps.node.spec import AppSpec
 
 DEFAULT_LISTEN = "127.0.0.1:9001"
@@ -281,6 +283,8 @@ def grant_panel_access(uid: int, gid: int) -> None:
             _searchable(path.parent)
     _searchable(var)
     _searchable(settings.BASE_DIR)
+    for directory in python_paths(sys.executable):  # the interpreter the panel runs with
+        _searchable(Path(directory))
     settings.HOME_ROOT.mkdir(parents=True, exist_ok=True)
     settings.HOME_ROOT.chmod(0o711)  # homes are 0700 each; nobody lists them
 

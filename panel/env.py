@@ -7,9 +7,10 @@ deployment stops the process at start-up instead of surfacing as odd behaviour l
 from __future__ import annotations
 
 import os
-from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
+
+from routing.connect import check_redis_url
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -53,14 +54,7 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 def env_redis_url(name: str, default: str) -> str:
     raw = os.environ.get(name, default)
-    parts = urlsplit(raw)
-    if parts.scheme not in {"redis", "rediss", "unix"}:
-        raise ImproperlyConfigured(f"{name}={raw!r} must be a redis://, rediss:// or unix:// URL")
-    if parts.scheme != "unix":
-        try:
-            parts.port  # noqa: B018 - raises ValueError on a malformed port
-        except ValueError:
-            raise ImproperlyConfigured(f"{name}={raw!r} has an invalid port") from None
-        if not parts.hostname:
-            raise ImproperlyConfigured(f"{name}={raw!r} has no host")
-    return raw
+    try:
+        return check_redis_url(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}={exc}") from None

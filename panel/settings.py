@@ -94,8 +94,22 @@ USE_X_FORWARDED_HOST = False
 # Our own proxies (front proxy, nodes): X-Forwarded-For entries they add are believed, so the
 # audit trail and sign-in lockouts see the client's address (panel/accounts/clientip.py).
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", list(DEFAULT_TRUSTED_PROXIES))
-SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
-CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+# The panel is served over HTTPS (the front proxy terminates TLS): its session and CSRF cookies
+# are then Secure and carry the __Host- prefix, so no other host (an app under a neighbouring
+# name) can set or shadow them, and they never travel over plain HTTP.
+PANEL_HTTPS = env_bool("PANEL_HTTPS", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", PANEL_HTTPS)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", PANEL_HTTPS)
+if PANEL_HTTPS:
+    if not (SESSION_COOKIE_SECURE and CSRF_COOKIE_SECURE):
+        raise ImproperlyConfigured(
+            "PANEL_HTTPS=1 needs SESSION_COOKIE_SECURE and CSRF_COOKIE_SECURE"
+        )
+    SESSION_COOKIE_NAME = "__Host-sessionid"
+    CSRF_COOKIE_NAME = "__Host-csrftoken"
+    # __Host- cookies have Path=/ and no Domain (Django's defaults, stated here)
+    SESSION_COOKIE_PATH = CSRF_COOKIE_PATH = "/"
+    SESSION_COOKIE_DOMAIN = CSRF_COOKIE_DOMAIN = None
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
 # Off by default because they bind every subdomain of PANEL_HOST (and, with preload, browsers'

@@ -144,6 +144,7 @@ ReloadResponse = inline_serializer(
 
 
 class WebAppReloadView(WebAppAPIView):
+    reload_tokens_allowed = True  # a reload-only token may use this endpoint, and only this one
     actions_by_method = {"POST": "webapp.reload"}
 
     @extend_schema(

@@ -113,6 +113,10 @@ class ApiTokenQuerySet(models.QuerySet):
 
 
 class ApiToken(models.Model):
+    class Scope(models.TextChoices):
+        FULL = "full", "everything the user may do"
+        RELOAD = "reload", "reload web apps only"
+
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
     )
@@ -124,6 +128,8 @@ class ApiToken(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # A reload-only token (for a CI job) gets 403 on everything but the reload endpoint.
+    scope = models.CharField(max_length=8, choices=Scope.choices, default=Scope.FULL)
 
     objects = ApiTokenQuerySet.as_manager()
 

@@ -33,6 +33,6 @@ def test_it_fills_a_gap_when_the_top_of_the_range_is_taken(hosting_settings):
 def test_it_refuses_a_new_user_when_the_range_is_exhausted(hosting_settings):
     hosting_settings.OWNER_UID_MIN, hosting_settings.OWNER_UID_MAX = 1_400_000, 1_400_000
     make_user("ann")
-    with pytest.raises(UidRangeExhausted, match="OWNER_UID_MIN..OWNER_UID_MAX"):
+    with pytest.raises(UidRangeExhausted, match=r"OWNER_UID_MIN\.\.OWNER_UID_MAX"):
         make_user("bob")
     assert not User.objects.filter(username="bob").exists()

@@ -18,7 +18,7 @@ import pytest
 
 from tests.support import child_env, free_port, repo_root, wait_until
 from tests.webapps.node import harness
-from tests.webapps.node.support import MANAGE, add_apps, answer_app, write_app
+from tests.webapps.node.support import MANAGE, add_apps, write_app
 from webapps.node import sandbox
 from webapps.node.control import call
 from webapps.node.spec import socket_path

@@ -210,7 +210,8 @@ def test_it_refuses_to_start_when_it_cannot_isolate_unless_told(nobody_env, shor
     run_dir = short_tmp / "r"
     allowed = _as_nobody(
         "--name", "b9", "--no-routes", "--apps-share-node-user",
-        "--listen", f"127.0.0.1:{free_port()}", "--run-dir", str(run_dir), "--log-dir", str(short_tmp / "l"),
+        "--listen", f"127.0.0.1:{free_port()}",
+        "--run-dir", str(run_dir), "--log-dir", str(short_tmp / "l"),
         env=nobody_env,
     )  # fmt: skip
     try:

@@ -101,14 +101,15 @@ class ControlServer:
         try:
             sock = writer.get_extra_info("socket")
             uid = peer_uid(sock) if sock is not None else -1
-            if uid not in self.allowed_uids:
-                log.warning("control socket: refused a client running as uid %d", uid)
-                message = f"permission denied: uid {uid} may not use this node's control socket"
-                writer.write(json.dumps({"status": "ERROR", "message": message}).encode() + b"\n")
-                await writer.drain()
-                return
             try:
                 line = await asyncio.wait_for(reader.readline(), REQUEST_READ_TIMEOUT)
+                if uid not in self.allowed_uids:
+                    # Read first, so the client gets the answer rather than a broken pipe; the
+                    # request itself is never looked at.
+                    log.warning("control socket: refused a client running as uid %d", uid)
+                    raise PermissionError(
+                        f"permission denied: uid {uid} may not use this node's control socket"
+                    )
                 request = json.loads(line)
                 if not isinstance(request, dict):
                     raise BadRequest("a request is a JSON object")
@@ -116,6 +117,8 @@ class ControlServer:
             except (ValueError, asyncio.LimitOverrunError) as exc:
                 # ValueError covers bad JSON, BadRequest and a line over the limit
                 response = {"status": "ERROR", "message": f"bad request: {exc}"}
+            except PermissionError as exc:
+                response = {"status": "ERROR", "message": str(exc)}
             except TimeoutError:
                 response = {"status": "ERROR", "message": "no request line within the deadline"}
             writer.write(json.dumps(response).encode() + b"\n")

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from scripts.platform import REPO_ROOT, NodeSpec, PlatformConfig, process_table
@@ -134,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     config = config_from_environment()
+    from webapps.node.sandbox import detect_isolation
+
+    isolation = detect_isolation()
+    config = replace(config, apps_share_node_user=not isolation.available)
     config.var_dir.mkdir(parents=True, exist_ok=True)
     redis = None if "REDIS_URL" in os.environ else start_private_redis(config)
     try:
@@ -153,6 +158,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Admin:        {base}/admin/")
         print(f"Proxy admin:  http://{config.host}:{config.proxy_admin_port}/metrics")
         print(f"Trust the local CA: {config.tls_dir / 'ca.pem'} (e.g. curl --cacert)")
+        if isolation.available:
+            print(
+                "App isolation: on (each app in a sandbox as its owner's uid; the panel as its own)"
+            )
+        else:
+            print(
+                f"App isolation: OFF: {isolation.reason}. Every app runs as your own user and can "
+                "read your files and the panel's (NODE_APPS_SHARE_NODE_USER=1); run the demo as "
+                "root, with bubblewrap, to sandbox them."
+            )
         if args.setup_only:
             return 0
         procfile = write_procfile(config)

@@ -37,6 +37,9 @@ class PlatformConfig:
     )
     republish_seconds: int = 30
     python: str = sys.executable
+    # The host cannot sandbox apps (not root, no bubblewrap): the nodes are told, in so many
+    # words, that apps share their user, or they refuse to start.
+    apps_share_node_user: bool = False
 
     @property
     def home_root(self) -> Path:
@@ -62,6 +65,7 @@ class PlatformConfig:
             "ROUTES_REPUBLISH_SECONDS": str(self.republish_seconds),
             "PYTHONUNBUFFERED": "1",
             "DJANGO_SETTINGS_MODULE": "panel.settings",
+            "NODE_APPS_SHARE_NODE_USER": "1" if self.apps_share_node_user else "0",
         }
 
     def child_environment(self) -> dict[str, str]:

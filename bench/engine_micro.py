@@ -1,12 +1,21 @@
 """Microbenchmark: the engine's Python work per small request, without sockets.
 
-    .venv/bin/python bench/engine_micro.py [--requests 5000] [--repeat 7]
+    .venv/bin/python bench/engine_micro.py [--requests 5000] [--repeat 7] [--only KIND]
 
 A client connection and one pooled upstream connection get in-memory transports; each
 request is fed as one read (a `wrk`-like request and a browser-like one), the upstream's
 answer as one read (a small nginx response). Prints the CPU microseconds per request (thread
 time, best of --repeat runs, so other work on the machine matters less than wall time would).
 Quick to run (seconds); the end-to-end figures come from bench/proxy_bench.py.
+
+Instructions per request, which do not depend on the machine's load: run one kind under
+callgrind twice with different request counts and divide the difference in instructions
+("Collected" in valgrind's output) by the difference in requests, so start-up and warm-up
+cancel out:
+
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null .venv/bin/python \
+        bench/engine_micro.py --only wrk-like --repeat 1 --requests 2000
+    (again with --requests 6000; instructions per request = (I6000 - I2000) / 4000)
 """
 
 from __future__ import annotations
@@ -98,6 +107,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=5000, help="requests per run")
     parser.add_argument("--repeat", type=int, default=7, help="runs; the best one counts")
+    parser.add_argument("--only", choices=sorted(REQUESTS), help="measure one kind of request")
     args = parser.parse_args()
     try:
         import uvloop
@@ -106,6 +116,8 @@ def main() -> int:
     except ImportError:
         new_loop = asyncio.new_event_loop
     for name, request in REQUESTS.items():
+        if args.only and name != args.only:
+            continue
         with asyncio.Runner(loop_factory=new_loop) as runner:
             us = runner.run(measure(request, args.requests, args.repeat))
         print(f"{name:13} {us:6.2f} us of CPU per request")

@@ -2,6 +2,7 @@
 proxy, in the same run, in interleaved rounds, on loopback.
 
     .venv/bin/python bench/proxy_bench.py [--rounds 5] [--duration 5] [--memory-only]
+        [--baseline DIR]
 
 Installs nginx and wrk from Debian packages when missing (apt-get). One cheap origin (nginx,
 one worker, static answers) serves all three peers. For small responses (keep-alive, 128
@@ -11,8 +12,12 @@ each as the median over rounds, with ratios to nginx (the median of each round's
 round's peers ran back to back, under the most similar load). nginx keeps 256 idle upstream
 connections (more than the client concurrency) so it does not churn connections.
 
+``--baseline DIR`` adds a fourth peer, the front proxy of another checkout (say, the commit
+before a change), measured in the same rounds: on a shared machine that is the fairest before
+and after, and the report adds "ours vs baseline".
+
 Then the memory check: RSS of our proxy holding 10,000 idle keep-alive client connections.
-Bounded: about (rounds x 3 peers x 2 sizes x duration) seconds plus a few seconds of setup.
+Bounded: about (rounds x 3 peers, 4 with --baseline, x 2 sizes x duration) seconds plus setup.
 """
 
 from __future__ import annotations
@@ -162,7 +167,9 @@ def start_nginx_proxy(work: Path, origin: int) -> Proc:
     return start("nginx", [_which("nginx"), "-c", str(conf), "-p", str(work)], port)
 
 
-def start_our_proxy(work: Path, origin: int, redis: RedisServer) -> Proc:
+def start_our_proxy(
+    work: Path, origin: int, redis: RedisServer, root: Path = ROOT, name: str = "ours"
+) -> Proc:
     from routing import Backend, RouteTable
 
     table = RouteTable(1, "rendezvous-xxh3-v1", (Backend("origin", f"127.0.0.1:{origin}"),))
@@ -174,17 +181,17 @@ def start_our_proxy(work: Path, origin: int, redis: RedisServer) -> Proc:
     port, admin = free_port(), free_port()
     cmd = [sys.executable, "-m", "proxy", "--listen", f"127.0.0.1:{port}",
            "--admin-listen", f"127.0.0.1:{admin}", "--redis", redis.url,
-           "--redis-prefix", "bench:", "--state-file", str(work / "routes.json"),
+           "--redis-prefix", "bench:", "--state-file", str(work / f"routes-{name}.json"),
            "--log-level", "WARNING"]  # fmt: skip
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = start("ours", cmd, port, env)
+    env = dict(os.environ, PYTHONPATH=str(root))
+    proc = start(name, cmd, port, env)
 
     def ready() -> bool:
         with socket.create_connection(("127.0.0.1", admin), timeout=2) as s:
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
             return s.recv(100).startswith(b"HTTP/1.1 200")
 
-    wait_until(ready, 20, what="our proxy ready")
+    wait_until(ready, 20, what=f"{name} proxy ready")
     return proc
 
 
@@ -259,7 +266,7 @@ def measure(proc: Proc, path: str, connections: int, duration: float) -> dict:
     return result
 
 
-def run_benchmark(rounds: int, duration: float) -> None:
+def run_benchmark(rounds: int, duration: float, baseline: Path | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="proxy-bench-") as tmp:
         work = Path(tmp)
         work.chmod(0o755)  # nginx workers run as an unprivileged user
@@ -273,6 +280,8 @@ def run_benchmark(rounds: int, duration: float) -> None:
                 start_nginx_proxy(work, origin.port),
                 start_aiohttp(work, origin.port),
             ]
+            if baseline is not None:
+                peers.append(start_our_proxy(work, origin.port, redis, baseline, "baseline"))
             procs += peers
             results: dict[tuple[str, str], list[dict]] = {}
             load_before = os.getloadavg()[0]
@@ -328,6 +337,11 @@ def report(results: dict, names: list[str], rounds: int, duration: float) -> Non
             for o, a in zip(results[(size, "ours")], results[(size, "aiohttp")], strict=True)
         )
         print(f"ours vs aiohttp: {ours_vs_aiohttp:.2f}x req/s")
+        if "baseline" in names:
+            pairs = list(zip(results[(size, "ours")], results[(size, "baseline")], strict=True))
+            vs = {k: statistics.median(o[k] / b[k] for o, b in pairs) for k in keys}
+            print(f"ours vs baseline: {vs['rps']:.2f}x req/s, {vs['p99']:.2f}x p99, "
+                  f"{vs['cpu_us']:.2f}x CPU per request")  # fmt: skip
 
 
 def rss_kib(pid: int) -> int:
@@ -391,11 +405,18 @@ def main() -> int:
         "--memory-only", action="store_true", help="only the idle-connection memory check"
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory check")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout whose front proxy runs as a fourth peer in the same rounds",
+    )
     args = parser.parse_args()
     ensure_tools()
     raise_nofile()
     if not args.memory_only:
-        run_benchmark(args.rounds, args.duration)
+        if args.baseline is not None and not (args.baseline / "proxy" / "__main__.py").exists():
+            parser.error(f"--baseline {args.baseline}: no proxy/__main__.py there")
+        run_benchmark(args.rounds, args.duration, args.baseline)
     if not args.no_memory:
         run_memory(args.connections)
     return 0

@@ -20,6 +20,37 @@ Content-Length, unknown methods and malformed chunk sizes or chunk framing:
 12. a WebSocket upgrade that also carries a body                              -> 400
 Every refusal closes the connection, and the backend sees nothing of the request.
 
+The engine's cold-path decisions are pure functions here too (end of this file), each with its
+table of cases in tests/proxy/test_decisions.py:
+
+R. Retry (``may_retry``): a failed exchange goes to the next upstream candidate only while its
+   response has not begun and attempts remain (``max_attempts``, and at most the number of
+   candidates, but at least two so that a stale pooled connection to a lone upstream gets one
+   fresh try). A failed connect sent nothing, so any request may go again; an upstream that
+   closed before answering may have seen the request, so only an idempotent request without
+   a body (whose bytes are all in its rebuilt head) goes again. A POST is never sent twice.
+   Any other failure (bytes of an answer came, an invalid response, a timeout) is final.
+K. Keep-alive. The client connection carries another request (``keep_client``) when the
+   client asked for it (and is not upgrading to a WebSocket), its whole request was read (the
+   rest of a body is otherwise drained, not parsed), the proxy is not closing the connection,
+   and the answer is not an error page of ours for our side's failure (5xx). An upstream
+   connection goes back to its pool (``reuse_upstream``) when the upstream did not say close,
+   it received the whole request, and its parser stands at a message boundary: not after a
+   HEAD response whose status could carry a body, which the engine ends at its head
+   (``ends_at_head``) while llhttp would wait for that body.
+T. Timers (``client_timer``, ``upstream_timer``, ``timer_seconds``), one per connection:
+       where the connection is            timer       length              on expiry
+       client between requests            IDLE        idle_timeout        close
+       client sending a head (or new)     HEADER      header_timeout      408, close
+       client sending a request body      BODY        idle_timeout [1]    408 [2]
+       client draining after a refusal    LINGER      LINGER_SECONDS      close
+       client otherwise busy, tunnel      NONE
+       upstream, request not all sent     NONE        (the client's BODY timer runs)
+       upstream, no response byte yet     FIRST_BYTE  first_byte_timeout  504 [2]
+       upstream, response under way       READ        idle_timeout [1]    504 [2]
+   [1] between two reads. [2] once the response has begun: both connections are aborted.
+   A connect has its own bound (``connect_timeout``, then the next candidate, else 504).
+
 The upstream request is rebuilt from the validated fields: origin-form target, one Host,
 our own framing header, hop-by-hop fields (and every field named in Connection) removed,
 Via appended, X-Forwarded-For/-Proto/-Host set (a client's own values are kept only when the
@@ -28,6 +59,7 @@ peer is a trusted proxy), X-Request-ID kept when well formed, else generated.
 
 from __future__ import annotations
 
+import enum
 import itertools
 import os
 import re
@@ -37,15 +69,26 @@ from http import HTTPStatus
 
 __all__ = [
     "HOP_BY_HOP",
+    "LINGER_SECONDS",
+    "ClientState",
+    "Failure",
     "HttpError",
     "Limits",
     "RequestHead",
     "ResponseHead",
+    "Timer",
+    "client_timer",
+    "ends_at_head",
     "error_page",
+    "keep_client",
+    "may_retry",
     "render_answer",
     "request_head_for_upstream",
     "response_head_for_client",
+    "reuse_upstream",
     "simple_request",
+    "timer_seconds",
+    "upstream_timer",
     "validate_request",
 ]
 
@@ -694,4 +737,112 @@ def error_page(
         extra = ((b"Retry-After", b"%d" % retry_after), *headers)
     return render_answer(
         status, text.encode(), headers=extra, keep_alive=keep_alive, head_request=head_request
+    )
+
+
+# --- cold-path decisions of the engine (rules R, K and T at the top of this file) ----------------
+
+
+class Failure(enum.Enum):
+    """What went wrong with an exchange's upstream, and at which point."""
+
+    CONNECT = "connect"  # no connection was made: nothing of the request left the proxy
+    CLOSED_UNANSWERED = "closed unanswered"  # closed after the request went out, no byte back
+    CLOSED_ANSWERING = "closed answering"  # closed after some bytes of an answer
+    INVALID = "invalid"  # the response is malformed
+    TIMEOUT = "timeout"  # no (more) response in time
+
+
+def may_retry(
+    head: RequestHead,
+    failure: Failure,
+    *,
+    response_started: bool,
+    attempt: int,
+    max_attempts: int,
+    candidates: int,
+) -> bool:
+    """Rule R: may the request go to the next candidate after ``failure``? ``attempt`` is the
+    number of attempts made so far (the index of the next one)."""
+    if response_started or attempt >= min(max_attempts, max(candidates, 2)):
+        return False
+    if failure is Failure.CONNECT:
+        return True
+    if failure is Failure.CLOSED_UNANSWERED:
+        return head.idempotent and not head.has_body
+    return False
+
+
+def keep_client(*, asked: bool, request_done: bool, closing: bool, error_status: int = 0) -> bool:
+    """Rule K, client side: may the client connection carry another request after this answer?
+    ``asked``: the request asked for keep-alive and is not a WebSocket upgrade; ``error_status``:
+    the status of an error page of ours (0 for any other answer)."""
+    return asked and request_done and not closing and error_status < 500
+
+
+def ends_at_head(method: bytes, status: int) -> bool:
+    """A response the engine ends at its head: to HEAD, with a status that could carry a body."""
+    return method == b"HEAD" and status >= 200 and status != 204 and status != 304
+
+
+def reuse_upstream(*, keep_alive: bool, request_done: bool, method: bytes, status: int) -> bool:
+    """Rule K, upstream side: may the upstream connection go back to its pool? ``keep_alive``:
+    the upstream's response did not end the connection (llhttp's ``should_keep_alive``)."""
+    return keep_alive and request_done and not ends_at_head(method, status)
+
+
+class ClientState(enum.IntEnum):
+    """Where a client connection is."""
+
+    IDLE = 0  # between requests (keep-alive)
+    HEAD = 1  # receiving a request head (a new connection owes one)
+    BUSY = 2  # an exchange is under way
+    TUNNEL = 3  # a WebSocket tunnel
+    LINGER = 4  # closing: half-closed after a refusal, or closed by us
+    CLOSED = 5  # the transport is gone
+
+
+class Timer(enum.IntEnum):
+    """The timer a connection runs (rule T); the value is the index in ``timer_seconds``."""
+
+    NONE = 0
+    HEADER = 1
+    IDLE = 2
+    BODY = 3
+    LINGER = 4
+    FIRST_BYTE = 5
+    READ = 6
+
+
+LINGER_SECONDS = 2.0  # how long a refused client may go on sending before the close
+# Rule T for a client connection, by state (a BUSY connection reading a body runs BODY).
+_CLIENT_TIMERS = (Timer.IDLE, Timer.HEADER, Timer.NONE, Timer.NONE, Timer.LINGER, Timer.NONE)
+
+
+def client_timer(state: ClientState | int, reading_body: bool = False) -> Timer:
+    """Rule T: the timer of a client connection in ``state`` (a ``ClientState`` or its value)."""
+    if state == ClientState.BUSY and reading_body:
+        return Timer.BODY
+    return _CLIENT_TIMERS[state]
+
+
+def upstream_timer(*, request_done: bool, got_bytes: bool) -> Timer:
+    """Rule T: the timer of an upstream connection carrying an exchange."""
+    if not request_done:
+        return Timer.NONE
+    return Timer.READ if got_bytes else Timer.FIRST_BYTE
+
+
+def timer_seconds(
+    *, header_timeout: float, idle_timeout: float, first_byte_timeout: float
+) -> tuple[float, ...]:
+    """The length of each ``Timer``, indexed by it (rule T)."""
+    return (
+        0.0,  # NONE
+        header_timeout,  # HEADER
+        idle_timeout,  # IDLE
+        idle_timeout,  # BODY: between two reads of the body
+        LINGER_SECONDS,  # LINGER
+        first_byte_timeout,  # FIRST_BYTE
+        idle_timeout,  # READ: between two reads of the response
     )

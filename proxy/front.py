@@ -17,7 +17,7 @@ from proxy.engine import Answer, Client, Engine, Route, Upstream
 from proxy.metrics import render_metrics
 from routing import InvalidHost, RouteTable, route_key
 
-__all__ = ["AdminResolver", "FrontResolver"]
+__all__ = ["AdminResolver", "FrontResolver", "fleet_report"]
 
 MEMO_KEYS = 50_000
 NO_ROUTE = Route()
@@ -155,3 +155,19 @@ class AdminResolver:
 
 def _json(status: int, doc: dict) -> Answer:
     return Answer(status, json.dumps(doc, indent=1).encode() + b"\n", b"application/json")
+
+
+def fleet_report(engine: Engine, subscriber, address: str, meter, *, down: bool = True) -> dict:
+    """This member's heartbeat fields (``routing.fleet.Member``) from its engine and subscriber;
+    ``down``: report the backends passive health holds down (a node's upstreams are its apps)."""
+    stats = subscriber.stats
+    return {
+        "address": address,
+        "version": stats.version,
+        "table_age": None if stats.age is None else round(stats.age, 3),
+        "redis_connected": stats.connected,
+        "down": sorted(n for n in list(engine.health.down_until) if engine.health.is_down(n))
+        if down
+        else [],
+        "rps": meter.rate(sum(engine.stats.requests.values())),
+    }

@@ -16,6 +16,7 @@ import gc
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 
 from proxy.core import Limits
 from proxy.engine import Engine, EngineConfig
+from routing.addresses import InvalidAddress, parse_address
+from routing.publish import DEFAULT_PREFIX
 
 log = logging.getLogger("proxy")
 
@@ -47,7 +50,7 @@ OPTIONS = (
     Option("--tls-key", "PROXY_TLS_KEY", "", str, "private key, PEM"),
     Option("--redis", "PROXY_REDIS_URL", "redis://127.0.0.1:6379/0", str,
            "Redis holding the route table", "REDIS_URL"),
-    Option("--redis-prefix", "PROXY_REDIS_PREFIX", "hosting:", str, "Redis key prefix",
+    Option("--redis-prefix", "PROXY_REDIS_PREFIX", DEFAULT_PREFIX, str, "Redis key prefix",
            "REDIS_PREFIX"),
     Option("--panel-host", "PROXY_PANEL_HOST", "panel.localhost", str,
            "the panel's host name (its reload URLs route by the app's domain)", "PANEL_HOST"),
@@ -82,6 +85,8 @@ OPTIONS = (
     Option("--down-seconds", "PROXY_DOWN_SECONDS", 10.0, float,
            "seconds a backend stays marked down"),
     Option("--via", "PROXY_VIA", "hosting-proxy", str, "name in the Via header"),
+    Option("--name", "PROXY_NAME", "", str,
+           "this proxy's name in the fleet (heartbeats); empty: the host name"),
     Option("--log-level", "PROXY_LOG_LEVEL", "INFO", str, "DEBUG, INFO, WARNING or ERROR"),
 )  # fmt: skip
 
@@ -112,10 +117,13 @@ def build_parser(environ: dict[str, str] | None = None) -> argparse.ArgumentPars
 
 
 def parse_listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise SystemExit(f"error: {value!r} is not host:port")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    """A listener's ``host:port`` or ``[v6]:port`` (``routing.addresses.parse_address``) as
+    the host and port ``bind`` takes."""
+    try:
+        address = parse_address(value)
+    except InvalidAddress as exc:
+        raise SystemExit(f"error: {exc}") from None
+    return address.bind_host, address.port
 
 
 def engine_config(args: argparse.Namespace) -> EngineConfig:
@@ -140,7 +148,8 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
 
 
 async def run_worker(args: argparse.Namespace, worker: str, reuse_port: bool) -> int:
-    from proxy.front import AdminResolver, FrontResolver
+    from proxy.front import AdminResolver, FrontResolver, fleet_report
+    from routing.fleet import Heartbeat, RateMeter
     from routing.subscriber import RouteSubscriber
 
     ssl_ctx = None
@@ -159,6 +168,7 @@ async def run_worker(args: argparse.Namespace, worker: str, reuse_port: bool) ->
         prefix=args.redis_prefix,
         state_file=args.state_file or None,
         poll_interval=args.poll_interval,
+        on_change=lambda table: heartbeat.table_taken(table),
     )
     # getattr through partial: no Python frame per request.
     front = FrontResolver(functools.partial(getattr, subscriber, "table"), args.panel_host)
@@ -168,7 +178,15 @@ async def run_worker(args: argparse.Namespace, worker: str, reuse_port: bool) ->
         AdminResolver(front, engine, subscriber, worker),
         EngineConfig(header_timeout=5.0, idle_timeout=10.0, via=args.via),
     )
+    heartbeat = Heartbeat(
+        args.redis,
+        role="proxy",
+        name=f"{args.name or socket.gethostname()}/{worker}",
+        report=functools.partial(fleet_report, engine, subscriber, args.listen, RateMeter()),
+        prefix=args.redis_prefix,
+    )
     await subscriber.start()
+    await heartbeat.start()
     host, port = parse_listen(args.listen)
     await engine.listen(host, port, reuse_port=reuse_port)
     urls = [f"http://{args.listen}"]
@@ -200,6 +218,7 @@ async def run_worker(args: argparse.Namespace, worker: str, reuse_port: bool) ->
     log.info("worker %s stopping: finishing in-flight requests (grace %.1fs)", worker, args.grace)
     await engine.shutdown(args.grace)
     await admin.shutdown(1.0)
+    await heartbeat.stop()
     await subscriber.stop()
     return 0
 

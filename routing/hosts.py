@@ -256,7 +256,9 @@ def reload_domain(path: str) -> str | None:
     Raises ``InvalidHost`` when the path is a reload path, or would be one once percent-decoded,
     but its domain cannot be read without guessing (encoded ``/`` or ``\\``, bad UTF-8).
     """
-    path = path.split("?", 1)[0]
+    # What the panel's server (gunicorn, via urllib's urlsplit) takes for the path: a fragment
+    # (which no client should send) and the query are cut off, the fragment first.
+    path = path.split("#", 1)[0].split("?", 1)[0]
     if not path.startswith("/") or len(path) > MAX_PATH_LENGTH:
         return None
     raw_segments = path[1:].split("/")
@@ -279,8 +281,10 @@ def reload_domain(path: str) -> str | None:
     position = _shape(decoded)
     if position is None:
         return None
-    if any(";" in s for s in raw_segments):
-        return None  # `;params`: not a reload URL the panel knows
+    if any(";" in s for s in decoded):
+        # `;params`: not a reload URL the panel knows. Checked after decoding: the panel's
+        # server sees `%3B` as `;`, so the two spellings must be judged alike.
+        return None
     if any(s in ("", ".", "..") for s in decoded):
         return None  # empty or dot segments: not a reload URL the panel knows
     domain = decoded[position]

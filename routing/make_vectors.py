@@ -123,6 +123,8 @@ ROUTE_PATHS = [
     (PANEL, "/user/bob/webapps/B%C3%BCcher.example/reload/?next=/"),
     (PANEL, "/%75ser/bob/webapps/example.com/reload/"),
     (PANEL, "/user/bob/webapps/example.com/reload;x/"),
+    (PANEL, "/user/bob%3Bx/webapps/example.com/reload/"),
+    (PANEL, "/user/bob/webapps/example.com/reload/#x"),
     (PANEL, "//user/bob/webapps/example.com/reload/"),
     (PANEL, "/user/./webapps/example.com/reload/"),
     (PANEL, "/user/bob/webapps/a%2Fb/reload/"),

@@ -1,26 +1,62 @@
 """URLs of the Web tab and API v0 (users' web apps). The reload paths are the ones
-``routing.reload_path`` generates and ``routing.route_key`` understands."""
+``routing.reload_path`` generates and ``routing.route_key`` understands: a reload's trailing
+slash is optional on both sides, and a username or domain segment is never empty, ``.``, ``..``
+or holds a ``;`` (the router routes such paths by the panel host, so the panel must not serve
+them as reloads). tests/webapps/test_reload_urls.py holds the two sets equal."""
 
-from django.urls import include, path
+from django.urls import include, path, register_converter
+from drf_spectacular.utils import extend_schema
 
 from webapps import api, views
 
+
+class SegmentConverter:
+    """One path segment as the router reads it: no ``/``, no ``;``, not ``.`` or ``..``.
+
+    Used where a segment is followed by ``/`` (the lookahead needs it to end a dot segment).
+    """
+
+    regex = r"(?!\.\.?/)[^/;]+"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(SegmentConverter, "segment")
+
+
+@extend_schema(exclude=True)  # the schema lists the reload once, with its slash
+class WebAppReloadNoSlashView(api.WebAppReloadView):
+    pass
+
+
 api_patterns = [
     path("webapps/", api.WebAppListView.as_view(), name="api-webapp-list"),
-    path("webapps/<str:domain>/", api.WebAppDetailView.as_view(), name="api-webapp-detail"),
-    path("webapps/<str:domain>/reload/", api.WebAppReloadView.as_view(), name="api-webapp-reload"),
+    path("webapps/<segment:domain>/", api.WebAppDetailView.as_view(), name="api-webapp-detail"),
+    path(
+        "webapps/<segment:domain>/reload/",
+        api.WebAppReloadView.as_view(),
+        name="api-webapp-reload",
+    ),
+    # The same reload without its trailing slash: served, not redirected (a redirected POST
+    # arrives as a GET, and the reload would silently not happen).
+    path("webapps/<segment:domain>/reload", WebAppReloadNoSlashView.as_view()),
 ]
 
 web_patterns = [
     path("webapps/", views.webapp_list, name="webapp-list"),
-    path("webapps/<str:domain>/", views.webapp_detail, name="webapp-detail"),
-    path("webapps/<str:domain>/reload/", views.webapp_reload, name="webapp-reload"),
-    path("webapps/<str:domain>/delete/", views.webapp_delete, name="webapp-delete"),
+    path("webapps/<segment:domain>/", views.webapp_detail, name="webapp-detail"),
+    path("webapps/<segment:domain>/reload/", views.webapp_reload, name="webapp-reload"),
+    path("webapps/<segment:domain>/reload", views.webapp_reload),
+    path("webapps/<segment:domain>/delete/", views.webapp_delete, name="webapp-delete"),
 ]
 
 urlpatterns = [
-    path("api/v0/user/<str:username>/", include(api_patterns)),
+    path("api/v0/user/<segment:username>/", include(api_patterns)),
     path("api/docs/", views.api_docs, name="api-docs"),
-    path("user/<str:username>/", include(web_patterns)),
+    path("user/<segment:username>/", include(web_patterns)),
     path("", views.home, name="home"),
 ]

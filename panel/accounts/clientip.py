@@ -4,6 +4,12 @@ Requests reach the panel through the front proxy and a node, each appending the 
 to X-Forwarded-For. Walking the chain from the right and skipping our own proxies
 (``TRUSTED_PROXIES``) gives the first address that no proxy of ours vouches for: the client.
 Entries left of it were written by the client and are ignored, so rotating them changes nothing.
+
+The panel's gunicorn listens on a unix socket that only its node can reach, so an empty
+``REMOTE_ADDR`` (a unix-socket peer) is the local node: one of our own hops, whose
+X-Forwarded-For (its own trusted view, see ``proxy.core.request_head_for_upstream``) is read
+like any trusted proxy's. Without that, every visitor behind a node would have no address, and
+sign-in lockouts would act per username alone (decision 0100).
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ def client_address(
     forwarded_for: str, remote_addr: str, trusted: tuple[Network, ...]
 ) -> str | None:
     chain = [part.strip() for part in forwarded_for.split(",") if part.strip()]
-    chain.append(remote_addr)
+    if remote_addr:
+        chain.append(remote_addr)
+    # else: a unix-socket peer, the local node, trusted as our own hop
     leftmost: str | None = None
     for raw in reversed(chain):
         try:

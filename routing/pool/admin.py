@@ -15,12 +15,13 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 
 from panel.accounts.admin import ReadOnlyAdmin
 from panel.accounts.models import Via
 from panel.accounts.origin import Origin
 from routing.pool import actions, tables
+from routing.pool.fleet import fleet_status
 from routing.pool.models import Backend, Revision
 
 # The confirmation page names at most this many apps; the counts always cover all of them.
@@ -72,6 +73,50 @@ class BackendAdmin(admin.ModelAdmin):
     search_fields = ["name", "address", "notes"]
     actions = ["drain_selected", "activate_selected", "disable_selected"]
     fields = ["name", "address", "weight", "state", "notes", "force"]
+
+    def get_urls(self):
+        fleet = path(
+            "fleet/", self.admin_site.admin_view(self.fleet_view), name="routing_backend_fleet"
+        )
+        return [fleet, *super().get_urls()]
+
+    def fleet_view(self, request: HttpRequest) -> HttpResponse:
+        """Every proxy and node, the version each holds against the current one, the pool's
+        apps per backend and what a change not yet everywhere moves (``?version=``: follow
+        one change, as the page after a pool change does)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        raw = request.GET.get("version", "")
+        version = int(raw) if raw.isdigit() and len(raw) <= 20 else None
+        status = fleet_status(version)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Fleet",
+            "status": status,
+            "rows": status.member_rows(),
+            "followed": version is not None,
+            "refresh": version is not None and not status.convergence.converged,
+        }
+        return TemplateResponse(request, "admin/routing/backend/fleet.html", context)
+
+    def _after_change(self, version: int | None) -> HttpResponseRedirect:
+        """After a pool change: the fleet page, following that version to every member."""
+        if version is None:
+            return HttpResponseRedirect(reverse("admin:routing_backend_changelist"))
+        return HttpResponseRedirect(f"{reverse('admin:routing_backend_fleet')}?version={version}")
+
+    def response_add(self, request, obj, post_url_continue=None):
+        version = getattr(request, "routing_version", None)
+        if version is None:
+            return super().response_add(request, obj, post_url_continue)
+        return self._after_change(version)
+
+    def response_change(self, request, obj):
+        version = getattr(request, "routing_version", None)
+        if version is None:
+            return super().response_change(request, obj)
+        return self._after_change(version)
 
     def get_readonly_fields(self, request, obj=None):
         return ["name"] if obj is not None else []
@@ -134,14 +179,15 @@ class BackendAdmin(admin.ModelAdmin):
         force = data.get("force", False)
         try:
             if change:
-                actions.do_update_backend(
+                done = actions.do_update_backend(
                     name, actor=request.user, origin=_origin(request), force=force, **fields
                 )
             else:
                 address = fields.pop("address")
-                actions.do_add_backend(
+                done = actions.do_add_backend(
                     name, address, actor=request.user, origin=_origin(request), **fields
                 )
+            request.routing_version = done.version if done.changed else None
         except actions.ActionError as exc:
             # The pool changed between the confirmation and this post; nothing was written.
             self.message_user(request, f"Not saved: {exc.message}", messages.ERROR)
@@ -171,6 +217,7 @@ class BackendAdmin(admin.ModelAdmin):
                 self.message_user(request, f"Not removed: {exc.message}", messages.ERROR)
             else:
                 self.message_user(request, f"version {change.version}: {change.summary}")
+                return self._after_change(change.version)
             return HttpResponseRedirect(reverse("admin:routing_backend_changelist"))
         try:
             change = actions.preview("backend.remove", {"name": obj.name}, force=True)
@@ -192,7 +239,7 @@ class BackendAdmin(admin.ModelAdmin):
             except actions.ActionError as exc:
                 self.message_user(request, exc.message, messages.ERROR)
                 return None
-            done = []
+            done, last = [], None
             for name in names:
                 try:
                     change = actions.do_update_backend(
@@ -203,9 +250,10 @@ class BackendAdmin(admin.ModelAdmin):
                     break
                 if change.changed:
                     done.append(f"version {change.version}: {change.summary}")
+                    last = change.version
             for line in done:
                 self.message_user(request, line)
-            return None
+            return self._after_change(last) if last is not None else None
         try:
             change = actions.preview_steps(steps, force=True)
         except actions.ActionError as exc:

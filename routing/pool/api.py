@@ -18,6 +18,7 @@ from panel.accounts.models import Via
 from panel.accounts.origin import Origin
 from routing.hosts import InvalidHost, canonical_host
 from routing.pool import actions, tables
+from routing.pool.fleet import fleet_status
 from routing.pool.models import Backend
 from routing.pool.serializers import (
     BackendCreateSerializer,
@@ -199,6 +200,38 @@ class RoutingView(StaffAPIView):
                 "in_sync": published is not None and published.version == committed.version,
             }
         )
+
+
+class FleetView(StaffAPIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "version", OpenApiTypes.INT, description="follow this version (default: current)"
+            )
+        ],
+        responses=inline_serializer(
+            "Fleet",
+            {
+                "version": serializers.IntegerField(),
+                "published": serializers.IntegerField(allow_null=True),
+                "converged": serializers.BooleanField(),
+                "summary": serializers.CharField(),
+                "elapsed_ms": serializers.IntegerField(allow_null=True),
+                "counts": serializers.DictField(),
+                "members": serializers.ListField(child=serializers.DictField()),
+                "backends": serializers.ListField(child=serializers.DictField()),
+                "unrouted_apps": serializers.IntegerField(),
+                "pending_moves": serializers.ListField(child=serializers.DictField()),
+                "error": serializers.CharField(allow_null=True),
+            },
+        ),
+        summary="Every proxy and node, the table version each holds, and the pool's apps",
+    )
+    def get(self, request: Request) -> Response:
+        raw = request.query_params.get("version", "")
+        if raw and not (raw.isdigit() and len(raw) <= 20):
+            raise exceptions.ValidationError({"version": [f"{raw!r} is not a version number"]})
+        return Response(fleet_status(int(raw) if raw else None).to_dict())
 
 
 class WhereView(StaffAPIView):

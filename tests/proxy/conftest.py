@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from proxy.engine import Engine, EngineConfig, Route, Upstream
-from tests.proxy.harness import Origin
+from tests.proxy.support import Origin
 from tests.support import LoopThread
 
 

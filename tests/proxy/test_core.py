@@ -7,6 +7,7 @@ import pytest
 from proxy import core
 from proxy.core import HttpError, Limits
 from proxy.engine import Health, Upstream
+from routing.addresses import InvalidAddress
 
 
 def validate(headers, method=b"GET", url=b"/", version="1.1", keep_alive=True):
@@ -104,6 +105,15 @@ def test_upstream_addresses_parse():
     assert Upstream.parse("unix:/run/app.sock").unix == "/run/app.sock"
     with pytest.raises(ValueError):
         Upstream.parse("nohost")
+
+
+def test_upstream_host_port_is_parsed_by_the_one_address_parser():
+    # routing.addresses.parse_address: canonical host, a port from 1 to 65535, brackets for v6.
+    assert Upstream.parse("Node1.Example:80", "b1") == Upstream("b1", "node1.example", 80)
+    assert Upstream.parse("/run/app.sock").unix == "/run/app.sock"
+    for bad in ("h:0", "h:65536", "::1:80", ":80", "h:8x"):
+        with pytest.raises(InvalidAddress, match="unix:/path"):
+            Upstream.parse(bad)
 
 
 SIMPLE = b"HTTP/1.1 200 OK\r\nServer: s\r\nContent-Length: 2\r\nConnection: keep-alive\r\n"

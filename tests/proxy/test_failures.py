@@ -9,7 +9,7 @@ import time
 import pytest
 
 from proxy.engine import Route, Upstream
-from tests.proxy.harness import Origin, closed_by_peer, connect, exchange, get, read_response
+from tests.proxy.support import Origin, closed_by_peer, connect, exchange, get, read_response
 from tests.support import free_port, wait_until
 
 

@@ -8,7 +8,7 @@ import os
 import tempfile
 
 from proxy.engine import Answer, Route, Upstream
-from tests.proxy.harness import Origin, closed_by_peer, connect, exchange, get, read_response
+from tests.proxy.support import Origin, closed_by_peer, connect, exchange, get, read_response
 from tests.support import wait_until
 
 

@@ -17,11 +17,12 @@ import pytest
 import redis
 
 from routing import Backend, RouteTable, reload_path, route_key
-from tests.proxy.harness import Origin, connect, exchange, get, read_response
+from routing.publish import DEFAULT_PREFIX
+from tests.proxy.support import Origin, connect, exchange, get, read_response
 from tests.support import RedisServer, child_env, free_port, port_open, repo_root, wait_until
 
 PANEL = "panel.test"
-PREFIX = "hosting:"
+PREFIX = DEFAULT_PREFIX
 
 
 @pytest.fixture

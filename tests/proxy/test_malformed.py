@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.proxy.harness import closed_by_peer, connect, read_response
+from tests.proxy.support import closed_by_peer, connect, read_response
 
 H = b"Host: app.test\r\n"
 POST = b"POST / HTTP/1.1\r\n" + H

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from proxy.server import OPTIONS, build_parser, parse_listen
+from routing.publish import DEFAULT_PREFIX
 from tests.support import child_env, repo_root
 
 
@@ -38,3 +39,14 @@ def test_listen_addresses_parse():
     assert parse_listen("[::1]:8443") == ("::1", 8443)
     with pytest.raises(SystemExit):
         parse_listen("8080")
+
+
+def test_listen_addresses_are_parsed_by_the_one_address_parser():
+    assert parse_listen("LOCALHOST:8080") == ("localhost", 8080)
+    for bad in (":8080", "127.0.0.1:0", "::1:8080"):
+        with pytest.raises(SystemExit, match="error: address"):
+            parse_listen(bad)
+
+
+def test_the_redis_prefix_default_is_the_routing_librarys():
+    assert build_parser({}).parse_args([]).redis_prefix == DEFAULT_PREFIX

@@ -20,7 +20,9 @@ import {module}
 print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("django", "redis"))))
 """
 # The Redis contract: these talk to Redis, so they import redis-py (never Django).
-REDIS_MODULES = frozenset({"routing.connect", "routing.publish", "routing.subscriber"})
+REDIS_MODULES = frozenset(
+    {"routing.connect", "routing.fleet", "routing.publish", "routing.subscriber"}
+)
 
 
 def library_modules() -> list[str]:

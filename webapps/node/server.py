@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 from collections import Counter
@@ -201,6 +202,7 @@ class NodeServer:
             group=isolated.panel_gid if isolated else None,
         )
         self.subscriber = None
+        self.heartbeat = None
         self._tasks: list[asyncio.Task] = []
         self._moving: set[str] = set()
 
@@ -224,6 +226,7 @@ class NodeServer:
                 on_change=self.on_table,
             )
             await self.subscriber.start()
+            await self._start_heartbeat()
         log.info(
             "node %s listening on %s:%d, control socket %s; %s",
             self.config.name,
@@ -233,8 +236,29 @@ class NodeServer:
             "; ".join(self.config.in_force) or "isolation: off",
         )
 
+    async def _start_heartbeat(self) -> None:
+        from proxy.front import fleet_report
+        from routing.fleet import Heartbeat, RateMeter
+
+        address = f"{self.config.host}:{self.config.port}"
+        report = functools.partial(
+            fleet_report, self.engine, self.subscriber, address, RateMeter(), down=False
+        )
+        self.heartbeat = Heartbeat(
+            self.config.redis_url,
+            role="node",
+            name=self.config.name,
+            report=report,
+            prefix=self.config.redis_prefix,
+        )
+        if self.subscriber.table is not None:
+            self.heartbeat.table_taken()
+        await self.heartbeat.start()
+
     def on_table(self, table: RouteTable) -> None:
         """A new route table: stop, after their in-flight requests, apps now served elsewhere."""
+        if self.heartbeat is not None:
+            self.heartbeat.table_taken(table)
         for name in self.supervisor.running():
             if name in self.directory.system:
                 continue  # the panel runs on every node: reload URLs reach any of them
@@ -257,6 +281,8 @@ class NodeServer:
 
     async def stop(self) -> None:
         await self.engine.shutdown(grace=self.config.stop_timeout)
+        if self.heartbeat is not None:
+            await self.heartbeat.stop()
         if self.subscriber is not None:
             await self.subscriber.stop()
         for task in self._tasks:

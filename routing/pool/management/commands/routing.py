@@ -1,9 +1,11 @@
-"""``manage.py routing show|publish|where <domain>``: the route table and where apps go.
+"""``manage.py routing show|publish|where <domain>|status``: the route table and where apps go.
 
 ``show`` compares the committed table (database) with the one the proxies read (Redis);
 ``publish`` publishes now from this process (the Celery task's code, without the queue);
-``where`` names the backend of a domain and its fallback ranking. Exit status 1 with a message
-on stderr when Redis is unreachable, holds a newer table than the database, or input is bad.
+``where`` names the backend of a domain and its fallback ranking; ``status`` shows the fleet
+(every proxy and node, the version each holds, apps per backend: ``routing.pool.fleet``).
+Exit status 1 with a message on stderr when Redis is unreachable, holds a newer table than the
+database, or input is bad.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ class Command(BaseCommand):
         )
         where = sub.add_parser("where", help="the backend (and fallback order) of a domain")
         where.add_argument("domain", help="the domain, in any spelling")
+        status = sub.add_parser("status", help="every proxy and node and the version it holds")
+        status.add_argument("--json", action="store_true", help="print it as JSON")
+        status.add_argument("--version", type=int, help="follow this version (default: current)")
 
     def handle(self, *args, verb: str, **options) -> None:
         getattr(self, verb)(**options)
@@ -117,3 +122,15 @@ class Command(BaseCommand):
                 f"  proxies hold version {published.version}: "
                 f"{served.name if served else 'no backend'}"
             )
+
+    def status(self, json: bool, version: int | None, **options) -> None:
+        import json as json_module
+
+        from routing.pool.fleet import fleet_status
+
+        status = fleet_status(version)
+        if json:
+            self.stdout.write(json_module.dumps(status.to_dict(), indent=1))
+            return
+        for line in status.lines():
+            self.stdout.write(line)

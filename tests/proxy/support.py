@@ -269,3 +269,41 @@ def closed_by_peer(sock: socket.socket, timeout: float = 5.0) -> bool:
 
 def get(host: str = "app.test", path: str = "/", extra: bytes = b"") -> bytes:
     return b"GET %b HTTP/1.1\r\nHost: %b\r\n%b\r\n" % (path.encode(), host.encode(), extra)
+
+
+class MemoryTransport(asyncio.Transport):
+    """An in-memory transport for driving the engine's protocols without sockets: keeps what
+    is written, counts pauses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[bytes] = []
+        self.closing = False
+        self.paused = False
+
+    def write(self, data) -> None:
+        self.written.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_extra_info(self, name, default=None):
+        return ("127.0.0.1", 40000) if name == "peername" else default
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closing = True
+
+    def abort(self) -> None:
+        self.closing = True

@@ -1,0 +1,162 @@
+"""The fleet view: the admin's fleet page, `manage.py routing status` and GET /api/v0/fleet/,
+from heartbeats in the test's own Redis (written as the proxies and nodes write them)."""
+
+from __future__ import annotations
+
+import json
+import time
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.core.management import call_command
+from rest_framework.test import APIClient
+
+from panel.accounts.models import Via
+from panel.accounts.origin import Origin
+from routing.connect import sync_client
+from routing.fleet import Member, member_key
+from routing.pool import actions, tables, tasks
+from routing.pool.models import Backend, RouteVersion
+from routing.publish import table_key
+from routing.table import RouteTable
+from tests.routing.pool.conftest import make_apps
+
+pytestmark = pytest.mark.django_db
+
+CLI = Origin(via=Via.CLI)
+FLEET_URL = "/admin/routing/backend/fleet/"
+
+
+@pytest.fixture(autouse=True)
+def static_root():
+    Path(django_settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
+
+
+@pytest.fixture
+def report(pool_settings, redis_server):
+    """Write one member's heartbeat, as routing.fleet.Heartbeat does."""
+    client = sync_client(redis_server.url, timeout=5)
+
+    def write(role: str, name: str, version: int | None, **fields) -> Member:
+        member = Member(name=name, role=role, version=version, at=time.time(), **fields)
+        key = member_key(role, name, pool_settings.REDIS_PREFIX)
+        client.set(key, member.to_json(), px=15_000)
+        return member
+
+    yield write
+    client.close()
+
+
+@pytest.fixture
+def fleet(two_backends, report):
+    """Version 2 committed and published; two proxy workers and two nodes, one node behind."""
+    tasks.publish_routes.run()
+    taken = RouteVersion.current().changed_at.timestamp() + 0.041
+    report("proxy", "p1/0", 2, address="127.0.0.1:8080", redis_connected=True, taken_at=taken)
+    report("proxy", "p1/1", 2, address="127.0.0.1:8080", redis_connected=True, rps=12.5)
+    report("node", "b1", 2, address="127.0.0.1:9001", redis_connected=True, down=["x.example"])
+    report("node", "b2", 1, address="127.0.0.1:9002", redis_connected=False)
+
+
+def status_json() -> dict:
+    out = StringIO()
+    call_command("routing", "status", "--json", stdout=out)
+    return json.loads(out.getvalue())
+
+
+def test_the_api_shows_each_member_against_the_current_version(fleet, staff_api):
+    body = staff_api.get("/api/v0/fleet/").json()
+    assert body["summary"] == "2/2 proxies and 1/2 nodes hold version 2"
+    assert body["converged"] is False
+    rows = {m["name"]: m for m in body["members"]}
+    assert list(rows) == ["p1/0", "p1/1", "b1", "b2"]
+    assert (rows["b2"]["converged"], rows["b2"]["redis_connected"]) == (False, False)
+    assert rows["b1"]["down"] == ["x.example"]
+    assert rows["p1/1"]["rps"] == 12.5
+    assert [b["name"] for b in body["backends"]] == ["b1", "b2"]
+
+
+def test_once_every_member_holds_it_the_line_says_how_long_it_took(fleet, report, staff_api):
+    report("node", "b2", 2, redis_connected=True)
+    body = staff_api.get("/api/v0/fleet/").json()
+    assert body["summary"] == "2/2 proxies and 2/2 nodes hold version 2, 41 ms"
+    assert body["converged"] is True
+
+
+def test_a_member_whose_heartbeat_expired_is_gone(fleet, pool_settings, redis_server, staff_api):
+    client = sync_client(redis_server.url, timeout=5)
+    client.delete(member_key("node", "b2", pool_settings.REDIS_PREFIX))
+    client.close()
+    assert staff_api.get("/api/v0/fleet/").json()["counts"]["node"] == {"holding": 1, "total": 1}
+
+
+def test_outsiders_and_anonymous_callers_are_refused_as_by_the_staff_api(fleet, outsider_api):
+    assert outsider_api.get("/api/v0/fleet/").status_code == 403
+    assert APIClient().get("/api/v0/fleet/").status_code == 401
+
+
+def test_the_api_refuses_a_version_that_is_not_a_number(fleet, staff_api):
+    response = staff_api.get("/api/v0/fleet/", {"version": "twelve"})
+    assert response.status_code == 400
+
+
+def test_the_command_prints_the_same_status(fleet, staff_api):
+    assert status_json() == {**staff_api.get("/api/v0/fleet/").json(), "members": ANY_MEMBERS}
+    out = StringIO()
+    call_command("routing", "status", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "2/2 proxies and 1/2 nodes hold version 2"
+    assert any(line.split()[:2] == ["node", "b2"] and "BEHIND" in line for line in lines)
+
+
+class _AnyMembers:
+    def __eq__(self, other) -> bool:  # last_seen differs between two reads
+        return isinstance(other, list) and len(other) == 4
+
+
+ANY_MEMBERS = _AnyMembers()
+
+
+def test_the_fleet_page_shows_members_bars_and_pending_moves(fleet, admin_client):
+    make_apps(40)
+    actions.do_set_weight("b1", 3, actor=None, origin=CLI)  # committed, not yet published
+    page = admin_client.get(FLEET_URL).content.decode()
+    assert "0/2 proxies and 0/2 nodes hold version 3" in page
+    assert page.count('class="member"') == 4
+    counts = tables.apps_per_backend()
+    assert f'title="{counts["b1"]} apps"' in page and f'title="{counts["b2"]} apps"' in page
+    published = RouteTable.from_json(
+        tasks.redis_client().get(table_key(django_settings.REDIS_PREFIX))
+    )
+    plan = tables.plan(published, tables.committed_table())
+    assert f"Pending: version 2 &rarr; 3 moves {plan.moved} apps" in page
+    assert f"{plan.moves[0].key}: {plan.moves[0].source} &rarr; {plan.moves[0].target}" in page
+
+
+def test_the_fleet_page_is_for_staff_only(fleet, client, outsider):
+    client.force_login(outsider)
+    response = client.get(FLEET_URL)
+    assert response.status_code == 302
+    assert "/login/" in response["Location"]
+
+
+def test_after_a_pool_change_the_admin_follows_it_to_the_fleet(fleet, admin_client, report):
+    data = {
+        "action": "drain_selected",
+        "_selected_action": [str(Backend.objects.get(name="b1").pk)],
+        "_confirmed": "1",
+    }
+    response = admin_client.post("/admin/routing/backend/", data)
+    assert response.status_code == 302
+    assert response["Location"] == f"{FLEET_URL}?version=3"
+    page = admin_client.get(response["Location"]).content.decode()
+    assert "0/2 proxies and 0/2 nodes hold version 3" in page
+    assert 'http-equiv="refresh"' in page  # until every member holds it
+    tasks.publish_routes.run()
+    for role, name in [("proxy", "p1/0"), ("proxy", "p1/1"), ("node", "b1"), ("node", "b2")]:
+        report(role, name, 3, taken_at=RouteVersion.current().changed_at.timestamp() + 0.012)
+    page = admin_client.get(response["Location"]).content.decode()
+    assert "2/2 proxies and 2/2 nodes hold version 3, 12 ms" in page
+    assert 'http-equiv="refresh"' not in page

@@ -1,0 +1,38 @@
+"""A node reports itself to the fleet: a heartbeat in Redis naming the table version it holds,
+written when it takes a new table, removed when it stops."""
+
+from __future__ import annotations
+
+import os
+
+import redis
+
+from routing import ALGORITHM, Backend, RouteTable
+from routing.fleet import Member, member_key
+from routing.publish import publish_table
+from tests.support import wait_until
+
+
+def test_a_node_reports_each_table_it_takes_and_leaves_on_stop(platform):
+    b1 = platform.node("b1")
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    prefix = platform.env["REDIS_PREFIX"]
+    key = member_key("node", "b1", prefix)
+    try:
+        for version in (1, 2):
+            table = RouteTable(version, ALGORITHM, (Backend("b1", b1.address),))
+            assert publish_table(client, table, prefix=prefix)
+            member = wait_until(
+                lambda v=version: (
+                    (raw := client.get(key)) is not None
+                    and (m := Member.from_json(raw)).version == v
+                    and m
+                ),
+                timeout=20,
+                what=f"the node's heartbeat with version {version}",
+            )
+        assert (member.role, member.address, member.redis_connected) == ("node", b1.address, True)
+        b1.stop()
+        assert client.get(key) is None
+    finally:
+        client.close()

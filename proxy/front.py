@@ -8,6 +8,7 @@ subscriber's current table) and memoises the route per key for that table.
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
@@ -105,13 +106,25 @@ class FrontResolver:
 class AdminResolver:
     """The admin port: every answer is produced here, nothing is forwarded."""
 
-    def __init__(self, front: FrontResolver, engine: Engine, subscriber, worker: str) -> None:
+    def __init__(
+        self, front: FrontResolver, engine: Engine, subscriber, worker: str, *, token: str = ""
+    ) -> None:
         self.front = front
         self.engine = engine
         self.subscriber = subscriber
         self.worker = worker
+        # "" (loopback only, checked at start): no token asked for
+        self.authorization = b"Bearer " + token.encode() if token else b""
 
     def __call__(self, head: RequestHead, client: Client) -> Route:
+        if self.authorization and not self._authorized(head):
+            return Route(
+                answer=Answer(
+                    401,
+                    b"401 Unauthorized: Authorization: Bearer <token> needed\n",
+                    headers=((b"WWW-Authenticate", b'Bearer realm="proxy admin"'),),
+                )
+            )
         url = urlsplit(head.path)
         if head.method not in (b"GET", b"HEAD"):
             return Route(answer=Answer(405, b"405 Method Not Allowed\n"))
@@ -128,6 +141,10 @@ class AdminResolver:
         if url.path == "/route":
             return Route(answer=self._route(parse_qs(url.query)))
         return Route(answer=Answer(404, b"404 Not Found\n"))
+
+    def _authorized(self, head: RequestHead) -> bool:
+        given = [v for n, v in head.headers if n.lower() == b"authorization"]
+        return len(given) == 1 and hmac.compare_digest(given[0].strip(), self.authorization)
 
     def _route(self, query: dict[str, list[str]]) -> Answer:
         host = query.get("host", [""])[0]

@@ -712,10 +712,15 @@ def render_answer(
     headers: tuple[tuple[bytes, bytes], ...] = (),
     keep_alive: bool = True,
     head_request: bool = False,
+    content_length: int | None = None,
 ) -> bytes:
-    """A complete response produced by the proxy itself."""
+    """A complete response produced by the proxy itself.
+
+    ``content_length``: the length to announce when it is not ``len(body)`` (a body sent
+    separately from a file, or none at all: HEAD, 304)."""
+    length = len(body) if content_length is None else content_length
     parts = [b"HTTP/1.1 %d " % status, _reason(status), b"\r\n"]
-    parts += (b"Content-Type: ", content_type, b"\r\nContent-Length: %d\r\n" % len(body))
+    parts += (b"Content-Type: ", content_type, b"\r\nContent-Length: %d\r\n" % length)
     for name, value in headers:
         parts += (name, b": ", value, b"\r\n")
     parts.append(b"\r\n" if keep_alive else b"Connection: close\r\n\r\n")

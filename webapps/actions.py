@@ -22,7 +22,8 @@ from panel.accounts.models import AuditEvent, User
 from panel.accounts.origin import Origin
 from webapps import homes, throttle
 from webapps.domains import DomainError, DomainPolicy, clean_domain
-from webapps.models import ReloadEvent, WebApp
+from webapps.models import ReloadEvent, StaticFileMapping, WebApp
+from webapps.node.static import InvalidMapping, check_cache_control, check_url_prefix
 from webapps.reload import reload_app
 
 PYTHON_VERSION_RE = re.compile(r"^(?:python)?(\d)\.?(\d{1,2})$")
@@ -244,12 +245,124 @@ def do_reload_webapp(webapp: WebApp, *, actor: User, origin: Origin) -> ReloadEv
     return event
 
 
+# --- static files mappings --------------------------------------------------------------------
+
+MAX_STATIC_MAPPINGS = 100  # per app; the node matches every request against them
+STATIC_FIELDS = ("url", "path", "cache_control")
+
+
+def _clean_static(webapp: WebApp, fields: dict[str, Any]) -> dict[str, str]:
+    unknown = sorted(set(fields) - set(STATIC_FIELDS))
+    if unknown:
+        raise ActionError(f"cannot set {', '.join(unknown)}", unknown[0])
+    cleaned: dict[str, str] = {}
+    for name, check in (("url", check_url_prefix), ("cache_control", check_cache_control)):
+        if name in fields:
+            try:
+                cleaned[name] = check(fields[name])
+            except InvalidMapping as exc:
+                raise ActionError(str(exc), name) from None
+    if "path" in fields:
+        try:
+            path = homes.clean_static_directory(
+                settings.HOME_ROOT, webapp.owner.username, fields["path"]
+            )
+        except homes.PathError as exc:
+            raise ActionError(str(exc), "path") from None
+        cleaned["path"] = str(path)
+    return cleaned
+
+
+def _url_taken(webapp: WebApp, url: str, exclude: int | None = None) -> bool:
+    others = StaticFileMapping.objects.filter(webapp=webapp, url=url)
+    if exclude is not None:
+        others = others.exclude(pk=exclude)
+    return others.exists()
+
+
+def do_create_static_mapping(
+    webapp: WebApp, *, url: object, path: object, cache_control: object = "", actor: User,
+    origin: Origin,
+) -> StaticFileMapping:  # fmt: skip
+    """A new static files mapping of ``webapp``; the node serves it within its cache time."""
+    cleaned = _clean_static(webapp, {"url": url, "path": path, "cache_control": cache_control})
+    try:
+        with transaction.atomic(durable=True):
+            if _url_taken(webapp, cleaned["url"]):
+                raise ActionError(f"the URL {cleaned['url']!r} is already mapped", "url")
+            if StaticFileMapping.objects.filter(webapp=webapp).count() >= MAX_STATIC_MAPPINGS:
+                raise ActionError(f"an app has at most {MAX_STATIC_MAPPINGS} mappings", "url")
+            mapping = StaticFileMapping.objects.create(webapp=webapp, **cleaned)
+            audit(actor, "static.create", AuditEvent.Outcome.OK, webapp.domain, origin, **cleaned)
+    except IntegrityError:
+        raise ActionError(f"the URL {cleaned['url']!r} is already mapped", "url") from None
+    return mapping
+
+
+def do_update_static_mapping(
+    mapping: StaticFileMapping, changes: dict[str, Any], *, actor: User, origin: Origin
+) -> StaticFileMapping:
+    """Change some of ``url``, ``path``, ``cache_control``; a change to nothing writes nothing."""
+    cleaned = _clean_static(mapping.webapp, changes)
+    changed = {k: [getattr(mapping, k), v] for k, v in cleaned.items() if getattr(mapping, k) != v}
+    if not changed:
+        return mapping
+    try:
+        with transaction.atomic(durable=True):
+            if "url" in changed and _url_taken(mapping.webapp, cleaned["url"], mapping.pk):
+                raise ActionError(f"the URL {cleaned['url']!r} is already mapped", "url")
+            for name in changed:
+                setattr(mapping, name, cleaned[name])
+            mapping.save()
+            audit(
+                actor, "static.update", AuditEvent.Outcome.OK, mapping.webapp.domain, origin,
+                id=mapping.pk, changed=changed,
+            )  # fmt: skip
+    except IntegrityError:
+        raise ActionError(f"the URL {cleaned['url']!r} is already mapped", "url") from None
+    return mapping
+
+
+def do_delete_static_mapping(mapping: StaticFileMapping, *, actor: User, origin: Origin) -> None:
+    with transaction.atomic(durable=True):
+        domain, url, path = mapping.webapp.domain, mapping.url, mapping.path
+        mapping.delete()
+        audit(actor, "static.delete", AuditEvent.Outcome.OK, domain, origin, url=url, path=path)
+
+
+# --- logs ------------------------------------------------------------------------------------
+
+
+def do_delete_log(
+    webapp: WebApp, kind: str, index: int, *, backend: str, actor: User, origin: Origin
+) -> bool:
+    """Delete one of the app's log files on ``backend`` (the current one is emptied).
+
+    False when there was no such file (nothing is audited then). Raises ``ControlError`` or
+    ``OSError`` when the node cannot be asked.
+    """
+    from webapps import node_client
+
+    deleted = node_client.delete_log(webapp.domain, kind, index, backend=backend)
+    if deleted:
+        with transaction.atomic(durable=True):
+            audit(
+                actor, "logs.delete", AuditEvent.Outcome.OK, webapp.domain, origin,
+                kind=kind, index=index, backend=backend,
+            )  # fmt: skip
+    return deleted
+
+
 __all__ = [
     "ActionError",
     "ReloadInFlight",
     "ReloadThrottled",
+    "do_create_static_mapping",
     "do_create_webapp",
+    "do_delete_log",
+    "do_delete_static_mapping",
     "do_delete_webapp",
     "do_reload_webapp",
+    "do_update_static_mapping",
     "do_update_webapp",
 ]

@@ -3,17 +3,25 @@ that existing scripts and client libraries speak (see docs/api.md)."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import exceptions, generics, permissions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from panel.accounts.models import Via
 from panel.accounts.origin import Origin
-from webapps import access, actions
-from webapps.models import WebApp, attach_last_reloads
-from webapps.routes import published_table
+from webapps import access, actions, applogs, node_client
+from webapps.models import StaticFileMapping, WebApp, attach_last_reloads
+from webapps.node.control import ControlError
+from webapps.routes import published_table, serving_backend
 from webapps.serializers import (
+    StaticFileMappingInputSerializer,
+    StaticFileMappingSerializer,
     WebAppCreateSerializer,
     WebAppSerializer,
     WebAppUpdateSerializer,
@@ -169,3 +177,163 @@ class WebAppReloadView(WebAppAPIView):
             return Response(body)
         body.update(status="ERROR", detail=event.message, log_tail=event.log_tail)
         return Response(body, status.HTTP_502_BAD_GATEWAY)
+
+
+class StaticFilesAPIView(WebAppAPIView):
+    serializer_class = StaticFileMappingSerializer
+    actions_by_method = {
+        "GET": "static.read",
+        "HEAD": "static.read",
+        "OPTIONS": "static.read",
+        "POST": "static.create",
+        "PUT": "static.update",
+        "PATCH": "static.update",
+        "DELETE": "static.delete",
+    }
+
+    def get_mapping(self) -> StaticFileMapping:
+        webapp = self.get_object()
+        mapping = StaticFileMapping.objects.filter(webapp=webapp, pk=self.kwargs["id"]).first()
+        if mapping is None:
+            raise exceptions.NotFound("No such static files mapping.")
+        mapping.webapp = webapp
+        return mapping
+
+    def input(self, *, partial: bool = False) -> dict:
+        serializer = StaticFileMappingInputSerializer(data=self.request.data, partial=partial)
+        serializer.is_valid(raise_exception=True)
+        return dict(serializer.validated_data)
+
+
+class StaticFilesListView(StaticFilesAPIView):
+    @extend_schema(
+        responses=StaticFileMappingSerializer(many=True), summary="List an app's static mappings"
+    )
+    def get(self, request: Request, username: str, domain: str) -> Response:
+        mappings = StaticFileMapping.objects.filter(webapp=self.get_object())
+        return Response(StaticFileMappingSerializer(mappings, many=True).data)
+
+    @extend_schema(
+        request=StaticFileMappingInputSerializer,
+        responses={201: StaticFileMappingSerializer},
+        summary="Map a URL prefix to a directory (served by the node, no reload needed)",
+    )
+    def post(self, request: Request, username: str, domain: str) -> Response:
+        webapp = self.get_object()
+        try:
+            mapping = actions.do_create_static_mapping(
+                webapp, **self.input(), actor=request.user, origin=self.origin()
+            )
+        except actions.ActionError as exc:
+            raise _validation_error(exc) from None
+        return Response(StaticFileMappingSerializer(mapping).data, status.HTTP_201_CREATED)
+
+
+class StaticFilesDetailView(StaticFilesAPIView):
+    @extend_schema(summary="Read a static files mapping")
+    def get(self, request: Request, username: str, domain: str, id: int) -> Response:
+        return Response(StaticFileMappingSerializer(self.get_mapping()).data)
+
+    def _update(self, partial: bool) -> Response:
+        mapping = self.get_mapping()
+        try:
+            actions.do_update_static_mapping(
+                mapping, self.input(partial=partial), actor=self.request.user, origin=self.origin()
+            )
+        except actions.ActionError as exc:
+            raise _validation_error(exc) from None
+        return Response(StaticFileMappingSerializer(mapping).data)
+
+    @extend_schema(request=StaticFileMappingInputSerializer, summary="Replace a mapping")
+    def put(self, request: Request, username: str, domain: str, id: int) -> Response:
+        return self._update(partial=False)
+
+    @extend_schema(request=StaticFileMappingInputSerializer, summary="Change a mapping")
+    def patch(self, request: Request, username: str, domain: str, id: int) -> Response:
+        return self._update(partial=True)
+
+    @extend_schema(responses={204: None}, summary="Remove a static files mapping")
+    def delete(self, request: Request, username: str, domain: str, id: int) -> Response:
+        mapping = self.get_mapping()
+        actions.do_delete_static_mapping(mapping, actor=request.user, origin=self.origin())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- logs, as PythonAnywhere's files API shows them ------------------------------------------
+
+
+class LogFilesAPIView(WebAppAPIView):
+    actions_by_method = {"GET": "logs.read", "HEAD": "logs.read", "DELETE": "logs.delete"}
+
+    def owned_log(self, name: str) -> tuple[WebApp, str, int, str]:
+        """The app, kind, index and serving backend a public log name points at, else 404."""
+        parsed = applogs.parse_name(name)
+        if parsed is None:
+            raise exceptions.NotFound(f"{applogs.LOG_DIR}{name} is not a web app's log file.")
+        domain, kind, index = parsed
+        webapp = access.owned_webapp(
+            self.request.user, self.kwargs["username"], domain, self.audit_action(), self.origin()
+        )
+        backend = serving_backend(published_table(), webapp.domain)
+        if not backend:
+            raise exceptions.NotFound("No backend serves this app, so it has no logs.")
+        return webapp, kind, index, backend
+
+
+def _node_failed(exc: Exception) -> exceptions.APIException:
+    error = exceptions.APIException(f"the node could not be asked: {exc}")
+    error.status_code = status.HTTP_502_BAD_GATEWAY
+    return error
+
+
+class FilesTreeView(LogFilesAPIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("path", str, required=True, description="/var/log/")],
+        responses={200: serializers.ListSerializer(child=serializers.CharField())},
+        summary="List your apps' log files (PythonAnywhere's files/tree/ for /var/log/)",
+    )
+    def get(self, request: Request, username: str) -> Response:
+        path = request.query_params.get("path", "")
+        if path.rstrip("/") + "/" != applogs.LOG_DIR:
+            raise exceptions.NotFound(f"only {applogs.LOG_DIR} (your apps' logs) is listed here")
+        table = published_table()
+        names = []
+        for webapp in self.get_queryset():
+            backend = serving_backend(table, webapp.domain)
+            if not backend:
+                continue
+            try:
+                listing = node_client.log_files(webapp.domain, backend=backend)
+            except (ControlError, OSError, ValueError) as exc:
+                raise _node_failed(exc) from None
+            names += [
+                applogs.LOG_DIR + applogs.public_name(webapp.domain, f["kind"], f["index"])
+                for f in listing
+            ]
+        return Response(sorted(names))
+
+
+class LogFileView(LogFilesAPIView):
+    @extend_schema(
+        responses={(200, "application/octet-stream"): OpenApiResponse(description="the file")},
+        summary="Download one log file whole",
+    )
+    def get(self, request: Request, username: str, name: str):
+        webapp, kind, index, backend = self.owned_log(name)
+        try:
+            return applogs.download_response(webapp.domain, kind, index, backend, name)
+        except (ControlError, OSError, ValueError) as exc:
+            raise _node_failed(exc) from None
+
+    @extend_schema(responses={204: None}, summary="Delete a log file (the current one is emptied)")
+    def delete(self, request: Request, username: str, name: str) -> Response:
+        webapp, kind, index, backend = self.owned_log(name)
+        try:
+            deleted = actions.do_delete_log(
+                webapp, kind, index, backend=backend, actor=request.user, origin=self.origin()
+            )
+        except (ControlError, OSError) as exc:
+            raise _node_failed(exc) from None
+        if not deleted:
+            raise exceptions.NotFound(f"{applogs.LOG_DIR}{name} does not exist.")
+        return Response(status=status.HTTP_204_NO_CONTENT)

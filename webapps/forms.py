@@ -26,3 +26,11 @@ class WebAppUpdateForm(forms.Form):
     python_version = forms.CharField(max_length=16, required=False)
     virtualenv_path = forms.CharField(max_length=4096, required=False)
     enabled = forms.BooleanField(required=False)
+
+
+class StaticMappingForm(forms.Form):
+    url = forms.CharField(max_length=255, label="URL", strip=False, initial="/static/")
+    path = forms.CharField(max_length=4096, label="Directory")
+    cache_control = forms.CharField(
+        max_length=200, required=False, label="Cache-Control", help_text="Empty for the default."
+    )

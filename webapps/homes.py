@@ -25,6 +25,7 @@ from webapps.node.spec import DEFAULT_WSGI_ENTRY, InvalidWsgiEntry, check_wsgi_e
 __all__ = [
     "DEFAULT_WSGI_ENTRY",
     "PathError",
+    "clean_static_directory",
     "clean_wsgi_entry",
     "default_source_directory",
     "home_of",
@@ -70,6 +71,44 @@ def resolve_inside_home(home_root: Path, username: str, raw: object, what: str) 
     if not resolved.is_relative_to(home):
         raise PathError(f"the {what} {text!r} resolves to {resolved}, outside your home {home}/")
     return resolved
+
+
+def clean_static_directory(home_root: Path, username: str, raw: object) -> Path:
+    """A static files directory: absolute (or relative to the home), inside the home, through
+    no ``..`` and no symlink, and a directory if it exists (it may be created later).
+
+    Stricter than ``resolve_inside_home``: the node opens it from the home without following
+    any symlink, so a path through one could never be served.
+    """
+    what = "static files directory"
+    if not isinstance(raw, str):
+        raise PathError(f"the {what} must be a string")
+    text = raw.strip()
+    if not text:
+        raise PathError(f"the {what} is empty")
+    if "\x00" in text:
+        raise PathError(f"the {what} contains a NUL character")
+    if ".." in Path(text).parts:
+        raise PathError(f"the {what} {text!r} goes through '..'")
+    given_home = home_of(home_root, username)
+    home = given_home.resolve()
+    candidate = Path(os.path.normpath(text if Path(text).is_absolute() else home / text))
+    for base in (home, Path(os.path.abspath(given_home))):
+        if candidate == base or candidate.is_relative_to(base):
+            relative = candidate.relative_to(base)
+            break
+    else:
+        raise PathError(f"the {what} {text!r} is outside your home {home}/")
+    current = home
+    for part in relative.parts:
+        current = current / part
+        if current.is_symlink():
+            raise PathError(f"the {what} {text!r} goes through a symlink ({current})")
+        if not current.exists():
+            break
+        if not current.is_dir():
+            raise PathError(f"the {what} {text!r}: {current} is a file, not a directory")
+    return home / relative
 
 
 def default_source_directory(home_root: Path, username: str, domain: str) -> Path:

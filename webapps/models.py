@@ -91,3 +91,27 @@ def attach_last_reloads(webapps: list[WebApp]) -> list[WebApp]:
     for webapp in webapps:
         webapp.last_reload = by_app.get(webapp.pk)
     return webapps
+
+
+class StaticFileMapping(models.Model):
+    """A URL prefix of an app that its node serves from a directory of the owner's home.
+
+    ``url`` follows ``webapps.node.static.check_url_prefix``; ``path`` is absolute, inside the
+    owner's home, reached through no symlink (``webapps.homes.clean_static_directory``).
+    """
+
+    webapp = models.ForeignKey(WebApp, on_delete=models.CASCADE, related_name="static_files")
+    url = models.CharField(max_length=255)
+    path = models.CharField(max_length=4096)
+    cache_control = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["url", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["webapp", "url"], name="webapps_static_url_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.url} -> {self.path}"

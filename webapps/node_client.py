@@ -10,14 +10,27 @@ an app (``webapps.reload.NodeReloader`` wraps it).
 
 from __future__ import annotations
 
+import base64
+from pathlib import Path
+
 from django.conf import settings
 
 from routing import canonical_host
 from routing.addresses import is_backend_name
+from webapps.node import logs as node_logs
 from webapps.node.control import ControlError, call
 from webapps.node.logs import LOG_KINDS, log_path, tail
 
-__all__ = ["LOGS_TIMEOUT", "RELOAD_TIMEOUT", "ControlError", "app_logs", "reload"]
+__all__ = [
+    "LOGS_TIMEOUT",
+    "RELOAD_TIMEOUT",
+    "ControlError",
+    "app_logs",
+    "delete_log",
+    "log_files",
+    "read_log",
+    "reload",
+]
 
 LOGS_TIMEOUT = 5.0
 RELOAD_TIMEOUT = 90.0
@@ -52,3 +65,83 @@ def reload(domain: str, *, socket_path: str | None = None) -> dict:
     """Ask the node to reload the app; the node's answer (see ``webapps.node.control``)."""
     path = socket_path if socket_path is not None else settings.NODE_CONTROL_SOCKET
     return call(path, {"op": "reload", "domain": domain}, timeout=RELOAD_TIMEOUT)
+
+
+# --- whole log files: listing, reading from an offset, deleting --------------------------------
+# Same split as app_logs: the panel's own node answers over its control socket, another node's
+# files are read in VAR_DIR/log/<backend>/.
+
+
+def _ask(request: dict, socket_path: str | None) -> dict:
+    path = socket_path if socket_path is not None else settings.NODE_CONTROL_SOCKET
+    answer = call(path, request, timeout=LOGS_TIMEOUT)
+    if answer.get("status") != "OK":
+        raise ControlError(str(answer.get("message") or f"unexpected answer: {answer}"))
+    return answer
+
+
+def _own(backend: str | None) -> bool:
+    return backend is None or backend == settings.NODE_NAME
+
+
+def _log_dir(backend: str) -> Path:
+    if not is_backend_name(backend):
+        raise ValueError(f"{backend!r} is not a node name")
+    return settings.VAR_DIR / "log" / backend
+
+
+def log_files(
+    domain: str, *, backend: str | None = None, socket_path: str | None = None
+) -> list[dict]:
+    """The app's log files on ``backend``: ``[{"kind", "index", "size", "modified"}]``."""
+    if _own(backend):
+        answer = _ask({"op": "log_files", "domain": domain}, socket_path)
+        files = answer.get("files")
+        if not isinstance(files, list):
+            raise ControlError(f"unexpected answer: {answer}")
+        return [dict(f) for f in files if isinstance(f, dict)]
+    found = node_logs.log_files(_log_dir(backend), canonical_host(domain))
+    return [
+        {"kind": f.kind, "index": f.index, "size": f.size, "modified": f.modified} for f in found
+    ]
+
+
+def read_log(
+    domain: str,
+    kind: str,
+    index: int = 0,
+    offset: int = 0,
+    limit: int = node_logs.MAX_READ_BYTES,
+    *,
+    backend: str | None = None,
+    socket_path: str | None = None,
+) -> tuple[bytes, int, int]:
+    """``(data, next offset, size)`` of one log file from ``offset`` (see ``logs.read_from``)."""
+    if _own(backend):
+        request = {
+            "op": "log_read", "domain": domain, "kind": kind, "index": index, "offset": offset,
+            "limit": limit,
+        }  # fmt: skip
+        answer = _ask(request, socket_path)
+        try:
+            data = base64.b64decode(answer["data_b64"], validate=True)
+            return data, int(answer["offset"]), int(answer["size"])
+        except (KeyError, TypeError, ValueError):
+            raise ControlError(f"unexpected answer: {str(answer)[:200]}") from None
+    path = node_logs.rotated_path(log_path(_log_dir(backend), canonical_host(domain), kind), index)
+    return node_logs.read_from(path, offset, limit)
+
+
+def delete_log(
+    domain: str,
+    kind: str,
+    index: int = 0,
+    *,
+    backend: str | None = None,
+    socket_path: str | None = None,
+) -> bool:
+    """Delete one log file (the current one is emptied); False when there was none."""
+    if _own(backend):
+        request = {"op": "log_delete", "domain": domain, "kind": kind, "index": index}
+        return bool(_ask(request, socket_path).get("deleted"))
+    return node_logs.delete_log(_log_dir(backend), canonical_host(domain), kind, index)

@@ -11,7 +11,7 @@ from rest_framework import serializers
 
 from panel.accounts.serializers import StrictCharField, StrictInputSerializer
 from routing import reload_path
-from webapps.models import ReloadEvent, WebApp
+from webapps.models import ReloadEvent, StaticFileMapping, WebApp
 from webapps.routes import serving_backend
 
 
@@ -101,3 +101,20 @@ class WebAppSerializer(serializers.ModelSerializer):
             webapp.last_reload = webapp.reloads.order_by("-created_at", "-id").first()
         event = webapp.last_reload
         return ReloadEventSerializer(event).data if event is not None else None
+
+
+class StaticFileMappingSerializer(serializers.ModelSerializer):
+    """A static files mapping as the API returns it: ``id``, ``url``, ``path`` (and ours)."""
+
+    class Meta:
+        model = StaticFileMapping
+        fields = ["id", "url", "path", "cache_control"]
+        read_only_fields = fields
+
+
+class StaticFileMappingInputSerializer(StrictInputSerializer):
+    """POST and PUT: ``url`` and ``path`` required; PATCH: any of them (``partial=True``)."""
+
+    url = StrictCharField(max_length=255, trim_whitespace=False)
+    path = StrictCharField(max_length=4096)
+    cache_control = StrictCharField(required=False, allow_blank=True, max_length=200)

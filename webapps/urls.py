@@ -4,7 +4,7 @@ slash is optional on both sides, and a username or domain segment is never empty
 or holds a ``;`` (the router routes such paths by the panel host, so the panel must not serve
 them as reloads). tests/webapps/test_reload_urls.py holds the two sets equal."""
 
-from django.urls import include, path, register_converter
+from django.urls import include, path, re_path, register_converter
 from drf_spectacular.utils import extend_schema
 
 from webapps import api, views
@@ -44,6 +44,20 @@ api_patterns = [
     # The same reload without its trailing slash: served, not redirected (a redirected POST
     # arrives as a GET, and the reload would silently not happen).
     path("webapps/<segment:domain>/reload", WebAppReloadNoSlashView.as_view()),
+    path(
+        "webapps/<segment:domain>/static_files/",
+        api.StaticFilesListView.as_view(),
+        name="api-static-list",
+    ),
+    path(
+        "webapps/<segment:domain>/static_files/<int:id>/",
+        api.StaticFilesDetailView.as_view(),
+        name="api-static-detail",
+    ),
+    path("files/tree/", api.FilesTreeView.as_view(), name="api-files-tree"),
+    re_path(
+        r"^files/path/var/log/(?P<name>[^/]+)/?$", api.LogFileView.as_view(), name="api-log-file"
+    ),
 ]
 
 web_patterns = [
@@ -52,6 +66,13 @@ web_patterns = [
     path("webapps/<segment:domain>/reload/", views.webapp_reload, name="webapp-reload"),
     path("webapps/<segment:domain>/reload", views.webapp_reload),
     path("webapps/<segment:domain>/delete/", views.webapp_delete, name="webapp-delete"),
+    path("webapps/<segment:domain>/static_files/", views.static_files, name="webapp-static"),
+    path("webapps/<segment:domain>/logs/<str:name>/", views.webapp_log, name="webapp-log"),
+    path(
+        "webapps/<segment:domain>/logs/<str:name>/download/",
+        views.webapp_log_download,
+        name="webapp-log-download",
+    ),
 ]
 
 urlpatterns = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -14,10 +14,11 @@ from drf_spectacular.generators import SchemaGenerator
 from panel.accounts.models import Via
 from panel.accounts.origin import Origin
 from routing import reload_path
-from webapps import access, actions
-from webapps.applogs import logs_for
-from webapps.forms import WebAppCreateForm, WebAppUpdateForm
-from webapps.models import WebApp, attach_last_reloads
+from webapps import access, actions, applogs, node_client
+from webapps.applogs import listing_for, logs_for
+from webapps.forms import StaticMappingForm, WebAppCreateForm, WebAppUpdateForm
+from webapps.models import StaticFileMapping, WebApp, attach_last_reloads
+from webapps.node.control import ControlError
 from webapps.routes import published_table, serving_backend
 
 
@@ -108,6 +109,18 @@ def webapp_detail(request: HttpRequest, username: str, domain: str) -> HttpRespo
         "form": form,
         "reloads": webapp.reloads.select_related("user")[:10],
         "app_logs": logs_for(webapp.domain, row["backend"]),
+        "log_listing": listing_for(webapp.domain, row["backend"]),
+        "static_rows": [
+            (
+                m,
+                StaticMappingForm(
+                    initial={"url": m.url, "path": m.path, "cache_control": m.cache_control},
+                    prefix=f"m{m.pk}",
+                ),
+            )
+            for m in webapp.static_files.all()
+        ],
+        "static_form": StaticMappingForm(prefix="new"),
     }
     return render(
         request, "webapps/detail.html", context, status=400 if request.method == "POST" else 200
@@ -167,6 +180,108 @@ def webapp_delete(request: HttpRequest, username: str, domain: str) -> HttpRespo
     actions.do_delete_webapp(webapp, actor=request.user, origin=_origin(request))
     messages.success(request, f"Deleted {shown} (its files are kept).")
     return redirect("webapp-list", username=request.user.username)
+
+
+@login_required
+@require_POST
+def static_files(request: HttpRequest, username: str, domain: str) -> HttpResponse:
+    """Add (``op=add``), change (``op=edit``, ``id``) or remove (``op=remove``, ``id``) one."""
+    op = request.POST.get("op", "")
+    action = {"add": "static.create", "edit": "static.update"}.get(op, "static.delete")
+    webapp = access.owned_webapp(request.user, username, domain, action, _origin(request))
+    back = redirect("webapp-detail", username=request.user.username, domain=webapp.domain)
+    mapping = None
+    if op in ("edit", "remove"):
+        mapping = StaticFileMapping.objects.filter(webapp=webapp, pk=request.POST.get("id")).first()
+        if mapping is None or not str(request.POST.get("id", "")).isdigit():
+            raise Http404("No such static files mapping.")
+        mapping.webapp = webapp
+    elif op != "add":
+        return HttpResponse("op must be add, edit or remove", status=400)
+    if op == "remove":
+        actions.do_delete_static_mapping(mapping, actor=request.user, origin=_origin(request))
+        messages.success(request, f"Removed the mapping of {mapping.url}.")
+        return back
+    form = StaticMappingForm(request.POST, prefix="new" if op == "add" else f"m{mapping.pk}")
+    if form.is_valid():
+        try:
+            if mapping is None:
+                mapping = actions.do_create_static_mapping(
+                    webapp, **form.cleaned_data, actor=request.user, origin=_origin(request)
+                )
+            else:
+                actions.do_update_static_mapping(
+                    mapping, form.cleaned_data, actor=request.user, origin=_origin(request)
+                )
+        except actions.ActionError as exc:
+            messages.error(request, f"{exc.field or 'mapping'}: {exc.message}")
+        else:
+            messages.success(request, f"Saved the mapping of {mapping.url}.")
+            return back
+    else:
+        for field, errors in form.errors.items():
+            messages.error(request, f"{field}: {' '.join(errors)}")
+    return back
+
+
+TAIL_BYTES = 64 * 1024  # what the log page shows at first
+
+
+def _owned_log(request: HttpRequest, username: str, domain: str, name: str):
+    webapp = access.owned_webapp(request.user, username, domain, "logs.read", _origin(request))
+    parsed = applogs.parse_name(name)
+    if parsed is None or parsed[0] != webapp.domain:
+        raise Http404("No such log file.")
+    backend = serving_backend(published_table(), webapp.domain)
+    if not backend:
+        raise Http404("No backend serves this app, so it has no logs.")
+    return webapp, parsed[1], parsed[2], backend
+
+
+@login_required
+@require_GET
+def webapp_log(request: HttpRequest, username: str, domain: str, name: str) -> HttpResponse:
+    """A log's last 64 KiB, refreshable; ``?after=<offset>`` with JSON accepted: what follows."""
+    webapp, kind, index, backend = _owned_log(request, username, domain, name)
+    after = request.GET.get("after", "")
+    try:
+        if after.isdigit() and len(after) < 19:
+            data, offset, size = node_client.read_log(
+                webapp.domain, kind, index, int(after), 256 * 1024, backend=backend
+            )
+            return JsonResponse(
+                {"text": data.decode("utf-8", "replace"), "offset": offset, "size": size}
+            )
+        _, _, size = node_client.read_log(webapp.domain, kind, index, 0, 0, backend=backend)
+        start = max(0, size - TAIL_BYTES)
+        data, offset, size = node_client.read_log(
+            webapp.domain, kind, index, start, TAIL_BYTES, backend=backend
+        )
+    except (ControlError, OSError, ValueError) as exc:
+        return HttpResponse(f"Could not read the log on {backend}: {exc}", status=502)
+    text = data.decode("utf-8", "replace") if index < 2 else "(compressed: download it)"
+    if start and "\n" in text:
+        text = text.split("\n", 1)[1]  # from the first whole line
+    context = {
+        "app": webapp,
+        "name": name,
+        "backend": backend,
+        "text": text,
+        "offset": offset,
+        "size": size,
+        "follow": index == 0,
+    }
+    return render(request, "webapps/log.html", context)
+
+
+@login_required
+@require_GET
+def webapp_log_download(request: HttpRequest, username: str, domain: str, name: str):
+    webapp, kind, index, backend = _owned_log(request, username, domain, name)
+    try:
+        return applogs.download_response(webapp.domain, kind, index, backend, name)
+    except (ControlError, OSError, ValueError) as exc:
+        return HttpResponse(f"Could not read the log on {backend}: {exc}", status=502)
 
 
 @require_GET

@@ -10,16 +10,19 @@ from proxy.core import Limits, RequestHead
 from routing.addresses import InvalidAddress, parse_address
 
 __all__ = [
+    "FILE_CHUNK",
     "HIGH_WATER",
     "MAX_RESPONSE_HEAD",
     "Answer",
     "Client",
     "EngineConfig",
+    "FileBody",
     "Resolver",
     "Route",
     "Upstream",
 ]
 
+FILE_CHUNK = 256 * 1024  # a file body's read size when the socket does not take it directly
 HIGH_WATER = 64 * 1024  # bytes buffered for one direction before the reader is paused
 MAX_RESPONSE_HEAD = 64 * 1024
 
@@ -62,6 +65,20 @@ class Answer:
     body: bytes = b""
     content_type: bytes = b"text/plain; charset=utf-8"
     headers: tuple[tuple[bytes, bytes], ...] = ()
+    # The body as ``count`` bytes of an open file from ``offset`` (the engine closes ``fd``)...
+    file: FileBody | None = None
+    # ...or the Content-Length to announce for a body that is not sent (HEAD, 304).
+    length: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FileBody:
+    """An answer's body in a file: sent with ``os.sendfile`` while the socket takes it whole,
+    else read in ``FILE_CHUNK`` pieces paced by the client's flow control."""
+
+    fd: int
+    offset: int
+    count: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,11 +41,12 @@ import asyncio
 import enum
 import inspect
 import logging
+import os
 from typing import TYPE_CHECKING
 
 from proxy import core
 from proxy.core import CHUNKED, CLOSE, LENGTH, ClientState, Failure, HttpError, RequestHead, Timer
-from proxy.engine._config import HIGH_WATER, Route, Upstream
+from proxy.engine._config import FILE_CHUNK, HIGH_WATER, FileBody, Route, Upstream
 
 if TYPE_CHECKING:
     from proxy.engine._downstream import ClientConnection
@@ -86,7 +87,7 @@ _ALLOWED = tuple(sum(1 << p for p in TRANSITIONS[phase]) for phase in Phase)
 # compare, and phases are compared on every request); ``Phase(exchange.phase)`` names it.
 _QUEUED, _BODY, _ROUTING, _CONNECTING, _SENT, _RESPONDING, _TUNNEL, _DONE = map(int, Phase)
 _FIRST_BYTE, _T_IDLE = int(Timer.FIRST_BYTE), int(Timer.IDLE)
-_C_IDLE = int(ClientState.IDLE)
+_C_IDLE, _C_CLOSED = int(ClientState.IDLE), int(ClientState.CLOSED)
 
 
 class InvalidTransition(RuntimeError):
@@ -110,6 +111,9 @@ class Exchange:
     upstream_framing_known = True
     status = 0
     attempt = 0
+    file_fd = -1  # an answer's body file being sent (send_file)
+    file_offset = 0
+    file_left = 0
 
     def __init__(self, client: ClientConnection, head: RequestHead) -> None:
         self.client = client
@@ -185,6 +189,8 @@ class Exchange:
             # on_done still runs once, so the resolver's bookkeeping stays balanced.
             if not task.cancelled() and task.exception() is None:
                 route = task.result()
+                if route.answer is not None and route.answer.file is not None:
+                    os.close(route.answer.file.fd)
                 if route.on_done is not None:
                     route.on_done(0)
             return
@@ -208,18 +214,19 @@ class Exchange:
             keep = core.keep_client(
                 asked=self.keep_alive, request_done=self.request_done, closing=self.client.closing
             )
-            self.send_own(
+            head = core.render_answer(
                 answer.status,
-                core.render_answer(
-                    answer.status,
-                    answer.body,
-                    content_type=answer.content_type,
-                    headers=answer.headers + route.response_headers,
-                    keep_alive=keep,
-                    head_request=self.head.method == b"HEAD",
-                ),
-                keep,
+                answer.body,
+                content_type=answer.content_type,
+                headers=answer.headers + route.response_headers,
+                keep_alive=keep,
+                head_request=self.head.method == b"HEAD",
+                content_length=answer.file.count if answer.file is not None else answer.length,
             )
+            if answer.file is not None:
+                self.send_file(answer.status, head, answer.file, keep)
+            else:
+                self.send_own(answer.status, head, keep)
             return
         if not route.upstreams:
             self.answer_error(503, "no backend available")
@@ -357,6 +364,9 @@ class Exchange:
             self.client.flow.resume_reading()
 
     def client_write_paused(self, paused: bool) -> None:
+        if not paused and self.file_fd >= 0:
+            self.pump_file()
+            return
         conn = self.upconn
         if conn is None:
             return
@@ -529,6 +539,67 @@ class Exchange:
             self.client.exchange_done(self, False)
         # else: exchange_done runs when the rest of the body has been read and discarded
 
+    def send_file(self, status: int, head: bytes, body: FileBody, keep_alive: bool) -> None:
+        """Our own answer with its body in a file: counted as it starts (rule 1), handed back
+        to the client connection once all of it is sent."""
+        self.status = status
+        self.keep_alive = keep_alive
+        self.file_fd, self.file_offset, self.file_left = body.fd, body.offset, body.count
+        self._enter(_DONE)
+        self.client.write(head)
+        self.pump_file()
+
+    def pump_file(self) -> None:
+        client = self.client
+        transport = client.transport
+        # Raw file bytes may go straight to a plain socket, never to one under TLS.
+        sock = None
+        if (
+            transport.get_extra_info("sslcontext") is None
+            and transport.get_extra_info("ssl_object") is None
+        ):
+            sock = transport.get_extra_info("socket")
+        try:
+            while self.file_left > 0:
+                if client.state == _C_CLOSED or transport.is_closing():
+                    self.close_file()
+                    return
+                if client.flow.write_paused:
+                    return  # client_write_paused(False) calls again
+                sent = 0
+                if sock is not None and transport.get_write_buffer_size() == 0:
+                    try:
+                        sent = os.sendfile(
+                            sock.fileno(), self.file_fd, self.file_offset, self.file_left
+                        )
+                    except BlockingIOError:
+                        sent = 0
+                if not sent:
+                    chunk = os.pread(
+                        self.file_fd, min(FILE_CHUNK, self.file_left), self.file_offset
+                    )
+                    if not chunk:
+                        raise OSError("the file ended before its announced length")
+                    transport.write(chunk)
+                    sent = len(chunk)
+                self.file_offset += sent
+                self.file_left -= sent
+        except OSError as exc:
+            log.info("file answer cut short: %s", exc)
+            self.close_file()
+            client.abort()
+            return
+        self.close_file()
+        if self.request_done:
+            client.exchange_done(self, self.keep_alive)
+        elif not self.keep_alive:
+            client.exchange_done(self, False)
+
+    def close_file(self) -> None:
+        if self.file_fd >= 0:
+            os.close(self.file_fd)
+            self.file_fd = -1
+
     # --- failures -----------------------------------------------------------------------------
     def upstream_lost(self, conn: UpstreamConnection, exc: Exception | None, by_us: bool) -> None:
         phase = self.phase
@@ -580,6 +651,7 @@ class Exchange:
             self._enter(_DONE)
 
     def client_gone(self) -> None:
+        self.close_file()
         self.abort()
 
     # --- WebSocket tunnel ---------------------------------------------------------------------

@@ -136,7 +136,7 @@ def test_a_keep_alive_field_is_dropped_only_as_a_whole_line():
 def test_both_lanes_drop_a_field_whose_name_contains_an_underscore():
     data = b"GET /app HTTP/1.1\r\nHost: a\r\nSCRIPT_NAME: /x\r\nPath_Info: /y\r\nX-A: 1\r\n\r\n"
     assert fast_lane(data) is None  # the long way decides, so there is one rule
-    head, upstream = long_way(data)
+    head, _ = long_way(data)
     assert head.headers == [(b"X-A", b"1")]
     clean = b"GET /app HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n\r\n"
     assert long_way(data) == (head, fast_lane(clean)[1])

@@ -8,6 +8,13 @@ One request per connection, one JSON object per line each way. Requests:
     {"op": "logs", "domain": "<any spelling>", "lines": 50}
         -> {"status": "OK", "backend": "<node>", "domain": "<canonical>",
             "logs": {"access": "...", "error": "...", "server": "..."}}
+    {"op": "log_files", "domain": "<any spelling>"}
+        -> {"status": "OK", "backend", "domain", "files": [{"kind", "index", "size", "modified"}]}
+    {"op": "log_read", "domain": d, "kind": "access"|"error"|"server", "index": 0, "offset": 0,
+     "limit": n}
+        -> {"status": "OK", "backend", "domain", "data_b64": "...", "offset": next, "size": n}
+    {"op": "log_delete", "domain": d, "kind": k, "index": i}  (index 0 is emptied, not removed)
+        -> {"status": "OK", "backend", "domain", "deleted": true|false}
     {"op": "status"}
         -> {"status": "OK", "backend": "<node>", "apps": [{"name", "phase", "pid", ...}]}
 

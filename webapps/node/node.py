@@ -6,6 +6,7 @@ route-table subscription are added by ``webapps.node.server``.
 
 from __future__ import annotations
 
+import base64
 import logging
 from pathlib import Path
 
@@ -13,7 +14,17 @@ from routing import InvalidHost, canonical_host
 from webapps.node import homefs
 from webapps.node.control import BadRequest
 from webapps.node.directory import AppDirectory
-from webapps.node.logs import LOG_KINDS, MAX_TAIL_LINES, tail
+from webapps.node.logs import (
+    DEFAULT_KEEP,
+    LOG_KINDS,
+    MAX_READ_BYTES,
+    MAX_TAIL_LINES,
+    delete_log,
+    log_files,
+    read_from,
+    rotated_path,
+    tail,
+)
 from webapps.node.spec import AppSpec
 from webapps.node.supervisor import Supervisor
 
@@ -74,9 +85,18 @@ class Node:
             return await self._reload(_domain(request))
         if op == "logs":
             return self._logs(_domain(request), _lines(request))
+        if op == "log_files":
+            return self._log_files(_domain(request))
+        if op == "log_read":
+            return self._log_read(_domain(request), request)
+        if op == "log_delete":
+            return self._log_delete(_domain(request), request)
         if op == "home_file":
             return self._home_file(request)
-        raise BadRequest(f"unknown op {op!r}; one of reload, logs, status, home_file")
+        raise BadRequest(
+            f"unknown op {op!r}; one of reload, logs, log_files, log_read, log_delete, "
+            "home_file, status"
+        )
 
     def _home_file(self, request: dict) -> dict:
         """Create a file in a user's home as its owner, never through a symlink (the panel's
@@ -125,6 +145,51 @@ class Node:
     def _logs(self, domain: str, lines: int) -> dict:
         logs = {kind: tail(self.supervisor.log_file(domain, kind), lines) for kind in LOG_KINDS}
         return {"status": "OK", "backend": self.name, "domain": domain, "logs": logs}
+
+    def _log_files(self, domain: str) -> dict:
+        files = [
+            {"kind": f.kind, "index": f.index, "size": f.size, "modified": f.modified}
+            for f in log_files(self.supervisor.log_dir, domain)
+        ]
+        return {"status": "OK", "backend": self.name, "domain": domain, "files": files}
+
+    def _log_read(self, domain: str, request: dict) -> dict:
+        kind, index = _log_kind(request), _log_index(request)
+        offset = _int(request, "offset", 0, 0, 1 << 62)
+        limit = _int(request, "limit", MAX_READ_BYTES, 0, MAX_READ_BYTES)
+        path = rotated_path(self.supervisor.log_file(domain, kind), index)
+        data, next_offset, size = read_from(path, offset, limit)
+        return {
+            "status": "OK",
+            "backend": self.name,
+            "domain": domain,
+            "data_b64": base64.b64encode(data).decode(),
+            "offset": next_offset,
+            "size": size,
+        }
+
+    def _log_delete(self, domain: str, request: dict) -> dict:
+        kind, index = _log_kind(request), _log_index(request)
+        deleted = delete_log(self.supervisor.log_dir, domain, kind, index)
+        return {"status": "OK", "backend": self.name, "domain": domain, "deleted": deleted}
+
+
+def _int(request: dict, key: str, default: int, low: int, high: int) -> int:
+    value = request.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise BadRequest(f"{key!r} must be an integer from {low} to {high}")
+    return value
+
+
+def _log_kind(request: dict) -> str:
+    kind = request.get("kind")
+    if kind not in LOG_KINDS:
+        raise BadRequest(f"'kind' must be one of {', '.join(LOG_KINDS)}")
+    return kind
+
+
+def _log_index(request: dict) -> int:
+    return _int(request, "index", 0, 0, DEFAULT_KEEP - 1)
 
 
 def _domain(request: dict) -> str:

@@ -29,7 +29,7 @@ from proxy.engine import Answer, Client, Engine, EngineConfig, Route, Upstream
 from routing import InvalidHost, RouteTable, canonical_host
 from routing.addresses import DEFAULT_TRUSTED_PROXIES
 from routing.publish import DEFAULT_PREFIX
-from webapps.node import pages, sandbox
+from webapps.node import pages, sandbox, static
 from webapps.node.control import ControlServer
 from webapps.node.directory import AppDirectory, Lookup
 from webapps.node.launching import Isolated
@@ -46,6 +46,9 @@ class NodeResolver:
 
     def __init__(self, node: Node, *, expose_name: bool) -> None:
         self.node = node
+        self.static = static.StaticFiles(
+            node.supervisor.home_root, cache_seconds=node.directory.cache_seconds
+        )
         self.headers: tuple[tuple[bytes, bytes], ...] = (
             ((b"X-Backend", node.name.encode()),) if expose_name else ()
         )
@@ -65,15 +68,19 @@ class NodeResolver:
         if known:
             if spec is None:
                 return self._answer(404, pages.unknown_domain(key))
+            if spec.static and (files := self._static(spec, head)) is not None:
+                return files
             sock = self.node.supervisor.ready_socket(spec)
             if sock is not None:
                 return self._forward(key, sock)
-        return self._resolve(key)
+        return self._resolve(key, head)
 
-    async def _resolve(self, key: str) -> Route:
+    async def _resolve(self, key: str, head) -> Route:
         spec = await self.node.directory.get(key)
         if spec is None:
             return self._answer(404, pages.unknown_domain(key))
+        if spec.static and (files := self._static(spec, head)) is not None:
+            return files
         try:
             sock = await self.node.supervisor.socket_for(spec)
         except AppUnavailable as exc:
@@ -88,6 +95,13 @@ class NodeResolver:
             on_done=lambda status, key=key: self._done(key),
             label=self.node.name,  # one metrics label per node, not one per domain
         )
+
+    def _static(self, spec, head) -> Route | None:
+        """The node's own answer under one of the app's static mappings (never the app's)."""
+        answer = static.answer_for(self.static, spec, head.method, head.target, head.headers)
+        if answer is None:
+            return None
+        return Route(answer=answer, response_headers=self.headers, label=self.node.name)
 
     def _answer(self, status: int, body: bytes) -> Route:
         return Route(
@@ -290,6 +304,7 @@ class NodeServer:
         await self.supervisor.stop_all()
         await self.control.close()
         self.directory.close()
+        self.resolver.static.close()
 
     async def run_until_signalled(self) -> None:
         loop = asyncio.get_running_loop()

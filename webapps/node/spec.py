@@ -93,6 +93,15 @@ def _wsgi_entry_problem(raw: object) -> str:
 
 
 @dataclass(frozen=True)
+class StaticMapping:
+    """A URL prefix the node serves from a directory of the owner's (``webapps.node.static``)."""
+
+    url: str  # a path prefix: "/static/" (``static.check_url_prefix``)
+    path: str  # an absolute directory inside the owner's home, symlinks resolved
+    cache_control: str = ""  # "" for ``static.DEFAULT_CACHE_CONTROL``
+
+
+@dataclass(frozen=True)
 class AppSpec:
     name: str  # the canonical domain: the app's identity on the node and its log file names
     source_directory: str
@@ -108,6 +117,9 @@ class AppSpec:
     # node runs the app's processes as this uid and gid. 0: not known.
     uid: int = 0
     gid: int = 0
+    # Served by the node itself, read with every lookup: changes need no reload, and they are
+    # no change of the process's settings (not compared, so they never restart it).
+    static: tuple[StaticMapping, ...] = field(default=(), compare=False)
 
 
 def app_dir(run_dir: Path, name: str) -> Path:

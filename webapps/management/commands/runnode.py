@@ -27,7 +27,7 @@ from routing.addresses import (
     parse_address,
 )
 from webapps.node.sandbox import python_paths
-from webapps.node.spec import AppSpec
+from webapps.node.spec import AppSpec, StaticMapping
 
 DEFAULT_LISTEN = "127.0.0.1:9001"
 log = logging.getLogger(__name__)
@@ -243,9 +243,15 @@ def webapp_spec(domain: str) -> AppSpec | None:
 
     # This runs outside any request: drop a connection the database may have closed meanwhile.
     close_old_connections()
-    app = WebApp.objects.select_related("owner").filter(domain=domain, enabled=True).first()
+    app = (
+        WebApp.objects.select_related("owner")
+        .prefetch_related("static_files")
+        .filter(domain=domain, enabled=True)
+        .first()
+    )
     if app is None:
         return None
+    static = tuple(StaticMapping(m.url, m.path, m.cache_control) for m in app.static_files.all())
     return AppSpec(
         name=app.domain,
         source_directory=str(app.source_directory),
@@ -254,6 +260,7 @@ def webapp_spec(domain: str) -> AppSpec | None:
         virtualenv_path=str(getattr(app, "virtualenv_path", "") or ""),
         uid=app.owner.uid or 0,
         gid=app.owner.gid or 0,
+        static=static,
     )
 
 

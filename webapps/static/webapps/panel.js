@@ -50,3 +50,39 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   }
 });
+
+// Log pages: follow the file (the page itself is a refreshable tail without JavaScript).
+const FOLLOW_MS = 2000;
+const MAX_SHOWN = 512 * 1024;
+
+async function follow(pre) {
+  let offset = Number(pre.dataset.offset) || 0;
+  const state = document.querySelector(".follow-state");
+  if (state) state.hidden = false;
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, FOLLOW_MS));
+    let data;
+    try {
+      const response = await fetch(`${pre.dataset.follow}?after=${offset}`, {
+        headers: { Accept: "application/json" },
+        credentials: "same-origin",
+      });
+      if (!response.ok) continue;
+      data = await response.json();
+    } catch (_) {
+      continue;
+    }
+    if (data.offset < offset) pre.textContent = ""; // rotated or emptied: start again
+    offset = data.offset;
+    if (data.text) {
+      const atBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 4;
+      if (pre.textContent === "(empty)") pre.textContent = "";
+      pre.textContent = (pre.textContent + data.text).slice(-MAX_SHOWN);
+      if (atBottom) window.scrollTo(0, document.body.scrollHeight);
+    }
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  for (const pre of document.querySelectorAll("pre[data-follow]")) follow(pre);
+});

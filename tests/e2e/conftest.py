@@ -5,7 +5,10 @@ four nodes, the proxy; a staff operator and 50 users with mixed-case names, each
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -65,8 +68,10 @@ def user_names() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def platform(tmp_path_factory) -> Platform:
-    var_dir = tmp_path_factory.mktemp("platform")
+def platform() -> Platform:
+    # Not under pytest's basetemp: pytest makes that 0700 again at every session's start, and
+    # the panel runs on the nodes as a uid of its own that must reach the database in var_dir.
+    var_dir = Path(tempfile.mkdtemp(prefix="e2e-", dir="/tmp"))
     redis = RedisServer().start()
     config = make_config(var_dir, redis.url)
     running = Platform(config, redis)
@@ -82,6 +87,7 @@ def platform(tmp_path_factory) -> Platform:
     finally:
         running.stop_all()
         redis.cleanup()
+        shutil.rmtree(var_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

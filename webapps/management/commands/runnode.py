@@ -188,8 +188,9 @@ class Command(BaseCommand):
             )
         except (sandbox.IsolationUnavailable, ValueError, OSError) as exc:
             raise CommandError(str(exc)) from None
+        log_dir = _path(options["log_dir"]) or settings.VAR_DIR / "log" / name
         if isolated is not None:
-            grant_panel_access(isolated.panel_uid, isolated.panel_gid)
+            grant_panel_access(isolated.panel_uid, isolated.panel_gid, log_dir)
         for line in in_force:
             self.stdout.write(f"node {name}: {line}")
         self.stdout.flush()
@@ -200,7 +201,7 @@ class Command(BaseCommand):
             host=listen.bind_host,
             port=listen.port,
             run_dir=_path(options["run_dir"]) or var / "run" / name,
-            log_dir=_path(options["log_dir"]) or var / "log" / name,
+            log_dir=log_dir,
             home_root=settings.HOME_ROOT,
             panel_host=settings.PANEL_HOST,
             base_dir=settings.BASE_DIR,
@@ -264,13 +265,15 @@ def webapp_spec(domain: str) -> AppSpec | None:
     )
 
 
-def grant_panel_access(uid: int, gid: int) -> None:
+def grant_panel_access(uid: int, gid: int, log_dir: Path) -> None:
     """Let the panel's own uid and gid reach what the panel needs, and nothing else.
 
     The panel runs on the node as ``PANEL_UID``/``PANEL_GID``: it reads the secret key and reads
     and writes the SQLite database (and the journal files beside it), reaches the control
-    socket, and reads the project's code. Those get the panel's group; everything else under
-    ``VAR_DIR`` (TLS keys, demo credentials, logs, homes) stays the node's. Directories on the
+    socket, reads the project's code, and reads (and deletes, for the Web tab) the apps' logs,
+    its own node's and the other nodes' under ``VAR_DIR/log``. Those get the panel's group (the
+    log directories setgid, so every log file made in them is the panel group's); everything
+    else under ``VAR_DIR`` (TLS keys, demo credentials, homes) stays the node's. Directories on the
     way to them get the search bit for others (names known can be reached, nothing listed).
     """
     var = settings.VAR_DIR
@@ -288,6 +291,13 @@ def grant_panel_access(uid: int, gid: int) -> None:
                 if sibling.exists():
                     _give_group(sibling, gid, 0o660)
             _searchable(path.parent)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    if log_dir.parent != var:
+        _give_group(log_dir.parent, gid, 0o2750)
+    _give_group(log_dir, gid, 0o2770)
+    for path in log_dir.iterdir():
+        if path.is_file() and not path.is_symlink():
+            _give_group(path, gid, 0o640)
     _searchable(var)
     _searchable(settings.BASE_DIR)
     for directory in python_paths(sys.executable):  # the interpreter the panel runs with

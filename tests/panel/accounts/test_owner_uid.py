@@ -36,3 +36,13 @@ def test_it_refuses_a_new_user_when_the_range_is_exhausted(hosting_settings):
     with pytest.raises(UidRangeExhausted, match=r"OWNER_UID_MIN\.\.OWNER_UID_MAX"):
         make_user("bob")
     assert not User.objects.filter(username="bob").exists()
+
+
+def test_the_checks_refuse_a_panel_uid_inside_the_owner_range(settings):
+    from panel.accounts.checks import check_account_settings
+
+    settings.OWNER_UID_MIN, settings.OWNER_UID_MAX, settings.PANEL_UID = 100, 200, 150
+    assert [e.id for e in check_account_settings()] == ["accounts.E001"]
+    settings.PANEL_UID = 999_999
+    settings.PANEL_GID = 999_999
+    assert check_account_settings() == []

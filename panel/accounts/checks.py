@@ -2,7 +2,8 @@
 
 Ids are stable and keep the prefix they were first published with (operators silence them by
 id): webapps.E006 TRUSTED_PROXIES, accounts.E001 the owner uid range and the panel's uid.
-The checks of the settings' own syntax (SECRET_KEY, REDIS_URL) are the project's and run when the settings load (``panel.env``, ``panel.settings``).
+The checks of the settings' own syntax (SECRET_KEY, REDIS_URL) are the project's and run when
+the settings load (``panel.env``, ``panel.settings``).
 """
 
 from __future__ import annotations

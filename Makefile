@@ -8,7 +8,7 @@ PY := $(BIN)/python
 PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 PG_TEST_NAME ?= test_hosting
 
-.PHONY: help venv browser sandbox-tools lint fmt test test-sqlite test-pg demo bench clean
+.PHONY: help venv browser sandbox-tools pebble lint fmt test test-sqlite test-pg demo bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -40,6 +40,12 @@ sandbox-tools:  ## install bubblewrap, nftables and iproute2 for the app sandbox
 			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; }; \
 	fi
 
+# Automatic HTTPS is tested against Debian's pebble (an RFC 8555 test CA) and
+# pebble-challtestsrv (its DNS); the demo runs them as its local ACME server.
+pebble:  ## install pebble and pebble-challtestsrv for the ACME tests and the demo (needs root and apt)
+	@command -v pebble-challtestsrv >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pebble >/dev/null; }
+
 lint: venv  ## ruff check and ruff format --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -48,7 +54,7 @@ fmt: venv  ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test-sqlite: venv browser sandbox-tools
+test-sqlite: venv browser sandbox-tools pebble
 	$(PY) -m pytest
 
 test-pg: venv  ## the database tests again on PostgreSQL
@@ -56,7 +62,7 @@ test-pg: venv  ## the database tests again on PostgreSQL
 
 test: lint test-sqlite test-pg  ## everything CI runs: lint, all tests on SQLite, database tests on PostgreSQL
 
-demo: venv  ## run the whole platform on this machine
+demo: venv pebble  ## run the whole platform on this machine
 	$(PY) -m scripts.demo
 
 bench: venv  ## run every benchmark in bench/

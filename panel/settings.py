@@ -86,6 +86,33 @@ ROUTES_REPUBLISH_SECONDS = env_int("ROUTES_REPUBLISH_SECONDS", 30, minimum=1)
 WEBAPPS_RELOADER = env_str("WEBAPPS_RELOADER", "webapps.reload.NoNodeReloader")
 NODE_CONTROL_SOCKET = env_str("NODE_CONTROL_SOCKET", "")
 
+# --- HTTPS per domain (docs/operations.md, "Certificates") ---------------------------------
+# The route-table signing key also signs the proxies' certificate and challenge documents;
+# empty: the machine's pair under VAR_DIR/keys/.
+ROUTES_SIGNING_KEY_FILE = env_str("ROUTES_SIGNING_KEY_FILE", "")
+# The proxies' public X25519 key that certificate private keys are sealed to (x25519:... or a
+# file); empty: the machine's pair under VAR_DIR/keys/ (made on first use).
+TLS_KEYS_PUBLIC = env_str("TLS_KEYS_PUBLIC", "")
+# Automatic certificates (ACME): the directory URL (empty: automatic HTTPS is off), a CA file
+# to trust it by (a test CA such as pebble's), the account key (made once), a contact address.
+ACME_DIRECTORY_URL = env_str("ACME_DIRECTORY_URL", "")
+ACME_CA_BUNDLE = env_str("ACME_CA_BUNDLE", "")
+ACME_ACCOUNT_KEY_FILE = Path(
+    env_str("ACME_ACCOUNT_KEY_FILE", str(VAR_DIR / "keys" / "acme-account.key"))
+)
+ACME_EMAIL = env_str("ACME_EMAIL", "")
+ACME_RENEW_DAYS_BEFORE = env_int("ACME_RENEW_DAYS_BEFORE", 30, minimum=0)
+ACME_RETRY_SECONDS = env_int("ACME_RETRY_SECONDS", 600, minimum=1)
+ACME_RETRY_MAX_SECONDS = env_int("ACME_RETRY_MAX_SECONDS", 86400, minimum=1)
+ACME_ORDER_TIMEOUT = env_int("ACME_ORDER_TIMEOUT", 120, minimum=5)
+ACME_RENEW_CONCURRENCY = env_int("ACME_RENEW_CONCURRENCY", 8, minimum=1)
+ACME_RENEW_CHECK_SECONDS = env_int("ACME_RENEW_CHECK_SECONDS", 3600, minimum=1)
+# Milliseconds between publishing a challenge answer and asking the ACME server to check it
+# (the proxies take it from the change message within milliseconds).
+ACME_CHALLENGE_SETTLE_MS = env_int("ACME_CHALLENGE_SETTLE_MS", 300, minimum=0)
+# Every new app gets an automatic certificate when this is on (an operator's switch).
+TLS_AUTO_FOR_NEW_APPS = env_bool("TLS_AUTO_FOR_NEW_APPS", False)
+
 ALLOWED_HOSTS = [PANEL_HOST, *env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "testserver"])]
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # The front proxy terminates TLS and says so in X-Forwarded-Proto.
@@ -270,6 +297,16 @@ CELERY_BEAT_SCHEDULE = {
         "task": "routing.publish_routes",
         "schedule": float(ROUTES_REPUBLISH_SECONDS),
         "options": {"expires": float(ROUTES_REPUBLISH_SECONDS)},
+    },
+    "republish-certificates": {
+        "task": "webapps.publish_certificates",
+        "schedule": float(ROUTES_REPUBLISH_SECONDS),
+        "options": {"expires": float(ROUTES_REPUBLISH_SECONDS)},
+    },
+    "renew-certificates": {
+        "task": "webapps.renew_certificates",
+        "schedule": float(ACME_RENEW_CHECK_SECONDS),
+        "options": {"expires": float(ACME_RENEW_CHECK_SECONDS)},
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")

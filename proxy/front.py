@@ -3,7 +3,10 @@ in memory (refreshed in the background by ``routing.subscriber.RouteSubscriber``
 admin port's answers (/healthz, /metrics, /route).
 
 No Redis call and no Django on the request path: the resolver reads ``source()`` (the
-subscriber's current table) and memoises the route per key for that table.
+subscriber's current table) and memoises the route per key for that table. With a ``tls``
+state (``proxy.tls.TlsState``, kept by the certificate watcher) it also answers ACME HTTP-01
+challenges itself (``/.well-known/acme-challenge/<token>``, on every scheme, for every host) and
+redirects plain HTTP of the apps that force HTTPS: 301 for GET and HEAD, 308 otherwise.
 """
 
 from __future__ import annotations
@@ -16,12 +19,15 @@ from urllib.parse import parse_qs, urlsplit
 from proxy.core import HttpError, RequestHead
 from proxy.engine import Answer, Client, Engine, Route, Upstream
 from proxy.metrics import render_metrics
+from proxy.tls import TlsState
 from routing import InvalidHost, RouteTable, route_key
 
 __all__ = ["AdminResolver", "FrontResolver", "fleet_report"]
 
 MEMO_KEYS = 50_000
 NO_ROUTE = Route()
+ACME_PREFIX = b"/.well-known/acme-challenge/"
+NO_CHALLENGE = Route(answer=Answer(404, b"404 Not Found: no such challenge\n"), label="acme")
 
 
 class FrontResolver:
@@ -29,11 +35,16 @@ class FrontResolver:
     backends marked down by passive health go to the end of the list."""
 
     def __init__(
-        self, source: Callable[[], RouteTable | None], panel_host: str, engine: Engine | None = None
+        self,
+        source: Callable[[], RouteTable | None],
+        panel_host: str,
+        engine: Engine | None = None,
+        tls: TlsState | None = None,
     ) -> None:
         self.source = source
         self.panel_host = panel_host
         self.engine = engine
+        self.tls = tls
         self._table: RouteTable | None = None
         self._routes: dict[str, Route] = {}
         self._upstreams: dict[tuple[str, str], Upstream] = {}
@@ -84,7 +95,37 @@ class FrontResolver:
             up = self._upstreams[(name, address)] = Upstream.parse(address, name)
         return up
 
+    def _challenge(self, head: RequestHead) -> Route:
+        token = head.target[len(ACME_PREFIX) :].decode("latin-1")
+        answer = self.tls.tokens.get(token) if self.tls is not None else None
+        if answer is None:
+            return NO_CHALLENGE
+        return Route(answer=Answer(200, answer, b"application/octet-stream"), label="acme")
+
+    def _redirect(self, head: RequestHead, key: str) -> Route:
+        port = self.tls.https_port if self.tls is not None else None
+        where = key.encode("ascii") + (b"" if port in (None, 443) else b":%d" % port)
+        status = 301 if head.method in (b"GET", b"HEAD") else 308
+        location = b"https://" + where + head.target
+        body = b"%d: this site is served over HTTPS: %s\n" % (status, location)
+        return Route(answer=Answer(status, body, headers=((b"location", location),)),
+                     label="https-redirect")  # fmt: skip
+
     def __call__(self, head: RequestHead, client: Client) -> Route:
+        tls = self.tls
+        if tls is not None:
+            if head.target.startswith(ACME_PREFIX):
+                return self._challenge(head)
+            if tls.force_https and client.scheme == "http":
+                # The host's own key (a panel reload URL routes by another domain's key).
+                key = self._host_keys.get(head.host)
+                if key is None:
+                    try:
+                        key = route_key(head.host.decode("ascii"), "/", self.panel_host)
+                    except InvalidHost as exc:
+                        raise HttpError(400, str(exc)) from None
+                if key in tls.force_https:
+                    return self._redirect(head, key)
         table = self.source()
         if table is None:
             return NO_ROUTE  # 503 with Retry-After: no table yet
@@ -107,12 +148,22 @@ class AdminResolver:
     """The admin port: every answer is produced here, nothing is forwarded."""
 
     def __init__(
-        self, front: FrontResolver, engine: Engine, subscriber, worker: str, *, token: str = ""
+        self,
+        front: FrontResolver,
+        engine: Engine,
+        subscriber,
+        worker: str,
+        *,
+        certificates=None,
+        watcher=None,
+        token: str = "",
     ) -> None:
         self.front = front
         self.engine = engine
         self.subscriber = subscriber
         self.worker = worker
+        self.certificates = certificates
+        self.watcher = watcher
         # "" (loopback only, checked at start): no token asked for
         self.authorization = b"Bearer " + token.encode() if token else b""
 
@@ -134,12 +185,20 @@ class AdminResolver:
                 return Route(answer=Answer(503, b"not ready: no route table yet\n"))
             return Route(answer=Answer(200, b"ok version=%d\n" % table.version))
         if url.path == "/metrics":
-            text = render_metrics(self.engine, self.subscriber, self.worker)
+            text = render_metrics(
+                self.engine,
+                self.subscriber,
+                self.worker,
+                certificates=self.certificates,
+                watcher=self.watcher,
+            )
             return Route(
                 answer=Answer(200, text.encode(), b"text/plain; version=0.0.4; charset=utf-8")
             )
         if url.path == "/route":
             return Route(answer=self._route(parse_qs(url.query)))
+        if url.path == "/tls":
+            return Route(answer=self._tls())
         return Route(answer=Answer(404, b"404 Not Found\n"))
 
     def _authorized(self, head: RequestHead) -> bool:
@@ -167,6 +226,25 @@ class AdminResolver:
             ranking=[u.name for u in ups],
             down=[u.name for u in ups if self.engine.health.is_down(u.name)],
         )
+        return _json(200, doc)
+
+    def _tls(self) -> Answer:
+        """The certificates this worker presents (names, serials, expiry; never a key)."""
+        store = self.certificates
+        watcher = self.watcher
+        doc: dict = {
+            "bundle_version": store.version if store is not None else None,
+            "challenges_version": watcher.challenges.version
+            if watcher is not None and watcher.challenges is not None
+            else None,
+            "certificates": {
+                name: {"serial": i.serial, "not_after": i.not_after.isoformat()}
+                for name, i in sorted(store.by_name.items())
+            }
+            if store is not None
+            else {},
+            "failed": dict(store.failed) if store is not None else {},
+        }
         return _json(200, doc)
 
 

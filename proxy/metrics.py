@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 
 
 def _esc(value: str) -> str:
@@ -18,7 +19,7 @@ def _num(value: float | int | None) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def render_metrics(engine, subscriber, worker: str) -> str:
+def render_metrics(engine, subscriber, worker: str, *, certificates=None, watcher=None) -> str:
     w = f'worker="{_esc(worker)}"'
     stats = engine.stats
     out: list[str] = []
@@ -94,4 +95,35 @@ def render_metrics(engine, subscriber, worker: str) -> str:
         metric("proxy_route_tables_rejected_total", "counter",
                "Tables read from Redis and refused (malformed or older).",
                [("", s.rejected)])  # fmt: skip
+    if certificates is not None:
+        nearest = certificates.nearest_expiry()
+        days = None
+        if nearest is not None:
+            days = round((nearest - datetime.now(UTC)).total_seconds() / 86400, 3)
+        metric("proxy_tls_certificates", "gauge",
+               "App certificates presented by SNI (besides the platform's).",
+               [("", len(certificates.by_name))])  # fmt: skip
+        metric("proxy_tls_certificates_failed", "gauge",
+               "Bundle entries this proxy could not install (see /tls).",
+               [("", len(certificates.failed))])  # fmt: skip
+        metric("proxy_tls_nearest_expiry_days", "gauge",
+               "Days until the soonest not_after of the app certificates presented (NaN: none).",
+               [("", days)])  # fmt: skip
+        metric("proxy_tls_bundle_version", "gauge", "Version of the certificate bundle held.",
+               [("", certificates.version)])  # fmt: skip
+    if watcher is not None:
+        stats = watcher.stats()
+        metric("proxy_acme_challenges_version", "gauge",
+               "Version of the ACME challenge document held.",
+               [("", stats["acme"]["version"])])  # fmt: skip
+        metric(
+            "proxy_signed_documents_refused_total",
+            "counter",
+            "Certificate bundles and challenge documents refused, by document and reason.",
+            [
+                (f'document="{kind}",reason="{reason}"', count)
+                for kind in ("tls", "acme")
+                for reason, count in sorted(stats[kind]["refused"].items())
+            ],
+        )
     return "\n".join(out) + "\n"

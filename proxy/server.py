@@ -52,6 +52,17 @@ OPTIONS = (
            "HTTPS listener, host:port (needs --tls-cert and --tls-key); empty: none"),
     Option("--tls-cert", "PROXY_TLS_CERT", "", str, "certificate chain, PEM"),
     Option("--tls-key", "PROXY_TLS_KEY", "", str, "private key, PEM"),
+    Option("--var-dir", "PROXY_VAR_DIR", "var", str,
+           "the machine's state directory: its keys/ hold the public signing key and the "
+           "certificate-keys pair when not given otherwise", "VAR_DIR"),
+    Option("--trusted-keys", "ROUTES_TRUSTED_KEYS", "", str,
+           "public key(s) that sign the certificate and challenge documents (ed25519:... or "
+           "files, comma-separated); empty: VAR_DIR/keys/route-table.pub"),
+    Option("--tls-keys-file", "PROXY_TLS_KEYS_FILE", "", str,
+           "X25519 private key (PEM) opening the certificates' sealed keys; empty: "
+           "VAR_DIR/keys/certificate-keys.key, made on first use"),
+    Option("--tls-state-file", "PROXY_TLS_STATE_FILE", "var/proxy-tls.json", str,
+           "last good certificate bundle on disk (keys sealed); empty: none"),
     Option("--redis", "PROXY_REDIS_URL", "redis://127.0.0.1:6379/0", str,
            "Redis holding the route table", "REDIS_URL"),
     Option("--redis-prefix", "PROXY_REDIS_PREFIX", DEFAULT_PREFIX, str, "Redis key prefix",
@@ -167,8 +178,46 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
     )
 
 
+def certificate_watcher(args: argparse.Namespace, ssl_ctx, tls):
+    """The watcher of the signed certificate bundle and challenge answers, and the SNI store
+    (None without a TLS listener: then only challenges are answered)."""
+    from proxy.tls import CertificateStore
+    from routing.certs import DocumentWatcher
+    from routing.keys import trusted_keys_from
+    from routing.sealed import load_or_create_private_key, load_private_key
+
+    try:
+        trusted = trusted_keys_from(args.var_dir, args.trusted_keys)
+        private = (
+            load_private_key(args.tls_keys_file)
+            if args.tls_keys_file
+            else load_or_create_private_key(args.var_dir)
+        )
+    except (ValueError, OSError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    store = CertificateStore(ssl_ctx, private, tls) if ssl_ctx is not None else None
+
+    async def on_certs(bundle) -> None:
+        if store is None:
+            return  # no HTTPS listener: nothing to present, nowhere to redirect to
+        built, failed = await asyncio.to_thread(store.build, bundle)
+        store.apply(bundle, built, failed)
+
+    watcher = DocumentWatcher(
+        args.redis,
+        args.redis_prefix,
+        trusted_keys=trusted,
+        on_certs=on_certs,
+        on_challenges=tls.take_challenges,
+        state_file=args.tls_state_file or None,
+        poll_interval=args.poll_interval,
+    )
+    return watcher, store
+
+
 async def run_worker(args: argparse.Namespace, worker: str, reuse_port: bool) -> int:
     from proxy.front import AdminResolver, FrontResolver, fleet_report
+    from proxy.tls import TlsState
     from routing.fleet import Heartbeat, RateMeter
     from routing.subscriber import RouteSubscriber
 
@@ -190,12 +239,22 @@ async def run_worker(args: argparse.Namespace, worker: str, reuse_port: bool) ->
         poll_interval=args.poll_interval,
         on_change=lambda table: heartbeat.table_taken(table),
     )
+    tls = TlsState(https_port=parse_listen(args.tls_listen)[1] if ssl_ctx is not None else None)
+    watcher, store = certificate_watcher(args, ssl_ctx, tls)
     # getattr through partial: no Python frame per request.
-    front = FrontResolver(functools.partial(getattr, subscriber, "table"), args.panel_host)
+    front = FrontResolver(functools.partial(getattr, subscriber, "table"), args.panel_host, tls=tls)
     engine = Engine(front, engine_config(args))
     front.engine = engine
     admin = Engine(
-        AdminResolver(front, engine, subscriber, worker, token=args.admin_token),
+        AdminResolver(
+            front,
+            engine,
+            subscriber,
+            worker,
+            certificates=store,
+            watcher=watcher,
+            token=args.admin_token,
+        ),
         EngineConfig(header_timeout=5.0, idle_timeout=10.0, via=args.via),
     )
     heartbeat = Heartbeat(
@@ -206,6 +265,7 @@ async def run_worker(args: argparse.Namespace, worker: str, reuse_port: bool) ->
         prefix=args.redis_prefix,
     )
     await subscriber.start()
+    await watcher.start()
     await heartbeat.start()
     host, port = parse_listen(args.listen)
     await engine.listen(host, port, reuse_port=reuse_port)
@@ -238,6 +298,7 @@ async def run_worker(args: argparse.Namespace, worker: str, reuse_port: bool) ->
     log.info("worker %s stopping: finishing in-flight requests (grace %.1fs)", worker, args.grace)
     await engine.shutdown(args.grace)
     await admin.shutdown(1.0)
+    await watcher.stop()
     await heartbeat.stop()
     await subscriber.stop()
     return 0

@@ -11,6 +11,7 @@ Ports and hosts come from the environment; see the README's "The demo" section.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shlex
 import signal
@@ -21,6 +22,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from scripts.pebble import Pebble, binaries
 from scripts.platform import REPO_ROOT, NodeSpec, PlatformConfig, process_table
 from scripts.services import redis_server_binary
 
@@ -141,6 +143,18 @@ def main(argv: list[str] | None = None) -> int:
     config = replace(config, apps_share_node_user=not isolation.available)
     config.var_dir.mkdir(parents=True, exist_ok=True)
     redis = None if "REDIS_URL" in os.environ else start_private_redis(config)
+    pebble = None
+    if "ACME_DIRECTORY_URL" not in os.environ and binaries() is not None:
+        # A local ACME server whose HTTP-01 checks reach the proxy's plain port, and whose DNS
+        # resolves every name to the proxy: demo apps get certificates by themselves.
+        pebble = Pebble(config.var_dir / "pebble", http_port=config.proxy_port,
+                        default_ip=config.host).start()  # fmt: skip
+        config = dataclasses.replace(
+            config,
+            acme_directory=pebble.directory_url,
+            acme_ca_bundle=str(pebble.ca_file),
+            auto_https=True,
+        )
     try:
         manage(config, "migrate", "--noinput")
         manage(config, "collectstatic", "--noinput")
@@ -158,6 +172,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Admin:        {base}/admin/")
         print(f"Proxy admin:  http://{config.host}:{config.proxy_admin_port}/metrics")
         print(f"Trust the local CA: {config.tls_dir / 'ca.pem'} (e.g. curl --cacert)")
+        if pebble is not None:
+            root = config.tls_dir / "acme-root.pem"
+            root.write_text(pebble.issuing_root())
+            manage(config, "certificates", "auto", "--all", "--queue")
+            print(
+                f"Apps' own certificates come from the local ACME server (pebble, "
+                f"{pebble.directory_url}); trust its root {root} for them "
+                "(new on every demo start)."
+            )
+        else:
+            print("Automatic HTTPS is off: `make pebble` installs the local ACME server.")
         if isolation.available:
             print(
                 "App isolation: on (each app in a sandbox as its owner's uid; the panel as its own)"
@@ -176,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     finally:
+        if pebble is not None:
+            pebble.stop()
         if redis is not None:
             redis.terminate()
             try:

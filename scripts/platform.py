@@ -40,6 +40,10 @@ class PlatformConfig:
     # The host cannot sandbox apps (not root, no bubblewrap): the nodes are told, in so many
     # words, that apps share their user, or they refuse to start.
     apps_share_node_user: bool = False
+    # A local ACME server (scripts/pebble.py): its directory and the CA its listener uses.
+    acme_directory: str = ""
+    acme_ca_bundle: str = ""
+    auto_https: bool = False
 
     @property
     def home_root(self) -> Path:
@@ -66,6 +70,16 @@ class PlatformConfig:
             "PYTHONUNBUFFERED": "1",
             "DJANGO_SETTINGS_MODULE": "panel.settings",
             "NODE_APPS_SHARE_NODE_USER": "1" if self.apps_share_node_user else "0",
+            "ACME_DIRECTORY_URL": self.acme_directory,
+            "ACME_CA_BUNDLE": self.acme_ca_bundle,
+            # The demo gives every new app its certificate by itself.
+            "TLS_AUTO_FOR_NEW_APPS": "1" if self.auto_https else "0",
+            # A local CA answers at once: look for due and failed orders every half minute.
+            **(
+                {"ACME_RENEW_CHECK_SECONDS": "30", "ACME_RETRY_SECONDS": "30"}
+                if self.acme_directory
+                else {}
+            ),
         }
 
     def child_environment(self) -> dict[str, str]:
@@ -103,5 +117,6 @@ def process_table(config: PlatformConfig) -> dict[str, list[str]]:
         "--redis", config.redis_url,
         "--panel-host", config.panel_host,
         "--state-file", str(var / "proxy-routes.json"),
+        "--tls-state-file", str(var / "proxy-tls.json"),
     ]  # fmt: skip
     return table

@@ -20,9 +20,9 @@ from django.db import IntegrityError, transaction
 from panel.accounts.actions import ActionError, audit
 from panel.accounts.models import AuditEvent, User
 from panel.accounts.origin import Origin
-from webapps import homes, throttle
+from webapps import homes, throttle, tls
 from webapps.domains import DomainError, DomainPolicy, clean_domain
-from webapps.models import ReloadEvent, StaticFileMapping, WebApp
+from webapps.models import Certificate, ReloadEvent, StaticFileMapping, WebApp
 from webapps.node.static import InvalidMapping, check_cache_control, check_url_prefix
 from webapps.reload import reload_app
 
@@ -33,6 +33,7 @@ UPDATABLE_FIELDS = (
     "python_version",
     "virtualenv_path",
     "enabled",
+    "force_https",
 )
 
 
@@ -98,6 +99,7 @@ def do_create_webapp(
     python_version: object = None,
     virtualenv_path: object = None,
     enabled: bool = True,
+    force_https: bool = False,
 ) -> WebApp:
     try:
         canonical = clean_domain(domain, actor.username, domain_policy())
@@ -117,6 +119,7 @@ def do_create_webapp(
         python_version=_clean_python_version(python_version),
         virtualenv_path=_clean_virtualenv(actor, virtualenv_path),
         enabled=enabled,
+        force_https=force_https,
     )
     try:
         with transaction.atomic(durable=True):
@@ -132,6 +135,9 @@ def do_create_webapp(
             if WebApp.objects.filter(domain=canonical).exists():
                 raise _taken(domain, canonical)
             webapp.save()
+            tls.automatic_for_new_app(webapp)
+            if force_https:
+                tls.publish_soon()
             starter = False
             if default_source:
                 # Written inside the transaction so a failure rolls the app back; the write
@@ -187,6 +193,10 @@ def do_update_webapp(
         if not isinstance(changes["enabled"], bool):
             raise ActionError("enabled must be true or false", "enabled")
         cleaned["enabled"] = changes["enabled"]
+    if "force_https" in changes:
+        if not isinstance(changes["force_https"], bool):
+            raise ActionError("force_https must be true or false", "force_https")
+        cleaned["force_https"] = changes["force_https"]
     before = {name: getattr(webapp, name) for name in cleaned}
     with transaction.atomic(durable=True):
         for name, value in cleaned.items():
@@ -194,6 +204,8 @@ def do_update_webapp(
         webapp.save()
         changed = {k: [before[k], v] for k, v in cleaned.items() if before[k] != v}
         audit(actor, "webapp.update", AuditEvent.Outcome.OK, webapp.domain, origin, changed=changed)
+        if "force_https" in changed:
+            tls.publish_soon()  # the proxies redirect by the certificate bundle
     return webapp
 
 
@@ -201,8 +213,11 @@ def do_delete_webapp(webapp: WebApp, *, actor: User, origin: Origin) -> None:
     """Deletes the app and its reload history; the user's files are left alone."""
     with transaction.atomic(durable=True):
         domain = webapp.domain
+        had_tls = webapp.force_https or Certificate.objects.filter(webapp=webapp).exists()
         webapp.delete()
         audit(actor, "webapp.delete", AuditEvent.Outcome.OK, domain, origin)
+        if had_tls:
+            tls.publish_soon()
 
 
 def do_reload_webapp(webapp: WebApp, *, actor: User, origin: Origin) -> ReloadEvent:

@@ -3,6 +3,8 @@ that existing scripts and client libraries speak (see docs/api.md)."""
 
 from __future__ import annotations
 
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -15,11 +17,13 @@ from rest_framework.response import Response
 
 from panel.accounts.models import Via
 from panel.accounts.origin import Origin
-from webapps import access, actions, applogs, node_client
+from webapps import access, actions, applogs, node_client, tls
 from webapps.models import StaticFileMapping, WebApp, attach_last_reloads
 from webapps.node.control import ControlError
 from webapps.routes import published_table, serving_backend
 from webapps.serializers import (
+    SSLInfoSerializer,
+    SSLInputSerializer,
     StaticFileMappingInputSerializer,
     StaticFileMappingSerializer,
     WebAppCreateSerializer,
@@ -336,4 +340,74 @@ class LogFileView(LogFilesAPIView):
             raise _node_failed(exc) from None
         if not deleted:
             raise exceptions.NotFound(f"{applogs.LOG_DIR}{name} does not exist.")
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# A certificate chain and its key fit in far less; anything bigger is refused before parsing.
+MAX_SSL_UPLOAD = 256 * 1024
+
+
+@method_decorator(sensitive_post_parameters("private_key"), name="dispatch")
+class WebAppSSLView(WebAppAPIView):
+    """HTTPS for the app's domain: the certificate presented for it by every proxy."""
+
+    actions_by_method = {
+        "GET": "webapp.ssl.read",
+        "HEAD": "webapp.ssl.read",
+        "POST": "webapp.ssl.set",
+        "DELETE": "webapp.ssl.delete",
+    }
+
+    def _info(self, webapp: WebApp) -> Response:
+        row = getattr(webapp, "certificate", None) if hasattr(webapp, "certificate") else None
+        if row is None:
+            raise exceptions.NotFound(
+                "This web app has no certificate of its own; the platform's is presented."
+            )
+        return Response(SSLInfoSerializer(row).data)
+
+    @extend_schema(
+        responses={200: SSLInfoSerializer, 404: OpenApiResponse(description="No certificate")},
+        summary="Read the app's certificate",
+    )
+    def get(self, request: Request, username: str, domain: str) -> Response:
+        return self._info(self.get_object())
+
+    @extend_schema(
+        request=SSLInputSerializer,
+        responses={200: SSLInfoSerializer},
+        summary="Upload a certificate and key, or ask for an automatic one",
+    )
+    def post(self, request: Request, username: str, domain: str) -> Response:
+        webapp = self.get_object()
+        length = request.META.get("CONTENT_LENGTH") or "0"
+        if not length.isdigit() or int(length) > MAX_SSL_UPLOAD:
+            raise exceptions.ValidationError(
+                {"non_field_errors": [f"the upload is {length} bytes; a certificate and its "
+                                      f"key take at most {MAX_SSL_UPLOAD} bytes"]}
+            )  # fmt: skip
+        serializer = SSLInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            if data.get("cert_type") == "letsencrypt-auto-renew":
+                tls.do_request_auto_certificate(webapp, actor=request.user, origin=self.origin())
+            else:
+                tls.do_set_certificate(
+                    webapp,
+                    data["cert"],
+                    data["private_key"],
+                    actor=request.user,
+                    origin=self.origin(),
+                )
+        except actions.ActionError as exc:
+            raise _validation_error(exc) from None
+        webapp.refresh_from_db()
+        return self._info(WebApp.objects.select_related("certificate").get(pk=webapp.pk))
+
+    @extend_schema(responses={204: None}, summary="Remove the app's certificate")
+    def delete(self, request: Request, username: str, domain: str) -> Response:
+        webapp = self.get_object()
+        if not tls.do_delete_certificate(webapp, actor=request.user, origin=self.origin()):
+            raise exceptions.NotFound("This web app has no certificate of its own.")
         return Response(status=status.HTTP_204_NO_CONTENT)

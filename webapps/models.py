@@ -22,6 +22,7 @@ class WebApp(models.Model):
     python_version = models.CharField(max_length=16, blank=True)
     virtualenv_path = models.CharField(max_length=4096, blank=True)
     enabled = models.BooleanField(default=True)
+    force_https = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -115,3 +116,104 @@ class StaticFileMapping(models.Model):
 
     def __str__(self) -> str:
         return f"{self.url} -> {self.path}"
+
+
+class Certificate(models.Model):
+    """An app's own certificate for its domain (HTTPS per domain; docs/api.md, "HTTPS").
+
+    The private key is never stored: only ``sealed_key``, the key sealed to the proxies
+    (``routing.sealed``), which the panel cannot open (decision 0091). An automatic certificate
+    has a row from the moment it is asked for; its certificate fields stay empty until the
+    first order succeeds, and a failed renewal leaves them as they were.
+    """
+
+    class Type(models.TextChoices):
+        MANUAL = "manual", "uploaded"
+        AUTO = "letsencrypt-auto-renew", "automatic"
+
+    webapp = models.OneToOneField(WebApp, on_delete=models.CASCADE, related_name="certificate")
+    cert_type = models.CharField(max_length=32, choices=Type.choices)
+    chain = models.TextField(blank=True)  # PEM, leaf first; public
+    sealed_key = models.TextField(blank=True)
+    serial = models.CharField(max_length=64, blank=True)
+    not_before = models.DateTimeField(null=True, blank=True)
+    not_after = models.DateTimeField(null=True, blank=True)
+    issuer_name = models.CharField(max_length=500, blank=True)
+    subject_name = models.CharField(max_length=500, blank=True)
+    subject_alternate_names = models.JSONField(default=list, blank=True)
+    # Automatic certificates: when the next renewal is due, the back-off after failures, the
+    # last failure in plain words, and the order in flight (one per domain at a time).
+    renew_after = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    failures = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    ordering_since = models.DateTimeField(null=True, blank=True)
+    issued_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["cert_type", "renew_after"], name="webapps_cert_renewal")]
+
+    def __str__(self) -> str:
+        return f"{self.get_cert_type_display()} certificate of {self.webapp_id}"
+
+    @property
+    def automatic(self) -> bool:
+        return self.cert_type == self.Type.AUTO
+
+    @property
+    def installed(self) -> bool:
+        return bool(self.chain and self.sealed_key)
+
+    @property
+    def next_renewal(self):
+        """When the next order is due: the back-off's time after a failure, else renew_after."""
+        if not self.automatic:
+            return None
+        if self.next_attempt_at is not None and (
+            self.renew_after is None or self.next_attempt_at > self.renew_after
+        ):
+            return self.next_attempt_at
+        return self.renew_after
+
+    def status_text(self) -> str:
+        """The Web tab's one line: "Automatic (renews on 2027-01-12)", the last error, ..."""
+        if not self.automatic:
+            return f"Uploaded certificate, expires on {self.not_after:%Y-%m-%d}"
+        if self.last_error:
+            when = self.next_renewal
+            retry = f"; next try on {when:%Y-%m-%d %H:%M} UTC" if when else ""
+            kept = (
+                f" The current certificate (expires {self.not_after:%Y-%m-%d}) stays in use."
+                if self.installed
+                else ""
+            )
+            return f"Automatic HTTPS failed: {self.last_error}{retry}.{kept}"
+        if not self.installed:
+            return "Automatic: the first certificate is being ordered"
+        return f"Automatic (renews on {self.renew_after:%Y-%m-%d})"
+
+
+class AcmeChallenge(models.Model):
+    """An HTTP-01 answer the proxies serve while an order is in flight (routing.certs)."""
+
+    token = models.CharField(max_length=256, unique=True)
+    key_authorization = models.CharField(max_length=400)
+    domain = models.CharField(max_length=253)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"challenge for {self.domain}"
+
+
+class ProxyDocument(models.Model):
+    """The version of each signed document the proxies read (``tls``, ``acme``): locking the
+    row serialises publishers, and a Redis that lost its data still gets a higher version."""
+
+    name = models.CharField(max_length=16, primary_key=True)
+    version = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.name} version {self.version}"

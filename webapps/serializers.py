@@ -11,7 +11,8 @@ from rest_framework import serializers
 
 from panel.accounts.serializers import StrictCharField, StrictInputSerializer
 from routing import reload_path
-from webapps.models import ReloadEvent, StaticFileMapping, WebApp
+from webapps.certificates import MAX_PEM
+from webapps.models import Certificate, ReloadEvent, StaticFileMapping, WebApp
 from webapps.routes import serving_backend
 
 
@@ -22,6 +23,7 @@ class WebAppCreateSerializer(StrictInputSerializer):
     python_version = StrictCharField(required=False, allow_blank=True, max_length=16)
     virtualenv_path = StrictCharField(required=False, allow_blank=True, max_length=4096)
     enabled = serializers.BooleanField(required=False, default=True)
+    force_https = serializers.BooleanField(required=False, default=False)
 
 
 class WebAppUpdateSerializer(StrictInputSerializer):
@@ -30,6 +32,7 @@ class WebAppUpdateSerializer(StrictInputSerializer):
     python_version = StrictCharField(required=False, allow_blank=True, max_length=16)
     virtualenv_path = StrictCharField(required=False, allow_blank=True, max_length=4096)
     enabled = serializers.BooleanField(required=False)
+    force_https = serializers.BooleanField(required=False)
 
     def to_internal_value(self, data):
         if hasattr(data, "keys") and "domain_name" in data:
@@ -74,6 +77,7 @@ class WebAppSerializer(serializers.ModelSerializer):
             "virtualenv_path",
             "wsgi_entry",
             "enabled",
+            "force_https",
             "backend",
             "reload_url",
             "api_reload_url",
@@ -101,6 +105,65 @@ class WebAppSerializer(serializers.ModelSerializer):
             webapp.last_reload = webapp.reloads.order_by("-created_at", "-id").first()
         event = webapp.last_reload
         return ReloadEventSerializer(event).data if event is not None else None
+
+
+class SSLInputSerializer(StrictInputSerializer):
+    """``POST .../ssl/``: an upload (``cert`` and ``private_key``, PEM) or
+    ``{"cert_type": "letsencrypt-auto-renew"}``. Whitespace is kept: PEM is checked as sent."""
+
+    cert = StrictCharField(required=False, trim_whitespace=False, max_length=MAX_PEM)
+    private_key = StrictCharField(required=False, trim_whitespace=False, max_length=MAX_PEM)
+    cert_type = serializers.ChoiceField(choices=[c.value for c in Certificate.Type], required=False)
+
+    def validate(self, attrs):
+        auto = attrs.get("cert_type") == Certificate.Type.AUTO
+        if auto and ("cert" in attrs or "private_key" in attrs):
+            raise serializers.ValidationError(
+                {"cert_type": ["An automatic certificate takes no cert or private_key."]}
+            )
+        if not auto:
+            missing = [name for name in ("cert", "private_key") if name not in attrs]
+            if missing:
+                raise serializers.ValidationError({name: ["This field is required."]
+                                                   for name in missing})  # fmt: skip
+        return attrs
+
+
+class SSLInfoSerializer(serializers.ModelSerializer):
+    """``GET .../ssl/``: the certificate presented for the app's domain, with the fields of the
+    hosting API (``not_after``, ``issuer_name``, ``subject_name``,
+    ``subject_alternate_names``) and, for automatic ones, the next renewal and the last error."""
+
+    next_renewal = serializers.DateTimeField(read_only=True, allow_null=True)
+    status = serializers.SerializerMethodField()
+    status_text = serializers.CharField(read_only=True)
+    last_error = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Certificate
+        fields = [
+            "cert_type",
+            "not_after",
+            "issuer_name",
+            "subject_name",
+            "subject_alternate_names",
+            "not_before",
+            "serial",
+            "status",
+            "status_text",
+            "next_renewal",
+            "last_error",
+            "last_error_at",
+            "issued_at",
+        ]
+
+    def get_status(self, row: Certificate) -> str:
+        if row.installed:
+            return "installed"
+        return "failed" if row.last_error else "pending"
+
+    def get_last_error(self, row: Certificate) -> str | None:
+        return row.last_error or None
 
 
 class StaticFileMappingSerializer(serializers.ModelSerializer):

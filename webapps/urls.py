@@ -44,6 +44,7 @@ api_patterns = [
     # The same reload without its trailing slash: served, not redirected (a redirected POST
     # arrives as a GET, and the reload would silently not happen).
     path("webapps/<segment:domain>/reload", WebAppReloadNoSlashView.as_view()),
+    path("webapps/<segment:domain>/ssl/", api.WebAppSSLView.as_view(), name="api-webapp-ssl"),
     path(
         "webapps/<segment:domain>/static_files/",
         api.StaticFilesListView.as_view(),
@@ -66,6 +67,7 @@ web_patterns = [
     path("webapps/<segment:domain>/reload/", views.webapp_reload, name="webapp-reload"),
     path("webapps/<segment:domain>/reload", views.webapp_reload),
     path("webapps/<segment:domain>/delete/", views.webapp_delete, name="webapp-delete"),
+    path("webapps/<segment:domain>/ssl/", views.webapp_ssl, name="webapp-ssl"),
     path("webapps/<segment:domain>/static_files/", views.static_files, name="webapp-static"),
     path("webapps/<segment:domain>/logs/<str:name>/", views.webapp_log, name="webapp-log"),
     path(

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from drf_spectacular.generators import SchemaGenerator
 
 from panel.accounts.models import Via
 from panel.accounts.origin import Origin
 from routing import reload_path
-from webapps import access, actions, applogs, node_client
+from webapps import access, actions, applogs, node_client, tls
 from webapps.applogs import listing_for, logs_for
 from webapps.forms import StaticMappingForm, WebAppCreateForm, WebAppUpdateForm
-from webapps.models import StaticFileMapping, WebApp, attach_last_reloads
+from webapps.models import Certificate, StaticFileMapping, WebApp, attach_last_reloads
 from webapps.node.control import ControlError
 from webapps.routes import published_table, serving_backend
 
@@ -109,6 +111,7 @@ def webapp_detail(request: HttpRequest, username: str, domain: str) -> HttpRespo
         "form": form,
         "reloads": webapp.reloads.select_related("user")[:10],
         "app_logs": logs_for(webapp.domain, row["backend"]),
+        **_https_context(webapp),
         "log_listing": listing_for(webapp.domain, row["backend"]),
         "static_rows": [
             (
@@ -180,6 +183,58 @@ def webapp_delete(request: HttpRequest, username: str, domain: str) -> HttpRespo
     actions.do_delete_webapp(webapp, actor=request.user, origin=_origin(request))
     messages.success(request, f"Deleted {shown} (its files are kept).")
     return redirect("webapp-list", username=request.user.username)
+
+
+def _https_context(webapp: WebApp) -> dict:
+    return {
+        "certificate": Certificate.objects.filter(webapp=webapp).first(),
+        "acme_enabled": bool(settings.ACME_DIRECTORY_URL),
+    }
+
+
+@login_required
+@require_POST
+@sensitive_post_parameters("private_key")
+def webapp_ssl(request: HttpRequest, username: str, domain: str) -> HttpResponse:
+    """The Web tab's HTTPS section: upload, automatic, remove, force HTTPS (one action each)."""
+    what = request.POST.get("action", "")
+    audit_action = {"delete": "webapp.ssl.delete", "force_https": "webapp.update"}.get(
+        what, "webapp.ssl.set"
+    )
+    webapp = access.owned_webapp(request.user, username, domain, audit_action, _origin(request))
+    back = redirect(
+        reverse("webapp-detail", kwargs={"username": request.user.username,
+                                         "domain": webapp.domain}) + "#https"
+    )  # fmt: skip
+    try:
+        if what == "upload":
+            tls.do_set_certificate(
+                webapp,
+                request.POST.get("cert", ""),
+                request.POST.get("private_key", ""),
+                actor=request.user,
+                origin=_origin(request),
+            )
+            messages.success(request, f"{webapp.domain_display}: certificate installed.")
+        elif what == "auto":
+            tls.do_request_auto_certificate(webapp, actor=request.user, origin=_origin(request))
+            messages.success(request, f"{webapp.domain_display}: automatic certificate ordered.")
+        elif what == "delete":
+            tls.do_delete_certificate(webapp, actor=request.user, origin=_origin(request))
+            messages.success(request, f"{webapp.domain_display}: certificate removed.")
+        elif what == "force_https":
+            forced = request.POST.get("force_https") == "on"
+            actions.do_update_webapp(
+                webapp, {"force_https": forced}, actor=request.user, origin=_origin(request)
+            )
+            state = "redirected to HTTPS" if forced else "served over plain HTTP too"
+            messages.success(request, f"{webapp.domain_display}: plain HTTP is {state}.")
+        else:
+            return HttpResponse("unknown action", status=400, content_type="text/plain")
+    except actions.ActionError as exc:
+        messages.error(request, f"{webapp.domain_display}: {exc.message}")
+        return back
+    return back
 
 
 @login_required

@@ -4,6 +4,7 @@ four nodes, the proxy; a staff operator and 50 users with mixed-case names, each
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -14,6 +15,7 @@ import pytest
 
 from proxy.tls import make_local_ca
 from routing import canonical_host
+from scripts.pebble import Pebble, binaries
 from tests.e2e.harness import Platform, make_config, wait_for_http
 from tests.support import RedisServer, wait_until
 
@@ -74,7 +76,15 @@ def platform() -> Platform:
     var_dir = Path(tempfile.mkdtemp(prefix="e2e-", dir="/tmp"))
     redis = RedisServer().start()
     config = make_config(var_dir, redis.url)
+    # The local ACME server (automatic HTTPS, tests/e2e/test_https.py) checks the proxy's port.
+    pebble = Pebble(var_dir / "pebble", http_port=config.proxy_port) if binaries() else None
+    if pebble is not None:
+        pebble.start()
+        config = dataclasses.replace(
+            config, acme_directory=pebble.directory_url, acme_ca_bundle=str(pebble.ca_file)
+        )
     running = Platform(config, redis)
+    running.pebble = pebble
     try:
         make_local_ca(config.tls_dir, config.panel_host, config.apps_domain)
         running.manage("migrate", "--noinput")
@@ -86,6 +96,8 @@ def platform() -> Platform:
         yield running
     finally:
         running.stop_all()
+        if pebble is not None:
+            pebble.stop()
         redis.cleanup()
         shutil.rmtree(var_dir, ignore_errors=True)
 

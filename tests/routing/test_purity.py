@@ -21,7 +21,7 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("django", 
 """
 # The Redis contract: these talk to Redis, so they import redis-py (never Django).
 REDIS_MODULES = frozenset(
-    {"routing.connect", "routing.fleet", "routing.publish", "routing.subscriber"}
+    {"routing.certs", "routing.connect", "routing.fleet", "routing.publish", "routing.subscriber"}
 )
 
 

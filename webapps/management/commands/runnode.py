@@ -270,7 +270,8 @@ def grant_panel_access(uid: int, gid: int, log_dir: Path) -> None:
 
     The panel runs on the node as ``PANEL_UID``/``PANEL_GID``: it reads the secret key and reads
     and writes the SQLite database (and the journal files beside it), reaches the control
-    socket, reads the project's code, and reads (and deletes, for the Web tab) the apps' logs,
+    socket, reads the project's code, signs and seals with the machine's keys (not the proxies'
+    private sealing key), and reads (and deletes, for the Web tab) the apps' logs,
     its own node's and the other nodes' under ``VAR_DIR/log``. Those get the panel's group (the
     log directories setgid, so every log file made in them is the panel group's); everything
     else under ``VAR_DIR`` (TLS keys, demo credentials, homes) stays the node's. Directories on the
@@ -291,6 +292,7 @@ def grant_panel_access(uid: int, gid: int, log_dir: Path) -> None:
                 if sibling.exists():
                     _give_group(sibling, gid, 0o660)
             _searchable(path.parent)
+    _grant_keys(var, gid)
     log_dir.mkdir(parents=True, exist_ok=True)
     if log_dir.parent != var:
         _give_group(log_dir.parent, gid, 0o2750)
@@ -304,6 +306,28 @@ def grant_panel_access(uid: int, gid: int, log_dir: Path) -> None:
         _searchable(Path(directory))
     settings.HOME_ROOT.mkdir(parents=True, exist_ok=True)
     settings.HOME_ROOT.chmod(0o711)  # homes are 0700 each; nobody lists them
+
+
+def _grant_keys(var: Path, gid: int) -> None:
+    """The machine's key pairs under ``VAR_DIR/keys`` (made now if missing, as on first use):
+    the panel signs the documents it publishes (certificates, challenges) with the route-table
+    key and seals certificate keys to the proxies' public key; the proxies' private sealing
+    key stays root's."""
+    from routing import keys, sealed
+
+    if not settings.ROUTES_SIGNING_KEY_FILE:
+        keys.load_or_create_signing_key(var)
+    if not settings.TLS_KEYS_PUBLIC:
+        sealed.load_or_create_private_key(var)
+    directory = var / keys.KEY_DIR
+    if not directory.is_dir():
+        return
+    _give_group(directory, gid, 0o750)
+    for name, mode in ((keys.PRIVATE_NAME, 0o640), (keys.PUBLIC_NAME, 0o644),
+                       (sealed.PUBLIC_NAME, 0o644)):  # fmt: skip
+        path = directory / name
+        if path.is_file() and not path.is_symlink():
+            _give_group(path, gid, mode)
 
 
 def _give_group(path: Path, gid: int, mode: int) -> None:

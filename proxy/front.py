@@ -140,6 +140,9 @@ class FrontResolver:
         if engine is not None and engine.health.down_until:
             ordered = engine.health.order(route.upstreams)
             if ordered != route.upstreams:
+                if ordered[0] is not route.upstreams[0]:
+                    # the table's first choice is held down: a fallback (decision 0049)
+                    engine.stats.fallbacks["down"] += 1
                 return Route(upstreams=ordered)
         return route
 

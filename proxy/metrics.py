@@ -61,6 +61,13 @@ def render_metrics(engine, subscriber, worker: str, *, certificates=None, watche
     )
     metric("proxy_upstream_retries_total", "counter", "Requests sent to a next candidate.",
            [("", stats.retries)])  # fmt: skip
+    metric(
+        "proxy_fallbacks_total",
+        "counter",
+        "Requests sent to a backend other than the route table's first choice, by reason "
+        "(down: passive health holds it down; else the first attempt's failure).",
+        [(f'reason="{_esc(r)}"', c) for r, c in sorted(stats.fallbacks.items())],
+    )
     metric("proxy_connections_accepted_total", "counter", "Client connections accepted.",
            [("", stats.connections)])  # fmt: skip
     metric("proxy_connections_open", "gauge", "Client connections open.",

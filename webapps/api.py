@@ -20,6 +20,7 @@ from panel.accounts.origin import Origin
 from webapps import access, actions, applogs, node_client, tls
 from webapps.models import StaticFileMapping, WebApp, attach_last_reloads
 from webapps.node.control import ControlError
+from webapps.node.outcome import Result
 from webapps.routes import published_table, serving_backend
 from webapps.serializers import (
     SSLInfoSerializer,
@@ -123,7 +124,8 @@ class WebAppDetailView(WebAppAPIView):
     @extend_schema(request=WebAppUpdateSerializer, summary="Change a web app")
     def patch(self, request: Request, username: str, domain: str) -> Response:
         webapp = self.get_object()
-        serializer = WebAppUpdateSerializer(data=request.data)
+        # Partial whatever the body's encoding: a field left out keeps its stored value.
+        serializer = WebAppUpdateSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         try:
             actions.do_update_webapp(
@@ -137,7 +139,9 @@ class WebAppDetailView(WebAppAPIView):
     def put(self, request: Request, username: str, domain: str) -> Response:
         return self.patch(request, username, domain)
 
-    @extend_schema(responses={204: None}, summary="Delete a web app (its files are kept)")
+    @extend_schema(
+        request=None, responses={204: None}, summary="Delete a web app (its files are kept)"
+    )
     def delete(self, request: Request, username: str, domain: str) -> Response:
         actions.do_delete_webapp(self.get_object(), actor=request.user, origin=self.origin())
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -147,8 +151,20 @@ ReloadResponse = inline_serializer(
     "ReloadResponse",
     {
         "status": serializers.ChoiceField(["OK", "ERROR"]),
+        "result": serializers.ChoiceField([str(r) for r in Result]),
         "backend": serializers.CharField(),
-        "duration_ms": serializers.IntegerField(),
+        "duration_ms": serializers.IntegerField(
+            allow_null=True, help_text="null when nothing was restarted (not running there)"
+        ),
+        "workers": serializers.IntegerField(allow_null=True),
+        "generation": serializers.IntegerField(
+            allow_null=True, help_text="the generation now serving (its X-App-Generation)"
+        ),
+        "misrouted": serializers.BooleanField(
+            help_text="the node's route table sends the app's traffic to another node"
+        ),
+        "summary": serializers.CharField(),
+        "warning": serializers.CharField(required=False),
         "detail": serializers.CharField(required=False),
         "log_tail": serializers.CharField(required=False),
     },
@@ -176,11 +192,41 @@ class WebAppReloadView(WebAppAPIView):
             raise exceptions.Throttled(wait=exc.retry_after, detail=str(exc)) from None
         except actions.ReloadThrottled as exc:
             raise exceptions.Throttled(wait=exc.retry_after) from None
-        body = {"status": "OK", "backend": event.backend, "duration_ms": event.duration_ms}
+        body = {"status": "OK", **event.report()}
         if event.ok:
             return Response(body)
         body.update(status="ERROR", detail=event.message, log_tail=event.log_tail)
         return Response(body, status.HTTP_502_BAD_GATEWAY)
+
+
+StatusResponse = inline_serializer("StatusResponse", {"status": serializers.ChoiceField(["OK"])})
+
+
+class WebAppEnableView(WebAppAPIView):
+    """``POST .../enable/`` and ``.../disable/``: PythonAnywhere's answer, ``{"status": "OK"}``."""
+
+    enabled = True
+    actions_by_method = {"POST": "webapp.enable"}
+
+    @extend_schema(request=None, responses={200: StatusResponse}, summary="Enable a web app")
+    def post(self, request: Request, username: str, domain: str) -> Response:
+        actions.do_set_webapp_enabled(
+            self.get_object(), self.enabled, actor=request.user, origin=self.origin()
+        )
+        return Response({"status": "OK"})
+
+
+class WebAppDisableView(WebAppEnableView):
+    enabled = False
+    actions_by_method = {"POST": "webapp.disable"}
+
+    @extend_schema(
+        request=None,
+        responses={200: StatusResponse},
+        summary="Disable a web app (its visitors get a page saying so)",
+    )
+    def post(self, request: Request, username: str, domain: str) -> Response:
+        return super().post(request, username, domain)
 
 
 class StaticFilesAPIView(WebAppAPIView):

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from panel.accounts.models import Via
 from webapps.domains import display_domain
+from webapps.node.outcome import Result, misrouted_warning, summary
 
 
 class WebApp(models.Model):
@@ -22,7 +23,13 @@ class WebApp(models.Model):
     python_version = models.CharField(max_length=16, blank=True)
     virtualenv_path = models.CharField(max_length=4096, blank=True)
     enabled = models.BooleanField(default=True)
+    # The proxy redirects plain HTTP to HTTPS for this app when set.
     force_https = models.BooleanField(default=False)
+    # HTTP basic authentication in front of the app, checked by the node. The password is kept
+    # only as a PBKDF2 hash in Django's format (webapps.actions), never in clear.
+    password_protection_enabled = models.BooleanField(default=False)
+    password_protection_username = models.CharField(max_length=150, blank=True)
+    password_protection_hash = models.CharField(max_length=256, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -46,6 +53,7 @@ class WebApp(models.Model):
 class ReloadEvent(models.Model):
     class Outcome(models.TextChoices):
         OK = "ok", "reloaded"
+        NOT_RUNNING = "not_running", "not running"
         FAILED = "failed", "failed"
 
     webapp = models.ForeignKey(WebApp, on_delete=models.CASCADE, related_name="reloads")
@@ -54,8 +62,14 @@ class ReloadEvent(models.Model):
     )
     via = models.CharField(max_length=8, choices=Via.choices)
     backend = models.CharField(max_length=100, blank=True)
-    outcome = models.CharField(max_length=8, choices=Outcome.choices)
-    duration_ms = models.PositiveIntegerField(default=0)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    # None when nothing was restarted (not running there): no "0 ms" for a reload that was not.
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    workers = models.PositiveSmallIntegerField(null=True, blank=True)
+    generation = models.PositiveIntegerField(null=True, blank=True)  # X-App-Generation now
+    # The node's route table sends the app's traffic elsewhere (to traffic_backend).
+    misrouted = models.BooleanField(default=False)
+    traffic_backend = models.CharField(max_length=100, blank=True)
     message = models.TextField(blank=True)
     log_tail = models.TextField(blank=True)
     request_id = models.CharField(max_length=100, blank=True)
@@ -71,12 +85,54 @@ class ReloadEvent(models.Model):
 
     @property
     def ok(self) -> bool:
-        return self.outcome == self.Outcome.OK
+        """The node did what a reload asks: reloaded it, or it was not running there."""
+        return self.outcome != self.Outcome.FAILED
+
+    @property
+    def result(self) -> Result:
+        return _RESULTS[self.outcome]
+
+    @classmethod
+    def outcome_of(cls, result: str) -> ReloadEvent.Outcome:
+        return next(outcome for outcome, r in _RESULTS.items() if r == result)
+
+    def warning(self) -> str:
+        return misrouted_warning(self.backend, self.traffic_backend) if self.misrouted else ""
+
+    def report(self) -> dict:
+        """What the API and the Web tab answer about this reload (besides ``status``)."""
+        report = {
+            "result": str(self.result),
+            "backend": self.backend,
+            "duration_ms": self.duration_ms,
+            "workers": self.workers,
+            "generation": self.generation,
+            "misrouted": self.misrouted,
+            "summary": self.summary(),
+        }
+        if self.misrouted:
+            report["warning"] = self.warning()
+        return report
 
     def summary(self) -> str:
-        if self.ok:
-            return f"Reloaded on {self.backend} in {self.duration_ms} ms"
-        return f"Reload failed: {self.message}"
+        """What the reload did, in the words of ``webapps.node.outcome.summary``."""
+        return summary(
+            self.result,
+            self.backend,
+            duration_ms=self.duration_ms,
+            workers=self.workers,
+            generation=self.generation,
+            message=self.message,
+            log_tail=self.log_tail,
+            traffic_backend=self.traffic_backend if self.misrouted else "",
+        )
+
+
+_RESULTS = {
+    ReloadEvent.Outcome.OK: Result.RELOADED,
+    ReloadEvent.Outcome.NOT_RUNNING: Result.NOT_RUNNING,
+    ReloadEvent.Outcome.FAILED: Result.FAILED,
+}
 
 
 def attach_last_reloads(webapps: list[WebApp]) -> list[WebApp]:

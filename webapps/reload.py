@@ -19,6 +19,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from webapps import node_client
+from webapps.node.outcome import Result, summary
 
 if TYPE_CHECKING:
     from webapps.models import WebApp
@@ -30,9 +31,34 @@ log = logging.getLogger(__name__)
 class ReloadResult:
     ok: bool
     backend: str  # the node that carried out the reload ("" when none did)
-    duration_ms: int
+    duration_ms: int | None  # None when nothing was restarted (the app was not running there)
     message: str
     log_tail: str = ""  # the last lines of the app's log, shown when a reload fails
+    result: str = ""  # a ``webapps.node.outcome.Result``; "" means reloaded or failed, by ``ok``
+    workers: int | None = None  # reloaded: how many new workers answer
+    generation: int | None = None  # reloaded: the generation now serving (X-App-Generation)
+    # The node's route table sends the app's traffic to ``traffic_backend``, not to ``backend``.
+    misrouted: bool = False
+    traffic_backend: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.result:
+            object.__setattr__(self, "result", Result.RELOADED if self.ok else Result.FAILED)
+        elif self.result not in Result.__members__.values():
+            raise ValueError(f"unknown reload result {self.result!r}")
+
+    def summary(self) -> str:
+        """The one sentence for this outcome (``webapps.node.outcome.summary``)."""
+        return summary(
+            self.result,
+            self.backend,
+            duration_ms=self.duration_ms,
+            workers=self.workers,
+            generation=self.generation,
+            message=self.message,
+            log_tail=self.log_tail,
+            traffic_backend=self.traffic_backend if self.misrouted else "",
+        )
 
 
 class ReloadError(Exception):
@@ -67,13 +93,29 @@ class NodeReloader(Reloader):
             raise ReloadError(
                 f"node {settings.NODE_NAME or '(unnamed)'} did not answer: {exc}"
             ) from exc
+        ok = answer.get("status") == "OK"
+        result = answer.get("result")
+        if result not in Result.__members__.values() or (result == Result.FAILED) == ok:
+            result = ""  # a node that does not say (an older one): reloaded or failed, by status
         return ReloadResult(
-            ok=answer.get("status") == "OK",
+            ok=ok,
             backend=str(answer.get("backend") or settings.NODE_NAME),
-            duration_ms=int(answer.get("duration_ms") or 0),
+            duration_ms=_count(answer.get("duration_ms")),
             message=str(answer.get("message") or ""),
             log_tail=str(answer.get("log_tail") or ""),
+            result=result or "",
+            workers=_count(answer.get("workers")),
+            generation=_count(answer.get("generation")),
+            misrouted=answer.get("misrouted") is True,
+            traffic_backend=str(answer.get("traffic_backend") or ""),
         )
+
+
+def _count(value: object) -> int | None:
+    """A non-negative integer from the node's answer, or None."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
 
 
 def get_reloader() -> Reloader:

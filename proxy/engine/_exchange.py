@@ -274,7 +274,10 @@ class Exchange:
             max_attempts=self.config.max_attempts,
             candidates=len(route.upstreams),
         ):
-            self.engine.stats.retries += 1
+            stats = self.engine.stats
+            stats.retries += 1
+            if self.attempt == 1:  # leaving the first choice: a fallback, by its reason
+                stats.fallbacks[failure.value] += 1
             self.connect(route)
         else:
             self.answer_error(status, detail)

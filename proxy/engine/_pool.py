@@ -88,6 +88,10 @@ class Stats:
         self.rejected: collections.Counter[int] = collections.Counter()
         self.connections = 0
         self.retries = 0
+        # Requests sent to a backend other than their route's first choice, by reason: "down"
+        # (the resolver skipped it, passive health holds it down) or the first attempt's
+        # failure ("connect", "timeout", ...) that sent the request to the next candidate.
+        self.fallbacks: collections.Counter[str] = collections.Counter()
 
     def record(self, label: str, status: int, seconds: float) -> None:
         key = (label, status)

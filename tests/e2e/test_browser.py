@@ -4,11 +4,13 @@ ran. Drives Debian's headless chromium (installed by `make test`), never a downl
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from scripts.platform import REPO_ROOT
-from tests.e2e.harness import routing_table
+from tests.e2e.harness import request, routing_table
 from tests.support import CHROMIUM_FLAGS, chromium_binary
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -44,7 +46,21 @@ def test_it_signs_in_and_reloads_from_the_web_tab(platform, cast, apps):
             page.evaluate("window.stillTheSamePage = true")
             form.locator("button").click()
             outcome = form.locator(".outcome")
+            # Never requested yet (the suite's first test), nothing runs there and the outcome
+            # says so; run after another test that requested it, it was reloaded.
+            expect(outcome).to_contain_text(
+                re.compile(
+                    rf"Not running on {expected}: the next request starts it with this code"
+                    rf"|Reloaded on {expected} in"
+                ),
+                timeout=60_000,
+            )
+            served = request(platform.config.proxy_port, "GET", "/", host=domain, timeout=60)
+            assert served.headers["x-backend"] == expected
+            generation = int(served.headers["x-app-generation"])
+            form.locator("button").click()
             expect(outcome).to_contain_text(f"Reloaded on {expected} in", timeout=60_000)
+            expect(outcome).to_contain_text(f"generation {generation + 1})")
             assert page.evaluate("window.stillTheSamePage") is True
             page.screenshot(path=str(ARTIFACTS / "web-tab-reload.png"), full_page=True)
         finally:

@@ -16,7 +16,16 @@ def test_it_reloads_and_answers_like_the_hosting_api(settings, owner_api, owner_
     settings.WEBAPPS_RELOADER = "tests.webapps.support.OkReloader"
     response = owner_api.post(URL)
     assert response.status_code == 200
-    assert response.json() == {"status": "OK", "backend": "b7", "duration_ms": 12}
+    assert response.json() == {
+        "status": "OK",
+        "result": "reloaded",
+        "backend": "b7",
+        "duration_ms": 12,
+        "workers": None,
+        "generation": None,
+        "misrouted": False,
+        "summary": "Reloaded on b7 in 12 ms",
+    }
     event = ReloadEvent.objects.get()
     assert (event.via, event.user, event.backend) == ("api", owner_app.owner, "b7")
 

@@ -110,7 +110,7 @@ async def reload_in_place(devtools_port: int, url: str, session_cookie: str) -> 
             await page.evaluate("window.marker = 'same page'")
             await page.evaluate("document.querySelector('form[data-reload] button').click()")
             outcome = await page.wait_for(
-                "(t => /Reload(ed| failed)/.test(t) && t)"
+                "(t => /Reload(ed| failed)|Not running/.test(t) && t)"
                 "(document.querySelector('form[data-reload] .outcome').textContent.trim())"
             )
             return {
@@ -152,6 +152,6 @@ def test_a_failed_reload_shows_the_log_tail_in_place(
     seen = reload_seen_in_browser(
         settings, live_server, chromium, client, owner, "tests.webapps.support.BrokenAppReloader"
     )
-    assert seen["outcome"] == "Reload failed: the app failed to start"
+    assert seen["outcome"] == "Reload failed on b7: SyntaxError: <boom> (the app failed to start)"
     assert seen["marker"] == "same page"
     assert "SyntaxError: <boom>" in seen["log_tail"]

@@ -2,15 +2,25 @@
 
 ``Node.dispatch`` answers control requests (see ``webapps.node.control``). The HTTP side and the
 route-table subscription are added by ``webapps.node.server``.
+
+Every reload is checked against the node's own copy of the route table: when the table sends
+the app's traffic to another node that this node can reach, the reload was routed unlike the
+traffic (a proxy of another version, a bug). It is counted, flagged in the answer and still
+carried out: refusing it would turn a routing disagreement into a reload that never happens.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from routing import InvalidHost, canonical_host
+from routing import InvalidHost, RouteTable, canonical_host
+from routing.addresses import InvalidAddress, parse_address
 from webapps.node import homefs
 from webapps.node.control import BadRequest
 from webapps.node.directory import AppDirectory
@@ -25,13 +35,38 @@ from webapps.node.logs import (
     rotated_path,
     tail,
 )
+from webapps.node.outcome import Result, misrouted_warning, summary
 from webapps.node.spec import AppSpec
-from webapps.node.supervisor import Supervisor
+from webapps.node.supervisor import ReloadOutcome, Supervisor
 
 log = logging.getLogger(__name__)
 
 # The panel's reloader when it runs on a node (a dotted path the panel imports, never the node).
 PANEL_RELOADER = "webapps.reload.NodeReloader"
+# How far down an app's ranking a reload is checked, and how long a peer may take to accept a
+# connection before it counts as down (the proxy would have fallen back past it too).
+CHECK_RANKS = 4
+PEER_CONNECT_TIMEOUT = 1.0
+
+Reachable = Callable[[str], Awaitable[bool]]
+
+
+async def tcp_reachable(address: str) -> bool:
+    """True when ``host:port`` accepts a TCP connection within ``PEER_CONNECT_TIMEOUT``."""
+    try:
+        parsed = parse_address(address)
+    except InvalidAddress:
+        return False
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(parsed.bind_host, parsed.port), PEER_CONNECT_TIMEOUT
+        )
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
 
 
 def panel_spec(*, node_name: str, panel_host: str, control_socket: Path, base_dir: Path) -> AppSpec:
@@ -61,11 +96,17 @@ class Node:
         supervisor: Supervisor,
         directory: AppDirectory,
         in_force: tuple[str, ...] = (),
+        routes: Callable[[], RouteTable | None] = lambda: None,
+        reachable: Reachable = tcp_reachable,
     ) -> None:
         self.name = name
         self.supervisor = supervisor
         self.directory = directory
         self.in_force = in_force  # the start-up lines: isolation, cgroups
+        self.routes = routes  # the node's copy of the route table (None: it follows none)
+        self.reachable = reachable
+        self.reloads: Counter[str] = Counter()  # by result
+        self.misrouted_reloads = 0
 
     @property
     def isolation(self) -> str:
@@ -80,7 +121,10 @@ class Node:
                 "isolation": self.isolation,
                 "in_force": list(self.in_force),
                 "apps": self.supervisor.status(),
+                "reloads": self.reload_counts(),
             }
+        if op == "metrics":
+            return {"status": "OK", "backend": self.name, "metrics": self.metrics()}
         if op == "reload":
             return await self._reload(_domain(request))
         if op == "logs":
@@ -94,8 +138,8 @@ class Node:
         if op == "home_file":
             return self._home_file(request)
         raise BadRequest(
-            f"unknown op {op!r}; one of reload, logs, log_files, log_read, log_delete, "
-            "home_file, status"
+            f"unknown op {op!r}; one of reload, logs, log_files, log_read, log_delete, status, "
+            "metrics, home_file"
         )
 
     def _home_file(self, request: dict) -> dict:
@@ -124,23 +168,86 @@ class Node:
 
     async def _reload(self, domain: str) -> dict:
         spec = await self.directory.get(domain, fresh=True)
-        if spec is None:
-            return {
-                "status": "ERROR",
-                "backend": self.name,
-                "duration_ms": 0,
-                "message": f"no enabled app {domain} is known to node {self.name}",
-                "log_tail": "",
-            }
-        outcome = await self.supervisor.reload(spec)
-        log.info("reload %s on %s: ok=%s %s", domain, self.name, outcome.ok, outcome.message)
+        traffic = await self.traffic_backend(domain)
+        if spec is None or not spec.enabled:
+            outcome = ReloadOutcome(
+                Result.FAILED, f"no enabled app {domain} is known to node {self.name}", None
+            )
+        else:
+            outcome = await self.supervisor.reload(spec)
+        misrouted = traffic is not None and traffic != self.name
+        self.reloads[outcome.result] += 1
+        if misrouted:
+            self.misrouted_reloads += 1
+            log.warning(
+                "reload of %s reached %s, but the route table sends its traffic to %s",
+                domain,
+                self.name,
+                traffic,
+            )
+        log.info("reload %s on %s: %s %s", domain, self.name, outcome.result, outcome.message)
         return {
             "status": "OK" if outcome.ok else "ERROR",
+            "result": str(outcome.result),
             "backend": self.name,
             "duration_ms": outcome.duration_ms,
+            "workers": outcome.workers,
+            "generation": outcome.generation,
             "message": outcome.message,
             "log_tail": outcome.log_tail,
+            "misrouted": misrouted,
+            "traffic_backend": traffic,
+            "warning": misrouted_warning(self.name, traffic) if misrouted else "",
+            "summary": summary(
+                outcome.result,
+                self.name,
+                duration_ms=outcome.duration_ms,
+                workers=outcome.workers,
+                generation=outcome.generation,
+                message=outcome.message,
+                log_tail=outcome.log_tail,
+                traffic_backend=traffic if misrouted else "",
+            ),
         }
+
+    async def traffic_backend(self, domain: str) -> str | None:
+        """The node that the route table sends ``domain``'s traffic to, as this node sees it.
+
+        The first of the app's ranking that is this node or accepts connections (a proxy skips
+        a backend that is down, so a reload that follows it here is not misrouted). None when
+        the node follows no table, the table has no active backend, or none of the first
+        ``CHECK_RANKS`` is reachable. Peers are only probed when the first choice is another
+        node: the usual reload costs no connection.
+        """
+        table = self.routes()
+        if table is None:
+            return None
+        for backend in table.ranking(domain, limit=CHECK_RANKS):
+            if backend.name == self.name or await self.reachable(backend.address):
+                return backend.name
+        return None
+
+    def reload_counts(self) -> dict[str, int]:
+        counts = {str(result): self.reloads[result] for result in Result}
+        counts["misrouted"] = self.misrouted_reloads
+        return counts
+
+    def metrics(self) -> str:
+        """The node's reload counters in Prometheus text format (0.0.4)."""
+        node = f'node="{self.name}"'
+        lines = [
+            "# HELP hosting_node_reloads_total Reloads asked of this node, by result.",
+            "# TYPE hosting_node_reloads_total counter",
+            *(
+                f'hosting_node_reloads_total{{{node},result="{result}"}} {self.reloads[result]}'
+                for result in Result
+            ),
+            "# HELP hosting_node_misrouted_reloads_total Reloads for apps whose traffic the "
+            "node's route table sends to another node (carried out anyway).",
+            "# TYPE hosting_node_misrouted_reloads_total counter",
+            f"hosting_node_misrouted_reloads_total{{{node}}} {self.misrouted_reloads}",
+        ]
+        return "\n".join(lines) + "\n"
 
     def _logs(self, domain: str, lines: int) -> dict:
         logs = {kind: tail(self.supervisor.log_file(domain, kind), lines) for kind in LOG_KINDS}

@@ -15,10 +15,16 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from webapps.node import gunicorn_conf
+
 # gunicorn settings every app gets; it runs in the app's own Python (maybe a virtualenv), so it
 # uses the standard library only.
-GUNICORN_CONF = Path(__file__).resolve().parent / "gunicorn_conf.py"
-READY_FD_ENV = "HOSTING_NODE_READY_FD"
+GUNICORN_CONF = Path(gunicorn_conf.__file__).resolve()
+# Names the node and that file share; the file owns them (it can import nothing of ours).
+READY_FD_ENV = gunicorn_conf.READY_FD_ENV
+GENERATION_FD_ENV = gunicorn_conf.GENERATION_FD_ENV
+GENERATION_HEADER = gunicorn_conf.GENERATION_HEADER
+GENERATION_BYTES = gunicorn_conf.GENERATION_BYTES
 DEFAULT_WSGI_ENTRY = "wsgi:application"
 # The one WSGI-entry rule (the panel validates with ``check_wsgi_entry`` too): ``module:callable``,
 # a dotted module and one callable name, ASCII identifiers. gunicorn imports the module and looks
@@ -120,6 +126,13 @@ class AppSpec:
     # Served by the node itself, read with every lookup: changes need no reload, and they are
     # no change of the process's settings (not compared, so they never restart it).
     static: tuple[StaticMapping, ...] = field(default=(), compare=False)
+    # Neither are these: checked by the node in front of the app. A disabled app is known but
+    # not served (its visitors get the node's "disabled" page); password protection
+    # (webapps.node.basic_auth) is the user name and the PBKDF2 verifier of its password, and
+    # no verifier is no protection.
+    enabled: bool = field(default=True, compare=False)
+    auth_username: str = field(default="", compare=False)
+    auth_verifier: str = field(default="", compare=False)
 
 
 def app_dir(run_dir: Path, name: str) -> Path:
@@ -237,7 +250,14 @@ def gunicorn_argv(
     return argv
 
 
-def app_env(spec: AppSpec, *, home_root: Path, base_env: dict[str, str], ready_fd: int) -> dict:
+def app_env(
+    spec: AppSpec,
+    *,
+    home_root: Path,
+    base_env: dict[str, str],
+    ready_fd: int,
+    generation_fd: int | None = None,
+) -> dict:
     """The environment of an app's process.
 
     A user app gets only what a program needs to run, never the node's own variables. The
@@ -262,4 +282,6 @@ def app_env(spec: AppSpec, *, home_root: Path, base_env: dict[str, str], ready_f
             env["PATH"] = f"{spec.virtualenv_path}/bin:{path}"
         env.update(spec.extra_env)
     env[READY_FD_ENV] = str(ready_fd)
+    if generation_fd is not None:
+        env[GENERATION_FD_ENV] = str(generation_fd)
     return env

@@ -24,6 +24,10 @@ costs at most two restarts, and every caller gets code at least as new as its re
 A reload waiter is done once ``restarts`` reaches ``restarts + 1`` (HUP/JOIN) or ``+ 2``
 (QUEUE) counted when it asked.
 
+Generations: every spawn and every HUP begins a new ``generation`` (1, 2, ...): the workers it
+boots load the code anew and tag their readiness and their responses with it, so a worker of an
+older generation is never counted as fresh and an owner can tell which load served a response.
+
 Invariants: at most one process per app; a request never spawns a process while one exists;
 the failure count resets once a process has run for ``STABLE_SECONDS``.
 """
@@ -84,6 +88,7 @@ class AppState:
     restarts: int = 0  # spawns plus completed reloads: how often fresh code was loaded
     signalled: bool = False  # RELOADING: the HUP has been sent
     reload_queued: bool = False  # one more restart is owed once the current one is ready
+    generation: int = 0  # the load being started or served: bumped by every spawn and HUP
 
     def _expect(self, *phases: Phase) -> None:
         if self.phase not in phases:
@@ -101,6 +106,7 @@ class AppState:
         if self.phase == Phase.BACKOFF and now < self.retry_at:
             return OnRequest.FAIL
         self.phase = Phase.STARTING
+        self.generation += 1
         return OnRequest.START
 
     # --- process lifecycle -----------------------------------------------------------------
@@ -181,6 +187,7 @@ class AppState:
     def on_signalled(self) -> None:
         self._expect(Phase.RELOADING)
         self.signalled = True
+        self.generation += 1
 
     def on_reload_timed_out(self) -> None:
         """New workers did not answer in time; the process lives on (gunicorn keeps trying)."""

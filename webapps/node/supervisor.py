@@ -8,6 +8,11 @@ so starts and reloads wait for workers that really answer, not just for the sock
 Reload is gunicorn's graceful HUP: new workers load the code, the old ones finish their
 in-flight requests; requests arriving meanwhile wait in the socket's backlog. When the new code
 fails to import, gunicorn's master gives up and exits; the app answers 502 until it is fixed.
+
+Each spawn and HUP is a new generation (``AppState.generation``): the node writes its number to
+a small file the process inherits by descriptor, the workers it boots read it, report
+``<pid> <generation>`` when ready and tag their responses with it; only workers of the
+generation being loaded count as fresh.
 """
 
 from __future__ import annotations
@@ -25,8 +30,10 @@ from pathlib import Path
 
 from webapps.node import logs as applogs
 from webapps.node.launching import Isolated, plan_launch
+from webapps.node.outcome import Result
 from webapps.node.sandbox import LAUNCH_FAILED
 from webapps.node.spec import (
+    GENERATION_BYTES,
     AppSpec,
     SourceRefused,
     app_env,
@@ -60,10 +67,16 @@ class AppUnavailable(Exception):
 
 @dataclass(frozen=True)
 class ReloadOutcome:
-    ok: bool
+    result: Result
     message: str
-    duration_ms: int
+    duration_ms: int | None  # None when nothing was restarted (not running here)
     log_tail: str = ""
+    workers: int | None = None  # reloaded: how many new workers answer
+    generation: int | None = None  # reloaded: the generation that now serves
+
+    @property
+    def ok(self) -> bool:
+        return self.result != Result.FAILED
 
 
 @dataclass
@@ -83,6 +96,7 @@ class _App:
     pipes_closed: asyncio.Event = field(default_factory=asyncio.Event)
     transports: list[asyncio.BaseTransport] = field(default_factory=list)
     capture: bytearray = field(default_factory=bytearray)
+    generation_fd: int = -1  # the file the process reads its generation from
     group: str | None = None  # the owner's cgroup its running process is in
 
     def notify(self) -> None:
@@ -110,9 +124,9 @@ class _LogPipe(asyncio.Protocol):
 
 
 class _ReadyPipe(asyncio.Protocol):
-    """Reads worker pids, one per line, that gunicorn workers write once they serve."""
+    """Reads ``<pid> <generation>`` lines that gunicorn workers write once they serve."""
 
-    def __init__(self, app: _App, on_ready: Callable[[_App, int], None]) -> None:
+    def __init__(self, app: _App, on_ready: Callable[[_App, int, int], None]) -> None:
         self.app = app
         self.on_ready = on_ready
         self.buffer = b""
@@ -123,8 +137,9 @@ class _ReadyPipe(asyncio.Protocol):
         if len(self.buffer) > _READY_LINE_MAX:
             self.buffer = b""
         for line in lines:
-            if line.strip().isdigit():
-                self.on_ready(self.app, int(line))
+            fields = line.split()
+            if len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit():
+                self.on_ready(self.app, int(fields[0]), int(fields[1]))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.app.pipes_open -= 1
@@ -219,9 +234,7 @@ class Supervisor:
         started = self.clock()
         app = self._apps.get(spec.name)
         if app is None:
-            return self._outcome(
-                started, True, "not running on this node; the next request loads the new code"
-            )
+            return _not_running()
         if app.spec != spec and app.state.phase in (Phase.RUNNING, Phase.RELOADING):
             # Settings that gunicorn reads from its command line changed: HUP cannot apply them,
             # so stop the process and start it anew, reporting how that start went.
@@ -230,35 +243,35 @@ class Supervisor:
             try:
                 await self.socket_for(spec)
             except AppUnavailable as exc:
-                return self._outcome(started, False, exc.reason, self._captured(app))
-            return self._outcome(started, True, "restarted with the new settings")
+                return self._failed(started, exc.reason, self._captured(app))
+            return self._reloaded(
+                started, app, app.state.generation, "restarted with the new settings"
+            )
         app.spec = spec
         decision = app.state.on_reload()
         if decision == OnReload.NOT_RUNNING:
             app.server.line("reload: not running; the next request starts it with fresh code")
             app.notify()
-            return self._outcome(
-                started, True, "not running on this node; the next request loads the new code"
-            )
+            return _not_running()
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         app.waiters.append((app.state.target(decision), future))
         if decision == OnReload.HUP:
             self._spawn_task(self._signal_reload(app, self.coalesce_window))
         try:
-            error = await asyncio.wait_for(asyncio.shield(future), self.reload_timeout)
+            error, generation = await asyncio.wait_for(asyncio.shield(future), self.reload_timeout)
         except TimeoutError:
             app.state.on_reload_timed_out()
             app.server.line(f"reload: new workers did not answer within {self.reload_timeout:g}s")
-            return self._outcome(
+            return self._failed(
                 started,
-                False,
                 f"the new workers did not answer within {self.reload_timeout:g} s",
                 self.error_tail(spec.name),
             )
         if error:
-            return self._outcome(started, False, error, self._captured(app))
-        app.server.line(f"reloaded in {int((self.clock() - started) * 1000)} ms")
-        return self._outcome(started, True, "reloaded")
+            return self._failed(started, error, self._captured(app))
+        outcome = self._reloaded(started, app, generation, "reloaded")
+        app.server.line(f"reloaded in {outcome.duration_ms} ms (generation {generation})")
+        return outcome
 
     async def stop(self, name: str, reason: str) -> None:
         app = self._apps.get(name)
@@ -301,6 +314,7 @@ class Supervisor:
                 "phase": str(app.state.phase),
                 "pid": app.process.pid if app.process and app.process.returncode is None else None,
                 "restarts": app.state.restarts,
+                "generation": app.state.generation,
                 "failures": app.state.failures,
                 "last_error": app.state.last_error,
             }
@@ -356,10 +370,19 @@ class Supervisor:
             return spec
         return dataclasses.replace(spec, workers=workers, threads=threads)
 
-    @staticmethod
-    def _outcome(started: float, ok: bool, message: str, tail: str = "") -> ReloadOutcome:
-        ms = int((time.monotonic() - started) * 1000)
-        return ReloadOutcome(ok=ok, message=message, duration_ms=ms, log_tail=tail)
+    def _reloaded(self, started: float, app: _App, generation: int, message: str) -> ReloadOutcome:
+        return ReloadOutcome(
+            Result.RELOADED,
+            message,
+            int((self.clock() - started) * 1000),
+            workers=app.spec.workers,
+            generation=generation,
+        )
+
+    def _failed(self, started: float, message: str, tail: str) -> ReloadOutcome:
+        return ReloadOutcome(
+            Result.FAILED, message, int((self.clock() - started) * 1000), log_tail=tail
+        )
 
     async def _start(self, app: _App) -> None:
         spec = app.spec
@@ -377,6 +400,7 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         fds = [os.pipe() for _ in range(4)]  # stdout, stderr, access, ready
         (r_out, w_out), (r_err, w_err), (r_acc, w_acc), (r_ready, w_ready) = fds
+        generation_fd = _generation_file(app.state.generation)
         try:
             argv = gunicorn_argv(
                 self._bounded(spec),
@@ -385,7 +409,13 @@ class Supervisor:
                 timeout=self.request_timeout,
                 graceful_timeout=max(1, int(self.stop_timeout) - 2),
             )
-            env = app_env(spec, home_root=self.home_root, base_env=self.base_env, ready_fd=w_ready)
+            env = app_env(
+                spec,
+                home_root=self.home_root,
+                base_env=self.base_env,
+                ready_fd=w_ready,
+                generation_fd=generation_fd,
+            )
             plan = plan_launch(
                 spec,
                 argv=argv,
@@ -393,7 +423,7 @@ class Supervisor:
                 cwd=cwd,
                 socket=app.socket,
                 home_root=self.home_root,
-                fds=(w_acc, w_ready),
+                fds=(w_acc, w_ready, generation_fd),
                 isolated=self.isolated,
             )
             process = await asyncio.create_subprocess_exec(
@@ -411,6 +441,7 @@ class Supervisor:
             for r, w in fds:
                 os.close(r)
                 os.close(w)
+            os.close(generation_fd)
             message = (
                 str(exc) if isinstance(exc, SourceRefused) else f"could not start gunicorn: {exc}"
             )
@@ -425,10 +456,12 @@ class Supervisor:
             # Stopped (node shutting down, app moved away) while we were spawning it.
             for r, _ in fds:
                 os.close(r)
+            os.close(generation_fd)
             self._kill_group(process, signal.SIGKILL)
             await process.wait()
             return
         app.process = process
+        app.generation_fd = generation_fd
         app.group = plan.group
         app.capture = bytearray()
         app.ready_count = 0
@@ -446,7 +479,10 @@ class Supervisor:
         )
         app.transports.append(transport)
         who = "" if plan.uid is None else f" as uid {plan.uid}"
-        app.server.line(f"started gunicorn pid {process.pid}{who} ({spec.wsgi_entry} in {cwd})")
+        app.server.line(
+            f"started gunicorn pid {process.pid}{who} ({spec.wsgi_entry} in {cwd}, "
+            f"generation {app.state.generation})"
+        )
         _pidfile(app.socket).write_text(f"{process.pid} {_start_time(process.pid)}")
         self._spawn_task(self._watch(app, process))
         self._spawn_task(self._start_deadline(app, process))
@@ -460,10 +496,10 @@ class Supervisor:
             app.notify()
             self._kill_group(process, signal.SIGKILL)
 
-    def _worker_ready(self, app: _App, pid: int) -> None:
+    def _worker_ready(self, app: _App, pid: int, generation: int) -> None:
         phase = app.state.phase
         counting = phase == Phase.STARTING or (phase == Phase.RELOADING and app.state.signalled)
-        if not counting or pid in app.old_pids:
+        if not counting or pid in app.old_pids or generation != app.state.generation:
             return
         app.ready_count += 1
         if app.ready_count < self._bounded(app.spec).workers:
@@ -473,7 +509,7 @@ class Supervisor:
         app.waiters = [(t, f) for t, f in app.waiters if t > app.state.restarts]
         for _, future in done:
             if not future.done():
-                future.set_result("")
+                future.set_result(("", app.state.generation))
         if queued:
             self._spawn_task(self._signal_reload(app, 0.0))
         app.notify()
@@ -489,7 +525,8 @@ class Supervisor:
         app.capture = bytearray()
         app.ready_count = 0
         app.old_pids = frozenset(_descendants(process.pid))
-        app.server.line("reload: HUP sent, new workers are loading the code")
+        _write_generation(app.generation_fd, app.state.generation)
+        app.server.line(f"reload: HUP sent, generation {app.state.generation} is loading the code")
         with contextlib.suppress(ProcessLookupError):
             os.kill(process.pid, signal.SIGHUP)
 
@@ -505,6 +542,9 @@ class Supervisor:
             _pidfile(app.socket).unlink()
         if app.process is process:
             app.process = None
+            if app.generation_fd >= 0:
+                os.close(app.generation_fd)
+                app.generation_fd = -1
             if app.group is not None and self.isolated and self.isolated.groups is not None:
                 with contextlib.suppress(OSError):
                     self.isolated.groups.remove(app.group)  # only once the owner has none left
@@ -521,7 +561,7 @@ class Supervisor:
             app.state.on_exited(self.clock(), what)
         for _, future in app.waiters:
             if not future.done():
-                future.set_result(app.state.last_error or "the app stopped")
+                future.set_result((app.state.last_error or "the app stopped", 0))
         app.waiters = []
         app.notify()
 
@@ -589,6 +629,24 @@ def _describe_exit(returncode: int, phase: Phase) -> str:
     if returncode < 0:
         return f"gunicorn was killed by signal {signal.Signals(-returncode).name} while {phase}"
     return f"gunicorn exited with code {returncode} while {phase}"
+
+
+def _not_running() -> ReloadOutcome:
+    return ReloadOutcome(
+        Result.NOT_RUNNING, "not running on this node; the next request starts it", None
+    )
+
+
+def _generation_file(generation: int) -> int:
+    """An anonymous file holding ``generation``; the app process inherits its descriptor."""
+    fd = os.memfd_create("hosting-generation", os.MFD_CLOEXEC)
+    _write_generation(fd, generation)
+    return fd
+
+
+def _write_generation(fd: int, generation: int) -> None:
+    if fd >= 0:
+        os.pwrite(fd, b"%0*d" % (GENERATION_BYTES, generation), 0)
 
 
 def _pidfile(socket: Path) -> Path:

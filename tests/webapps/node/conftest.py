@@ -4,12 +4,18 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from tests.support import LoopThread
+from routing import RouteTable
+from tests.support import LoopThread, free_port
+from webapps.node.control import ControlServer
+from webapps.node.directory import AppDirectory
+from webapps.node.node import Node
+from webapps.node.spec import AppSpec
 from webapps.node.supervisor import Supervisor
 
 
@@ -64,6 +70,42 @@ def supervisor_factory(short_tmp, home_root, loop_thread):
         for pid in pids:  # belt and braces: no process group may outlive a test
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def node_control(supervisor_factory, short_tmp, loop_thread):
+    """A node core named b7 whose database is a dict (the outermost edge), and its socket.
+
+    Its route table is ``tables[0]`` (none at first), set by the test.
+    """
+    sup = supervisor_factory()
+    specs: dict[str, AppSpec] = {}
+    path = short_tmp / "control.sock"
+    tables: list[RouteTable | None] = [None]
+
+    async def build():
+        directory = AppDirectory(system={}, lookup=specs.get, cache_seconds=0)
+        node = Node(name="b7", supervisor=sup, directory=directory, routes=lambda: tables[0])
+        server = ControlServer(path, node.dispatch)
+        await server.start()
+        return server
+
+    server = loop_thread.run(build())
+    yield sup, specs, path, tables
+    loop_thread.run(server.close())
+
+
+@pytest.fixture
+def free_tcp_address():
+    """An address where nothing listens: a node that is down."""
+    return f"127.0.0.1:{free_port()}"
+
+
+@pytest.fixture
+def peer():
+    """A listening TCP socket standing in for another node that is up."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        yield f"127.0.0.1:{server.getsockname()[1]}"
 
 
 @pytest.fixture(scope="session")

@@ -18,10 +18,10 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from pathlib import Path
 
+from routing import ALGORITHM, Backend, RouteTable
 from tests.support import child_env, free_port, port_open, repo_root, run_python, wait_until
 from webapps.node.control import call
 
@@ -32,14 +32,7 @@ def write_app(
     """Write ``body`` (Python source defining ``application``) as an app's code; return its dir."""
     source = home_root / owner.lower() / domain
     source.mkdir(parents=True, exist_ok=True)
-    path = source / entry_file
-    previous = path.stat().st_mtime if path.exists() else None
-    path.write_text(textwrap.dedent(body))
-    if previous is not None:
-        # Python's bytecode cache trusts (mtime in whole seconds, size): an edit within the same
-        # second keeping the size would load the old code. A person's edits are seconds apart.
-        bumped = max(time.time(), previous + 1)
-        os.utime(path, (bumped, bumped))
+    (source / entry_file).write_text(textwrap.dedent(body))
     return source
 
 
@@ -67,11 +60,19 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 
 def get_unix(path: str, target: str = "/", host: str = "app.test", timeout: float = 10.0):
     """GET over a unix socket; returns (status, body text)."""
+    status, _, body = get_unix_response(path, target, host, timeout)
+    return status, body
+
+
+def get_unix_response(
+    path: str, target: str = "/", host: str = "app.test", timeout: float = 10.0
+) -> tuple[int, dict[str, str], str]:
+    """GET over a unix socket; returns (status, headers, body text)."""
     conn = UnixHTTPConnection(path, timeout)
     try:
         conn.request("GET", target, headers={"Host": host})
         response = conn.getresponse()
-        return response.status, response.read().decode()
+        return response.status, dict(response.getheaders()), response.read().decode()
     finally:
         conn.close()
 
@@ -270,3 +271,14 @@ def copy_db(template: Path, workdir: Path) -> Path:
     database = workdir / "db.sqlite3"
     shutil.copy(template, database)
     return database
+
+
+def table_of(**addresses: str) -> RouteTable:
+    backends = tuple(Backend(name, address) for name, address in addresses.items())
+    return RouteTable(version=1, algorithm=ALGORITHM, backends=backends)
+
+
+def domain_served_by(table: RouteTable, name: str) -> str:
+    return next(
+        d for d in (f"app{i}.apps.test" for i in range(1000)) if table.backend_for(d).name == name
+    )

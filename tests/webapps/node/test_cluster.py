@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import threading
@@ -9,10 +10,14 @@ import threading
 import pytest
 import redis
 
+from proxy.engine import Engine
+from proxy.front import FrontResolver
 from routing import ALGORITHM, Backend, RouteTable, reload_path, route_key
+from routing.fleet import Member, member_key
 from routing.publish import publish_table
-from tests.support import wait_until
+from tests.support import LoopThread, free_port, wait_until
 from tests.webapps.node.support import add_apps, answer_app, write_app
+from webapps.node.control import call
 
 PANEL = "panel.localhost"
 TYPED = "IronHand.Apps.Localhost"  # as the user typed it: mixed case
@@ -138,3 +143,79 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+class OlderProxyResolver(FrontResolver):
+    """A proxy of an older version: routes reload URLs by the domain as typed in the URL, case
+    kept (the incident's bug), and everything else as the current code does."""
+
+    def key(self, head) -> str:
+        parts = head.path.split("?")[0].rstrip("/").split("/")
+        if head.host.decode("latin-1") == PANEL and parts[-1:] == ["reload"]:
+            return parts[-2]
+        return super().key(head)
+
+
+def spelling_routed_elsewhere(table: RouteTable) -> str:
+    """A spelling of DOMAIN whose case-kept form the table gives to another node."""
+    serving = table.backend_for(DOMAIN).name
+    for mask in range(1, 2**8):
+        typed = "".join(c.upper() if i < 8 and mask >> i & 1 else c for i, c in enumerate(DOMAIN))
+        if table.backend_for(typed).name != serving:
+            return typed
+    raise AssertionError("no spelling of the domain routes elsewhere")
+
+
+def test_a_reload_misrouted_by_an_older_proxy_is_counted_flagged_and_still_done(cluster, platform):
+    nodes, publish, token = cluster
+    table = publish(1)
+    serving = table.backend_for(DOMAIN).name
+    typed = spelling_routed_elsewhere(table)
+    wrong = table.backend_for(typed).name
+    for node in nodes.values():  # both follow version 1 and run the app
+        wait_until(lambda node=node: node.request(TYPED)[2] == "v1", what="the app")
+    loop = LoopThread(timeout=60.0)
+    port = free_port()
+
+    async def start_proxy() -> Engine:
+        engine = Engine(OlderProxyResolver(lambda: table, PANEL))
+        await engine.listen("127.0.0.1", port)
+        return engine
+
+    engine = loop.run(start_proxy())
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=90)
+        conn.request(
+            "POST",
+            f"/api/v0/user/IronHand/webapps/{typed}/reload/",
+            headers={"Host": PANEL, "Authorization": f"Token {token}", "Content-Length": "0"},
+        )
+        response = conn.getresponse()
+        answer = json.loads(response.read())
+        conn.close()
+    finally:
+        loop.run(engine.shutdown(grace=5))
+        loop.stop()
+
+    assert (response.status, answer["backend"], answer["result"]) == (200, wrong, "reloaded")
+    assert answer["misrouted"] is True
+    assert f"sends this app's traffic to {serving}, not to {wrong}" in answer["warning"]
+    assert answer["warning"] in answer["summary"]
+    reloads = call(nodes[wrong].control_socket, {"op": "status"}, timeout=10)["reloads"]
+    assert reloads["misrouted"] == 1
+    assert call(nodes[serving].control_socket, {"op": "status"}, timeout=10)["reloads"] == {
+        "reloaded": 0,
+        "not_running": 0,
+        "failed": 0,
+        "misrouted": 0,
+    }
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    try:  # the fleet page's line for the node
+        key = member_key("node", wrong, platform.env["REDIS_PREFIX"])
+        wait_until(
+            lambda: (raw := client.get(key)) and Member.from_json(raw).misrouted_reloads == 1,
+            timeout=20,
+            what="the misrouted reload in the node's heartbeat",
+        )
+    finally:
+        client.close()

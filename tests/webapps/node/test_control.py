@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -12,31 +13,12 @@ import sys
 import pytest
 
 from tests.support import wait_until
-from tests.webapps.node.support import answer_app, get_unix, write_app
+from tests.webapps.node.support import answer_app, domain_served_by, get_unix, table_of, write_app
 from webapps import node_client as client
 from webapps.node.control import ControlError, ControlServer, call
 from webapps.node.directory import AppDirectory
 from webapps.node.node import Node
 from webapps.node.spec import AppSpec
-
-
-@pytest.fixture
-def node_control(supervisor_factory, short_tmp, loop_thread):
-    """A node core named b7 whose database is a dict (the outermost edge), and its socket."""
-    sup = supervisor_factory()
-    specs: dict[str, AppSpec] = {}
-    path = short_tmp / "control.sock"
-
-    async def build():
-        directory = AppDirectory(system={}, lookup=specs.get, cache_seconds=0)
-        node = Node(name="b7", supervisor=sup, directory=directory)
-        server = ControlServer(path, node.dispatch)
-        await server.start()
-        return server
-
-    server = loop_thread.run(build())
-    yield sup, specs, path
-    loop_thread.run(server.close())
 
 
 def add_app(specs, home_root, domain, text):
@@ -46,7 +28,7 @@ def add_app(specs, home_root, domain, text):
 
 
 def test_it_reloads_an_app_named_in_any_spelling(node_control, home_root, loop_thread):
-    sup, specs, path = node_control
+    sup, specs, path, _ = node_control
     spec = add_app(specs, home_root, "shop.apps.test", "v1")
     sock = loop_thread.run(sup.socket_for(spec))
     add_app(specs, home_root, "shop.apps.test", "v2")
@@ -59,7 +41,7 @@ def test_it_reloads_an_app_named_in_any_spelling(node_control, home_root, loop_t
 def test_a_reload_with_broken_code_answers_error_with_the_traceback(
     node_control, home_root, loop_thread
 ):
-    sup, specs, path = node_control
+    sup, specs, path, _ = node_control
     spec = add_app(specs, home_root, "broken.apps.test", "v1")
     loop_thread.run(sup.socket_for(spec))
     write_app(home_root, "carol", "broken.apps.test", "import nonexistent_module_xyz\n")
@@ -69,13 +51,13 @@ def test_a_reload_with_broken_code_answers_error_with_the_traceback(
 
 
 def test_a_reload_of_an_unknown_app_is_an_error(node_control):
-    _, _, path = node_control
+    _, _, path, _ = node_control
     answer = client.reload("nobody.apps.test", socket_path=str(path))
     assert answer["status"] == "ERROR" and "nobody.apps.test" in answer["message"]
 
 
 def test_it_serves_the_last_lines_of_each_log(node_control, home_root, loop_thread):
-    sup, specs, path = node_control
+    sup, specs, path, _ = node_control
     spec = add_app(specs, home_root, "logged.apps.test", "hi")
     sock = loop_thread.run(sup.socket_for(spec))
     get_unix(sock, "/visible-in-the-access-log")
@@ -104,13 +86,13 @@ def _with_access(logs):
     ],
 )
 def test_it_refuses_bad_requests_precisely(node_control, request_doc, problem):
-    _, _, path = node_control
+    _, _, path, _ = node_control
     answer = call(path, request_doc, timeout=5)
     assert answer["status"] == "ERROR" and problem in answer["message"]
 
 
 def test_it_refuses_a_request_that_is_not_json(node_control):
-    _, _, path = node_control
+    _, _, path, _ = node_control
     with socket.socket(socket.AF_UNIX) as sock:
         sock.settimeout(5)
         sock.connect(str(path))
@@ -120,7 +102,7 @@ def test_it_refuses_a_request_that_is_not_json(node_control):
 
 
 def test_only_the_node_user_may_use_the_socket(node_control):
-    _, _, path = node_control
+    _, _, path, _ = node_control
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
@@ -180,7 +162,7 @@ def test_it_refuses_a_client_of_another_uid_by_its_peer_credentials(
 ):
     if os.geteuid() != 0:
         pytest.skip("needs root to connect as another uid")
-    sup, specs, path = node_control
+    sup, specs, path, _ = node_control
     add_app(specs, home_root, "shop.apps.test", "v1")
     _searchable_python()
     short_tmp.chmod(0o711)
@@ -214,3 +196,95 @@ def test_it_answers_the_panels_uid(supervisor_factory, short_tmp, loop_thread):
         assert _ask_as(54322, path, "status")["status"] == "OK"
     finally:
         loop_thread.run(server.close())
+
+
+def test_a_reload_says_what_it_did_and_names_the_new_generation(
+    node_control, home_root, loop_thread
+):
+    sup, specs, path, _ = node_control
+    spec = add_app(specs, home_root, "told.apps.test", "v1")
+    loop_thread.run(sup.socket_for(spec))
+    answer = client.reload("told.apps.test", socket_path=str(path))
+    assert (answer["status"], answer["result"], answer["generation"], answer["workers"]) == (
+        "OK",
+        "reloaded",
+        2,
+        2,
+    )
+    assert re.fullmatch(r"Reloaded on b7 in \d+ ms \(2 workers, generation 2\)", answer["summary"])
+    assert answer["misrouted"] is False and answer["warning"] == ""
+
+
+def test_a_reload_of_an_app_not_running_here_says_so_without_a_duration(node_control, home_root):
+    _, specs, path, _ = node_control
+    add_app(specs, home_root, "never.apps.test", "v1")
+    answer = client.reload("never.apps.test", socket_path=str(path))
+    assert (answer["status"], answer["result"], answer["duration_ms"]) == (
+        "OK",
+        "not_running",
+        None,
+    )
+    assert answer["summary"] == "Not running on b7: the next request starts it with this code"
+
+
+def test_a_failed_reload_names_the_exception_in_its_summary(node_control, home_root, loop_thread):
+    sup, specs, path, _ = node_control
+    spec = add_app(specs, home_root, "fails.apps.test", "v1")
+    loop_thread.run(sup.socket_for(spec))
+    write_app(home_root, "carol", "fails.apps.test", "import nonexistent_module_xyz\n")
+    answer = client.reload("fails.apps.test", socket_path=str(path))
+    assert (answer["status"], answer["result"]) == ("ERROR", "failed")
+    assert answer["summary"].startswith(
+        "Reload failed on b7: ModuleNotFoundError: No module named 'nonexistent_module_xyz'"
+    )
+
+
+def test_a_reload_for_an_app_the_table_gives_another_node_is_counted_flagged_and_done(
+    node_control, home_root, loop_thread, peer
+):
+    sup, specs, path, tables = node_control
+    tables[0] = table_of(b7="127.0.0.1:1", b8=peer)
+    domain = domain_served_by(tables[0], "b8")
+    spec = add_app(specs, home_root, domain, "v1")
+    sock = loop_thread.run(sup.socket_for(spec))
+    add_app(specs, home_root, domain, "v2")
+
+    answer = client.reload(domain, socket_path=str(path))
+
+    assert (answer["status"], answer["result"]) == ("OK", "reloaded")  # carried out anyway
+    assert (answer["misrouted"], answer["traffic_backend"]) == (True, "b8")
+    assert "sends this app's traffic to b8, not to b7" in answer["warning"]
+    assert answer["warning"] in answer["summary"]
+    assert get_unix(sock)[1] == "v2"
+    status = call(path, {"op": "status"}, timeout=5)
+    assert status["reloads"]["misrouted"] == 1 and status["reloads"]["reloaded"] == 1
+    metrics = call(path, {"op": "metrics"}, timeout=5)["metrics"]
+    assert 'hosting_node_misrouted_reloads_total{node="b7"} 1' in metrics.splitlines()
+
+
+def test_a_reload_that_follows_a_fallback_past_a_node_that_is_down_is_not_misrouted(
+    node_control, home_root, loop_thread, free_tcp_address
+):
+    sup, specs, path, tables = node_control
+    tables[0] = table_of(b7="127.0.0.1:1", b8=free_tcp_address)  # b8 accepts no connection
+    domain = domain_served_by(tables[0], "b8")
+    spec = add_app(specs, home_root, domain, "v1")
+    loop_thread.run(sup.socket_for(spec))
+    answer = client.reload(domain, socket_path=str(path))
+    assert (answer["result"], answer["misrouted"], answer["traffic_backend"]) == (
+        "reloaded",
+        False,
+        "b7",
+    )
+    assert call(path, {"op": "status"}, timeout=5)["reloads"]["misrouted"] == 0
+
+
+def test_a_reload_for_an_app_the_table_gives_this_node_is_not_misrouted(
+    node_control, home_root, peer
+):
+    _, specs, path, tables = node_control
+    tables[0] = table_of(b7="127.0.0.1:1", b8=peer)
+    domain = domain_served_by(tables[0], "b7")
+    add_app(specs, home_root, domain, "v1")
+    answer = client.reload(domain, socket_path=str(path))
+    assert (answer["misrouted"], answer["traffic_backend"], answer["warning"]) == (False, "b7", "")

@@ -93,3 +93,20 @@ def test_only_a_running_app_is_idle():
 def test_a_ready_event_in_the_wrong_phase_is_a_bug():
     with pytest.raises(InvalidTransition):
         AppState().on_ready(0)
+
+
+def test_every_spawn_and_every_hup_is_a_new_generation():
+    state = AppState()
+    assert state.generation == 0
+    state.on_request(0)
+    assert state.generation == 1  # the spawn
+    state.on_ready(0)
+    assert state.on_reload() == OnReload.HUP
+    assert state.on_reload() == OnReload.JOIN
+    assert state.generation == 1  # not signalled yet: the coalesced reloads share one HUP
+    state.on_signalled()
+    assert state.generation == 2
+    assert state.on_reload() == OnReload.QUEUE
+    assert state.on_ready(1) is True  # the queued restart is owed
+    state.on_signalled()
+    assert state.generation == 3

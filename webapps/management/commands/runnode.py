@@ -234,7 +234,8 @@ class Command(BaseCommand):
 
 
 def webapp_spec(domain: str) -> AppSpec | None:
-    """The enabled app with this canonical domain, read from the database (blocking).
+    """The app with this canonical domain, read from the database (blocking); a disabled one
+    too, so that the node can tell its visitors so.
 
     The node's app lookup: it calls this in its one lookup thread, never on its event loop.
     """
@@ -247,11 +248,12 @@ def webapp_spec(domain: str) -> AppSpec | None:
     app = (
         WebApp.objects.select_related("owner")
         .prefetch_related("static_files")
-        .filter(domain=domain, enabled=True)
+        .filter(domain=domain)
         .first()
     )
     if app is None:
         return None
+    protected = app.password_protection_enabled and bool(app.password_protection_hash)
     static = tuple(StaticMapping(m.url, m.path, m.cache_control) for m in app.static_files.all())
     return AppSpec(
         name=app.domain,
@@ -261,6 +263,9 @@ def webapp_spec(domain: str) -> AppSpec | None:
         virtualenv_path=str(getattr(app, "virtualenv_path", "") or ""),
         uid=app.owner.uid or 0,
         gid=app.owner.gid or 0,
+        enabled=app.enabled,
+        auth_username=app.password_protection_username if protected else "",
+        auth_verifier=app.password_protection_hash if protected else "",
         static=static,
     )
 

@@ -6,7 +6,7 @@ function showOutcome(form, data) {
   const log = form.querySelector(".log-tail");
   outcome.textContent = "";
   const span = document.createElement("span");
-  span.className = data.ok ? "ok" : "error";
+  span.className = data.misrouted ? "warn" : data.ok ? "ok" : "error";
   span.textContent = data.summary || data.detail || "Reload failed";
   outcome.appendChild(span);
   log.textContent = data.log_tail || "";

@@ -299,8 +299,9 @@ def grant_panel_access(uid: int, gid: int, log_dir: Path) -> None:
             _searchable(path.parent)
     _grant_keys(var, gid)
     log_dir.mkdir(parents=True, exist_ok=True)
-    if log_dir.parent != var:
+    if log_dir.parent == var / "log":  # the nodes' shared log root: the panel lists it
         _give_group(log_dir.parent, gid, 0o2750)
+    _searchable(log_dir.parent)
     _give_group(log_dir, gid, 0o2770)
     for path in log_dir.iterdir():
         if path.is_file() and not path.is_symlink():

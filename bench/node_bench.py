@@ -1,7 +1,7 @@
-"""Benchmark: requests through a node to an app's gunicorn vs straight to that gunicorn, and how
-long a reload takes until the new code answers.
+"""Benchmark: requests through a node to an app's gunicorn vs straight to that gunicorn, how
+long a reload takes until the new code answers, and what app isolation costs.
 
-    .venv/bin/python bench/node_bench.py [--rounds 3] [--duration 5] [--reloads 20]
+    .venv/bin/python bench/node_bench.py [--rounds 3] [--duration 5] [--reloads 20] [--cold 8]
 
 Sets up what a node needs in a temporary directory (a migrated SQLite file, one user, one tiny
 WSGI app), starts `manage.py runnode` on a free port and, as the peer, a gunicorn with the same
@@ -10,12 +10,21 @@ from Debian packages when missing) drives both with the same load, in interleave
 the script prints req/s and p99 latency (medians over rounds) with the node/peer ratio. Then it
 edits the app's code and reloads it `--reloads` times over the node's control socket, timing
 each from the reload request until a request through the node gets the new code: p50/p99.
-Loopback only; bounded: about rounds x 2 x duration seconds plus ~20 s of setup and reloads.
+
+Isolation (as root, where the node can sandbox): two nodes of the same code, one running apps in
+their owners' sandboxes (bubblewrap, setpriv, cgroups, egress through veth and NAT: what a plain
+`runnode` does as root) and one running them as its own user, both with the same static app
+lookup (no database). wrk drives both in interleaved rounds (req/s, p99); the cold start is the
+first request to an app that is not running, measured on `--cold` fresh apps per node,
+interleaved; the script prints on/off ratios and differences.
+Loopback only; bounded: about rounds x 4 x duration seconds plus ~40 s of setup and reloads.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import os
 import re
 import shutil
@@ -34,6 +43,7 @@ from tests.webapps.node.support import (  # noqa: E402
     NodeProcess,
     add_apps,
     copy_db,
+    give_home,
     migrated_template,
     platform_env,
     write_app,
@@ -85,6 +95,132 @@ def run_wrk(wrk: str, url: str, host: str, duration: int) -> tuple[float, float]
     return rps, p99
 
 
+def serve(config_file: str) -> int:
+    """Run one bench node: isolated or not, with a static app lookup (``--serve``)."""
+    from webapps.node import launching
+    from webapps.node.server import NodeConfig, NodeServer
+
+    cfg = json.loads(Path(config_file).read_text())
+    isolated, in_force = None, ("isolation: off",)
+    if cfg["isolated"]:
+        isolated, in_force = launching.prepare(
+            cfg["name"], apps_share_node_user=False, panel_uid=999_999, panel_gid=999_999
+        )
+    specs = {domain: AppSpec(**fields) for domain, fields in cfg["apps"].items()}
+    config = NodeConfig(
+        name=cfg["name"],
+        host="127.0.0.1",
+        port=cfg["port"],
+        run_dir=Path(cfg["run_dir"]),
+        log_dir=Path(cfg["log_dir"]),
+        home_root=Path(cfg["home_root"]),
+        panel_host="panel.localhost",
+        base_dir=ROOT,
+        idle_timeout=None,
+        isolated=isolated,
+        in_force=in_force,
+    )
+    print(f"node {cfg['name']}: {'; '.join(in_force)}", flush=True)
+    asyncio.run(NodeServer(config, lookup=specs.get).run_until_signalled())
+    return 0
+
+
+class BenchNode:
+    """A bench node process (``serve``), isolated or not."""
+
+    def __init__(self, workdir: Path, name: str, isolated: bool, apps: dict) -> None:
+        self.port = free_port()
+        self.name = name
+        config = workdir / f"{name}.json"
+        config.write_text(json.dumps({
+            "name": name, "isolated": isolated, "port": self.port, "apps": apps,
+            "run_dir": str(workdir / f"r-{name}"), "log_dir": str(workdir / f"l-{name}"),
+            "home_root": str(workdir / "home"),
+        }))  # fmt: skip
+        self.output = (workdir / f"{name}.out").open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(config)],
+            stdout=self.output, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        wait_until(lambda: port_open("127.0.0.1", self.port), 30, what=f"bench node {name}")
+
+    def get_ms(self, host: str) -> float:
+        import http.client
+
+        started = time.perf_counter()
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            conn.request("GET", "/", headers={"Host": host})
+            response = conn.getresponse()
+            response.read()
+        finally:
+            conn.close()
+        if response.status != 200:
+            raise RuntimeError(f"{host} on {self.name} answered {response.status}")
+        return (time.perf_counter() - started) * 1000
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, 9)
+            self.process.wait(10)
+        self.output.close()
+
+
+def isolation_cost(wrk: str, workdir: Path, source: Path, args) -> None:
+    from webapps.node import sandbox
+
+    isolation = sandbox.detect_isolation()
+    if not isolation.available:
+        print(f"isolation on vs off: not measured ({isolation.reason})")
+        return
+    uid = 1_500_001
+    give_home(workdir / "home" / OWNER.lower(), uid)
+    base = {"source_directory": str(source), "owner": OWNER, "uid": uid, "gid": uid}
+    apps = {DOMAIN: {"name": DOMAIN, **base}}
+    for i in range(args.cold):
+        for side in ("on", "off"):
+            name = f"cold{i}-{side}.bench"
+            apps[name] = {"name": name, **base}
+    nodes = {
+        "on": BenchNode(workdir, "iso-on", True, apps),
+        "off": BenchNode(workdir, "iso-off", False, apps),
+    }
+    try:
+        cold: dict[str, list[float]] = {"on": [], "off": []}
+        for i in range(args.cold):
+            for side, node in nodes.items():
+                cold[side].append(node.get_ms(f"cold{i}-{side}.bench"))
+        for node in nodes.values():
+            node.get_ms(DOMAIN)  # warm: the req/s runs below measure a running app
+        runs: dict[str, list[tuple[float, float]]] = {"on": [], "off": []}
+        for _ in range(args.rounds):
+            for side, node in nodes.items():
+                runs[side].append(
+                    run_wrk(wrk, f"http://127.0.0.1:{node.port}/", DOMAIN, args.duration)
+                )
+        rps = {side: statistics.median(r for r, _ in rs) for side, rs in runs.items()}
+        p99 = {side: statistics.median(p for _, p in rs) for side, rs in runs.items()}
+        c50 = {side: statistics.median(v) for side, v in cold.items()}
+        print(f"isolation on vs off ({args.cold} cold starts and {args.rounds} wrk rounds each):")
+        for side in ("on", "off"):
+            print(
+                f"  isolation {side:3s} {rps[side]:9.0f} req/s   p99 {p99[side]:7.2f} ms   "
+                f"cold start p50 {c50[side]:6.0f} ms (max {max(cold[side]):.0f})"
+            )
+        ratio = rps["on"] / rps["off"]
+        print(
+            f"  on/off: req/s x{ratio:.2f} (cost {1 - ratio:.1%}, "
+            f"target <= 10%), cold start x{c50['on'] / c50['off']:.2f} "
+            f"(+{c50['on'] - c50['off']:.0f} ms, target <= 100 ms)"
+        )
+    finally:
+        for node in nodes.values():
+            node.stop()
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -95,7 +231,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="wrk runs per target")
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument("--reloads", type=int, default=20, help="reloads to time")
+    parser.add_argument("--cold", type=int, default=8, help="cold starts per node to time")
+    parser.add_argument("--serve", metavar="CONFIG", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve:
+        return serve(args.serve)
     wrk = ensure_wrk()
     workdir = Path(tempfile.mkdtemp(prefix="nb-", dir="/tmp"))
     node = peer = None
@@ -154,6 +294,7 @@ def main() -> int:
             f"p50 {percentile(latencies, 0.5):.0f} ms, p99 {percentile(latencies, 0.99):.0f} ms "
             f"(node-reported duration_ms p50 {percentile(reported, 0.5):.0f})"
         )
+        isolation_cost(wrk, workdir, source, args)
     finally:
         if peer is not None:
             peer.terminate()

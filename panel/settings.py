@@ -6,6 +6,7 @@ run gets a SECRET_KEY generated once into ``var/`` so that every node on this ma
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -36,8 +37,15 @@ def _secret_key() -> str:
         path = VAR_DIR / "secret_key"
         if not path.exists():
             VAR_DIR.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(50))
-            path.chmod(0o600)
+            # Born 0600 in one step (O_EXCL: no window in which it is readable by others, and
+            # two processes starting at once keep the first one's key).
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "w") as stream:
+                    stream.write(secrets.token_urlsafe(50))
         key = path.read_text().strip()
     if len(key) < 32:
         raise ImproperlyConfigured("SECRET_KEY must be at least 32 characters long")
@@ -58,6 +66,29 @@ RESERVED_DOMAINS = env_list("RESERVED_DOMAINS", ["localhost", "www.localhost"])
 # The node this panel process runs on (set by `manage.py runnode` for its panel worker).
 NODE_NAME = env_str("NODE_NAME", "")
 NODE_EXPOSE_NAME = env_bool("NODE_EXPOSE_NAME", True)
+# --- tenant isolation (docs/security.md) -----------------------------------------------------
+# Each user's numeric uid (and gid, the same number) comes from this range, allocated by the
+# panel once and the same on every node. Keep it clear of the hosts' own users and subuid ranges.
+OWNER_UID_MIN = env_int("OWNER_UID_MIN", 1_000_000, minimum=1000)
+OWNER_UID_MAX = env_int("OWNER_UID_MAX", 1_999_999, minimum=1000)
+# The panel's own system uid and gid on the nodes: it can read the database and the secret key,
+# and no tenant has it.
+PANEL_UID = env_int("PANEL_UID", 999_999, minimum=1)
+PANEL_GID = env_int("PANEL_GID", PANEL_UID, minimum=1)
+# A node that cannot isolate apps (not root, no bubblewrap) refuses to start unless told this.
+NODE_APPS_SHARE_NODE_USER = env_bool("NODE_APPS_SHARE_NODE_USER", False)
+NODE_APP_EGRESS = env_bool("NODE_APP_EGRESS", True)
+NODE_EGRESS_POOL = env_str("NODE_EGRESS_POOL", "100.72.0.0/16")
+# Networks sandboxes may never reach (the control plane's private networks; the node host itself
+# is always out of reach).
+NODE_EGRESS_DENY = env_list("NODE_EGRESS_DENY", [])
+# Limits per owner (all of an owner's app processes on one node together).
+NODE_OWNER_MEMORY_MB = env_int("NODE_OWNER_MEMORY_MB", 512, minimum=4)
+NODE_OWNER_PIDS = env_int("NODE_OWNER_PIDS", 256, minimum=4)
+NODE_OWNER_CPU_WEIGHT = env_int("NODE_OWNER_CPU_WEIGHT", 100, minimum=1)
+NODE_MAX_WORKERS_PER_APP = env_int("NODE_MAX_WORKERS_PER_APP", 4, minimum=1)
+NODE_MAX_THREADS_PER_APP = env_int("NODE_MAX_THREADS_PER_APP", 8, minimum=1)
+MAX_APPS_PER_USER = env_int("MAX_APPS_PER_USER", 20, minimum=1)
 RELOAD_THROTTLE_PER_MINUTE = env_int("RELOAD_THROTTLE_PER_MINUTE", 40, minimum=1)
 ROUTES_REPUBLISH_SECONDS = env_int("ROUTES_REPUBLISH_SECONDS", 30, minimum=1)
 # Route tables are always signed (docs/routing.md, "Keys"): the publisher's private key file
@@ -111,8 +142,22 @@ USE_X_FORWARDED_HOST = False
 # Our own proxies (front proxy, nodes): X-Forwarded-For entries they add are believed, so the
 # audit trail and sign-in lockouts see the client's address (panel/accounts/clientip.py).
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", list(DEFAULT_TRUSTED_PROXIES))
-SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
-CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+# The panel is served over HTTPS (the front proxy terminates TLS): its session and CSRF cookies
+# are then Secure and carry the __Host- prefix, so no other host (an app under a neighbouring
+# name) can set or shadow them, and they never travel over plain HTTP.
+PANEL_HTTPS = env_bool("PANEL_HTTPS", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", PANEL_HTTPS)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", PANEL_HTTPS)
+if PANEL_HTTPS:
+    if not (SESSION_COOKIE_SECURE and CSRF_COOKIE_SECURE):
+        raise ImproperlyConfigured(
+            "PANEL_HTTPS=1 needs SESSION_COOKIE_SECURE and CSRF_COOKIE_SECURE"
+        )
+    SESSION_COOKIE_NAME = "__Host-sessionid"
+    CSRF_COOKIE_NAME = "__Host-csrftoken"
+    # __Host- cookies have Path=/ and no Domain (Django's defaults, stated here)
+    SESSION_COOKIE_PATH = CSRF_COOKIE_PATH = "/"
+    SESSION_COOKIE_DOMAIN = CSRF_COOKIE_DOMAIN = None
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
 # Off by default because they bind every subdomain of PANEL_HOST (and, with preload, browsers'

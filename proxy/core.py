@@ -54,7 +54,10 @@ T. Timers (``client_timer``, ``upstream_timer``, ``timer_seconds``), one per con
 The upstream request is rebuilt from the validated fields: origin-form target, one Host,
 our own framing header, hop-by-hop fields (and every field named in Connection) removed,
 Via appended, X-Forwarded-For/-Proto/-Host set (a client's own values are kept only when the
-peer is a trusted proxy), X-Request-ID kept when well formed, else generated.
+peer is a trusted proxy), X-Request-ID kept when well formed and sent by a trusted proxy, else
+generated. A field whose name contains ``_`` is dropped: servers map ``-`` and ``_`` alike to
+one CGI variable, so ``SCRIPT_NAME: /x`` would pass for a field the proxy set (or rewrite the
+app's PATH_INFO).
 """
 
 from __future__ import annotations
@@ -252,7 +255,8 @@ def validate_request(
     for name, value in raw_headers:
         lname = name.lower()
         if lname not in _DROP_FROM_REQUEST:
-            append((name, value))
+            if b"_" not in name:
+                append((name, value))
         elif lname == b"host":
             hosts.append(value)
         elif lname == b"content-length":
@@ -394,7 +398,7 @@ def request_head_for_upstream(
         parts += (b"Content-Length: ", b"%d" % head.content_length, b"\r\n")
     if head.websocket:
         parts.append(b"Connection: Upgrade\r\nUpgrade: websocket\r\n")
-    rid = head.request_id
+    rid = head.request_id if trusted_peer else None  # a client's own id is never believed
     if rid is None or not _REQUEST_ID.fullmatch(rid):
         rid = request_id or b"%b%016x" % (_ID_PREFIX, next(_id_counter))  # new_request_id()
     if not trusted_peer:
@@ -430,7 +434,8 @@ def request_head_for_upstream(
 
 # The fast lane: a request head in the one shape most clients send is checked and rebuilt by
 # one regex match instead of a parser callback per field. Accepted: GET or HEAD, origin-form,
-# HTTP/1.1, each field ``Name: value`` (one space, no whitespace at the ends, visible ASCII),
+# HTTP/1.1, each field ``Name: value`` (a name without ``_``, one space, no whitespace at the
+# ends, visible ASCII),
 # exactly one Host, no field this proxy drops or rewrites except ``Connection: keep-alive``,
 # and nothing after the empty line. Such a head is valid under every rule above, and its
 # rebuilt form keeps each field line byte for byte, so the rebuild is the matched slices
@@ -443,7 +448,7 @@ def request_head_for_upstream(
 # possessive repeats (*+) leave nothing to backtrack into.
 _PLAIN_LINE = (
     rb"(?!(?:" + _by_first_letter(_DROP_FROM_REQUEST) + rb"):)"
-    rb"[!#$%&'*+.^_`|~0-9a-z-]++: [!-~](?:[ -~]*+(?<! ))?\r\n"
+    rb"[!#$%&'*+.^`|~0-9a-z-]++: [!-~](?:[ -~]*+(?<! ))?\r\n"
 )
 _KEEP_ALIVE_LINE = rb"connection: keep-alive\r\n"
 _SIMPLE_REQUEST = re.compile(

@@ -11,6 +11,7 @@ redirects plain HTTP of the apps that force HTTPS: 301 for GET and HEAD, 308 oth
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
@@ -158,6 +159,7 @@ class AdminResolver:
         *,
         certificates=None,
         watcher=None,
+        token: str = "",
     ) -> None:
         self.front = front
         self.engine = engine
@@ -165,8 +167,18 @@ class AdminResolver:
         self.worker = worker
         self.certificates = certificates
         self.watcher = watcher
+        # "" (loopback only, checked at start): no token asked for
+        self.authorization = b"Bearer " + token.encode() if token else b""
 
     def __call__(self, head: RequestHead, client: Client) -> Route:
+        if self.authorization and not self._authorized(head):
+            return Route(
+                answer=Answer(
+                    401,
+                    b"401 Unauthorized: Authorization: Bearer <token> needed\n",
+                    headers=((b"WWW-Authenticate", b'Bearer realm="proxy admin"'),),
+                )
+            )
         url = urlsplit(head.path)
         if head.method not in (b"GET", b"HEAD"):
             return Route(answer=Answer(405, b"405 Method Not Allowed\n"))
@@ -191,6 +203,10 @@ class AdminResolver:
         if url.path == "/tls":
             return Route(answer=self._tls())
         return Route(answer=Answer(404, b"404 Not Found\n"))
+
+    def _authorized(self, head: RequestHead) -> bool:
+        given = [v for n, v in head.headers if n.lower() == b"authorization"]
+        return len(given) == 1 and hmac.compare_digest(given[0].strip(), self.authorization)
 
     def _route(self, query: dict[str, list[str]]) -> Answer:
         host = query.get("host", [""])[0]

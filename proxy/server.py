@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import functools
 import gc
+import ipaddress
 import logging
 import os
 import signal
@@ -44,6 +45,9 @@ OPTIONS = (
     Option("--listen", "PROXY_LISTEN", "127.0.0.1:8080", str, "plain HTTP listener, host:port"),
     Option("--admin-listen", "PROXY_ADMIN_LISTEN", "127.0.0.1:8081", str,
            "admin listener (/healthz, /metrics, /route), host:port"),
+    Option("--admin-token", "PROXY_ADMIN_TOKEN", "", str,
+           "bearer token the admin port requires (Authorization: Bearer <token>); needed when "
+           "--admin-listen is not a loopback address; prefer the environment variable"),
     Option("--tls-listen", "PROXY_TLS_LISTEN", "", str,
            "HTTPS listener, host:port (needs --tls-cert and --tls-key); empty: none"),
     Option("--tls-cert", "PROXY_TLS_CERT", "", str, "certificate chain, PEM"),
@@ -136,6 +140,22 @@ def parse_listen(value: str) -> tuple[str, int]:
     except InvalidAddress as exc:
         raise SystemExit(f"error: {exc}") from None
     return address.bind_host, address.port
+
+
+def check_admin(args: argparse.Namespace) -> None:
+    """The admin port tells the route table and the fleet's health: loopback, or a token."""
+    host, _ = parse_listen(args.admin_listen)
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback and not args.admin_token:
+        raise SystemExit(
+            f"error: the admin port would listen on {args.admin_listen}, beyond loopback, "
+            "without a token: set PROXY_ADMIN_TOKEN (or --admin-token), or listen on 127.0.0.1"
+        )
+    if args.admin_token and len(args.admin_token) < 16:
+        raise SystemExit("error: the admin token must be at least 16 characters long")
 
 
 def engine_config(args: argparse.Namespace) -> EngineConfig:
@@ -233,7 +253,15 @@ async def run_worker(args: argparse.Namespace, worker: str, reuse_port: bool) ->
     engine = Engine(front, engine_config(args))
     front.engine = engine
     admin = Engine(
-        AdminResolver(front, engine, subscriber, worker, certificates=store, watcher=watcher),
+        AdminResolver(
+            front,
+            engine,
+            subscriber,
+            worker,
+            certificates=store,
+            watcher=watcher,
+            token=args.admin_token,
+        ),
         EngineConfig(header_timeout=5.0, idle_timeout=10.0, via=args.via),
     )
     heartbeat = Heartbeat(
@@ -343,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.workers < 1:
         raise SystemExit("error: --workers must be at least 1")
+    check_admin(args)
     worker_id = os.environ.get("PROXY_WORKER_ID")
     if args.workers > 1 and worker_id is None:
         return supervise(argv, args)

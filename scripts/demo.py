@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from scripts import redis_users, sentinels
@@ -221,6 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     config = config_from_environment()
+    from webapps.node.sandbox import detect_isolation
+
+    isolation = detect_isolation()
+    config = replace(config, apps_share_node_user=not isolation.available)
     config.var_dir.mkdir(parents=True, exist_ok=True)
     mode = os.environ.get("DEMO_REDIS", "single")
     if mode not in ("single", "sentinel"):
@@ -278,6 +283,16 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             print("Automatic HTTPS is off: `make pebble` installs the local ACME server.")
+        if isolation.available:
+            print(
+                "App isolation: on (each app in a sandbox as its owner's uid; the panel as its own)"
+            )
+        else:
+            print(
+                f"App isolation: OFF: {isolation.reason}. Every app runs as your own user and can "
+                "read your files and the panel's (NODE_APPS_SHARE_NODE_USER=1); run the demo as "
+                "root, with bubblewrap, to sandbox them."
+            )
         if args.setup_only:
             return 0
         procfile = write_procfile(config)

@@ -47,6 +47,9 @@ class PlatformConfig:
     )
     republish_seconds: int = 30
     python: str = sys.executable
+    # The host cannot sandbox apps (not root, no bubblewrap): the nodes are told, in so many
+    # words, that apps share their user, or they refuse to start.
+    apps_share_node_user: bool = False
     # Role -> URL (scripts.redis_users.urls): reader, publisher, panel, celery, admin.
     redis_urls: dict[str, str] | None = None
 
@@ -83,6 +86,7 @@ class PlatformConfig:
             "ROUTES_REPUBLISH_SECONDS": str(self.republish_seconds),
             "PYTHONUNBUFFERED": "1",
             "DJANGO_SETTINGS_MODULE": "panel.settings",
+            "NODE_APPS_SHARE_NODE_USER": "1" if self.apps_share_node_user else "0",
             "ACME_DIRECTORY_URL": self.acme_directory,
             "ACME_CA_BUNDLE": self.acme_ca_bundle,
             # The demo gives every new app its certificate by itself.

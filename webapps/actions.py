@@ -46,9 +46,16 @@ MAX_PROTECTION_PASSWORD = 256
 
 
 class ReloadThrottled(Exception):
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"too many reloads; try again in {retry_after} s")
+    def __init__(self, retry_after: int, message: str = "") -> None:
+        super().__init__(message or f"too many reloads; try again in {retry_after} s")
         self.retry_after = retry_after
+
+
+class ReloadInFlight(ReloadThrottled):
+    """Another reload of this user's is still running: one at a time per user (429)."""
+
+    def __init__(self) -> None:
+        super().__init__(1, "another reload of yours is still running; try again when it is done")
 
 
 def domain_policy() -> DomainPolicy:
@@ -210,6 +217,15 @@ def do_create_webapp(
     )
     try:
         with transaction.atomic(durable=True):
+            # One create at a time per user (the row lock), so the limit below holds.
+            User.objects.select_for_update().filter(pk=actor.pk).first()
+            limit = settings.MAX_APPS_PER_USER
+            if WebApp.objects.filter(owner=actor).count() >= limit:
+                raise ActionError(
+                    f"you already have {limit} web apps, the most a user may have "
+                    f"(MAX_APPS_PER_USER={limit}); delete one first",
+                    "domain_name",
+                )
             if WebApp.objects.filter(domain=canonical).exists():
                 raise _taken(domain, canonical)
             webapp.save()
@@ -221,7 +237,18 @@ def do_create_webapp(
                 # Written inside the transaction so a failure rolls the app back; the write
                 # is idempotent (an existing wsgi.py is kept), so a retry is always safe.
                 try:
-                    starter = homes.write_starter_app(source)
+                    starter = homes.write_starter_app(
+                        settings.HOME_ROOT,
+                        actor.username,
+                        canonical,
+                        uid=actor.uid or 0,
+                        gid=actor.gid or 0,
+                        node_socket=settings.NODE_CONTROL_SOCKET,
+                    )
+                except homes.PathError as exc:
+                    raise ActionError(
+                        f"cannot create {source}: {exc}", "source_directory"
+                    ) from None
                 except OSError as exc:
                     raise ActionError(
                         f"cannot create {source}: {exc.strerror}", "source_directory"
@@ -332,7 +359,10 @@ def do_reload_webapp(webapp: WebApp, *, actor: User, origin: Origin) -> ReloadEv
     verdict = throttle.hit_reload(actor.pk)
     if not verdict.allowed:
         raise ReloadThrottled(verdict.retry_after)
-    result = reload_app(webapp)
+    with throttle.reload_in_flight(actor.pk) as alone:
+        if not alone:
+            raise ReloadInFlight()
+        result = reload_app(webapp)
     with transaction.atomic(durable=True):
         event = ReloadEvent.objects.create(
             webapp=webapp,
@@ -476,6 +506,7 @@ def do_delete_log(
 
 __all__ = [
     "ActionError",
+    "ReloadInFlight",
     "ReloadThrottled",
     "do_create_static_mapping",
     "do_create_webapp",

@@ -172,6 +172,7 @@ ReloadResponse = inline_serializer(
 
 
 class WebAppReloadView(WebAppAPIView):
+    reload_tokens_allowed = True  # a reload-only token may use this endpoint, and only this one
     actions_by_method = {"POST": "webapp.reload"}
 
     @extend_schema(
@@ -187,6 +188,8 @@ class WebAppReloadView(WebAppAPIView):
         webapp = self.get_object()
         try:
             event = actions.do_reload_webapp(webapp, actor=request.user, origin=self.origin())
+        except actions.ReloadInFlight as exc:
+            raise exceptions.Throttled(wait=exc.retry_after, detail=str(exc)) from None
         except actions.ReloadThrottled as exc:
             raise exceptions.Throttled(wait=exc.retry_after) from None
         body = {"status": "OK", **event.report()}

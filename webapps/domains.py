@@ -4,7 +4,8 @@ Invariants:
 - a stored domain is ``routing.canonical_host(typed)``: ASCII, lower-case, no trailing dot, no port;
 - it is shown to people in Unicode (``display_domain``), never stored that way;
 - ``<username lower>.<APPS_DOMAIN>`` and anything under it belong to that user only;
-- the panel's own host, the apps domain itself and the reserved names are never an app's.
+- the panel's own host, any name under it or above it, the apps domain itself and the reserved
+  names are never an app's.
 Collisions with an existing app are the caller's check (it needs the database).
 """
 
@@ -67,6 +68,12 @@ def clean_domain(raw: object, username: str, policy: DomainPolicy) -> str:
         raise DomainError(f"{typed!r} is a reserved name")
     if "." not in domain:
         raise DomainError(f"{typed!r} needs at least two labels, like example.com")
+    # An app under the panel's host, or at a domain above it, could set cookies the panel's
+    # pages receive (or read ones scoped to that domain).
+    if domain.endswith("." + policy.panel_host):
+        raise DomainError(f"{typed!r} is under the control panel's address {policy.panel_host}")
+    if policy.panel_host.endswith("." + domain):
+        raise DomainError(f"{typed!r} is above the control panel's address {policy.panel_host}")
     if domain == policy.apps_domain:
         raise DomainError(f"{typed!r} is the platform's apps domain itself")
     suffix = "." + policy.apps_domain

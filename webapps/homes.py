@@ -4,6 +4,11 @@ Every path a user gives (source directory, virtualenv) must resolve, symlinks fo
 ``HOME_ROOT/<username lower-cased>/``: a symlink that points out of the home is refused, so a
 user cannot make the node run (or read) another user's files.
 
+Files the panel writes into a home (the starter app) are written as the home's owner and
+never through a symlink (``webapps.node.homefs``): by the panel itself when it runs as root, by
+its node over the control socket when the panel runs as a uid of its own (which may not enter
+homes), and as the panel's own user when it shares the node's user.
+
 The WSGI entry rule is the node's (``webapps.node.spec.check_wsgi_entry``): whatever the panel
 saves, the node can start.
 """
@@ -13,6 +18,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from webapps.node import homefs
+from webapps.node.control import ControlError, call
 from webapps.node.spec import DEFAULT_WSGI_ENTRY, InvalidWsgiEntry, check_wsgi_entry
 
 __all__ = [
@@ -116,11 +123,39 @@ def clean_wsgi_entry(raw: object) -> str:
         raise PathError(str(exc)) from None
 
 
-def write_starter_app(source_directory: Path) -> bool:
-    """Create the directory and a starter ``wsgi.py`` unless one is there; True if written."""
-    source_directory.mkdir(parents=True, exist_ok=True)
-    wsgi = source_directory / "wsgi.py"
-    if wsgi.exists():
-        return False
-    wsgi.write_text(STARTER_WSGI)
-    return True
+def write_starter_app(
+    home_root: Path,
+    username: str,
+    *directories: str,
+    uid: int = 0,
+    gid: int = 0,
+    node_socket: str = "",
+) -> bool:
+    """Create ``~/<directories...>/wsgi.py`` (a starter app) unless one is there; True if written.
+
+    Written as the owner (``uid``/``gid``) and never through a symlink: one planted anywhere on
+    the way raises ``PathError`` and nothing is written. ``node_socket``: the node's control
+    socket, which writes it when this process is not root.
+    """
+    parts = [*directories, "wsgi.py"]
+    try:
+        if node_socket and os.geteuid() != 0:
+            request = {
+                "op": "home_file",
+                "owner": username,
+                "uid": uid,
+                "gid": gid,
+                "path": parts,
+                "content": STARTER_WSGI,
+            }
+            answer = call(node_socket, request, timeout=10.0)
+            if answer.get("status") != "OK":
+                raise PathError(str(answer.get("message") or f"unexpected answer: {answer}"))
+            return bool(answer.get("written"))
+        return homefs.write_new_file(
+            Path(home_root), username, parts, STARTER_WSGI.encode(), uid=uid, gid=gid
+        )
+    except homefs.HomePathRefused as exc:
+        raise PathError(str(exc)) from None
+    except ControlError as exc:
+        raise PathError(f"the node could not write the starter app: {exc}") from None

@@ -7,7 +7,10 @@ count is atomic and a key can never be left without its expiry.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import redis
@@ -46,3 +49,31 @@ def hit_reload(user_id: int) -> Verdict:
         return Verdict(allowed=True, retry_after=0)
     allowed = int(count) <= settings.RELOAD_THROTTLE_PER_MINUTE
     return Verdict(allowed=allowed, retry_after=max(1, int(ttl)))
+
+
+# One reload in flight per user: a key held while it runs, with an expiry beyond the longest
+# reload (the node's answer timeout), released only by its holder.
+IN_FLIGHT_SECONDS = 120
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@contextlib.contextmanager
+def reload_in_flight(user_id: int) -> Iterator[bool]:
+    """Yields True when no other reload of ``user_id`` runs (and holds the slot), else False."""
+    key = f"{settings.REDIS_PREFIX}reload:in-flight:{user_id}"
+    token = secrets.token_hex(8)
+    try:
+        acquired = bool(get_redis().set(key, token, nx=True, ex=IN_FLIGHT_SECONDS))
+    except redis.RedisError as exc:
+        log.warning("reload in-flight guard unavailable, allowing: %s", exc)
+        yield True
+        return
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            with contextlib.suppress(redis.RedisError):
+                get_redis().eval(_RELEASE, 1, key, token)

@@ -197,7 +197,10 @@ def webapp_reload(request: HttpRequest, username: str, domain: str) -> HttpRespo
     try:
         event = actions.do_reload_webapp(webapp, actor=request.user, origin=_origin(request))
     except actions.ReloadThrottled as exc:
-        text = f"Too many reloads: try again in {exc.retry_after} s."
+        if isinstance(exc, actions.ReloadInFlight):
+            text = f"{str(exc).capitalize()}."
+        else:
+            text = f"Too many reloads: try again in {exc.retry_after} s."
         response: HttpResponse
         if _wants_json(request):
             response = JsonResponse({"status": "ERROR", "detail": text}, status=429)

@@ -20,6 +20,7 @@ from panel.accounts.models import ApiToken, AuditEvent, User, hash_token
 from panel.accounts.origin import Origin
 
 MAX_TOKEN_DAYS = 3650
+DEFAULT_TOKEN_DAYS = 90  # a token created without an expiry expires after this many days
 
 
 class ActionError(ValueError):
@@ -64,10 +65,21 @@ def do_create_token(
     origin: Origin,
     name: str = "",
     expires_in_days: int | None = None,
+    scope: str = ApiToken.Scope.FULL,
 ) -> tuple[ApiToken, str]:
-    """A new token for ``user``; the key is returned once and only its hash is stored."""
-    if expires_in_days is not None and not 1 <= expires_in_days <= MAX_TOKEN_DAYS:
+    """A new token for ``user``; the key is returned once and only its hash is stored.
+
+    It expires after ``expires_in_days`` (default ``DEFAULT_TOKEN_DAYS``); ``scope`` "reload"
+    makes a token that may only reload the user's apps.
+    """
+    if expires_in_days is None:
+        expires_in_days = DEFAULT_TOKEN_DAYS
+    if not 1 <= expires_in_days <= MAX_TOKEN_DAYS:
         raise ActionError(f"expiry must be between 1 and {MAX_TOKEN_DAYS} days", "expires_in_days")
+    if scope not in ApiToken.Scope.values:
+        raise ActionError(
+            f"scope {scope!r} is not one of {', '.join(ApiToken.Scope.values)}", "scope"
+        )
     if len(name) > 100:
         raise ActionError("the token name is longer than 100 characters", "name")
     key = ApiToken.generate_key()
@@ -79,9 +91,19 @@ def do_create_token(
             prefix=key[:12],
             key_hash=hash_token(key),
             created_at=now,
-            expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None,
+            expires_at=now + timedelta(days=expires_in_days),
+            scope=scope,
         )
-        audit(actor, "token.create", AuditEvent.Outcome.OK, token.prefix, origin, name=token.name)
+        audit(
+            actor,
+            "token.create",
+            AuditEvent.Outcome.OK,
+            token.prefix,
+            origin,
+            name=token.name,
+            scope=scope,
+            expires_in_days=expires_in_days,
+        )
     return token, key
 
 
@@ -95,6 +117,7 @@ def do_revoke_token(token: ApiToken, *, actor: User | None, origin: Origin) -> A
 
 
 __all__ = [
+    "DEFAULT_TOKEN_DAYS",
     "MAX_TOKEN_DAYS",
     "ActionError",
     "Origin",

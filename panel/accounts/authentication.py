@@ -17,7 +17,10 @@ LAST_USED_RESOLUTION = timedelta(seconds=60)
 class TokenAuthentication(authentication.BaseAuthentication):
     keyword = "Token"
 
+    view = None
+
     def authenticate(self, request):
+        self.view = (getattr(request, "parser_context", None) or {}).get("view")
         header = authentication.get_authorization_header(request).split()
         if not header or header[0].lower() != self.keyword.lower().encode():
             return None  # not ours: let session authentication try
@@ -46,6 +49,11 @@ class TokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("This token has expired.")
         if not token.user.is_active:
             raise exceptions.AuthenticationFailed("This account is disabled.")
+        if token.scope != ApiToken.Scope.FULL and not getattr(
+            self.view, "reload_tokens_allowed", False
+        ):
+            # Fail closed: only a view that says so takes a reload-only token (the reload).
+            raise exceptions.PermissionDenied("This token may only reload web apps.")
         if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
             ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
             token.last_used_at = now

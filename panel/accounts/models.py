@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, UserManager
-from django.db import models
+from django.db import IntegrityError, models, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 
@@ -29,7 +29,15 @@ class CaseInsensitiveUserManager(UserManager):
         return self.get(username__iexact=username)
 
 
+class UidRangeExhausted(RuntimeError):
+    """Every uid of OWNER_UID_MIN..OWNER_UID_MAX is taken."""
+
+
 class User(AbstractUser):
+    # The numeric identity the user's apps run as on every node (gid: the same number),
+    # allocated once from OWNER_UID_MIN..OWNER_UID_MAX when the user is first saved.
+    uid = models.PositiveIntegerField(null=True, blank=True, unique=True, editable=False)
+
     objects = CaseInsensitiveUserManager()
 
     class Meta:
@@ -39,6 +47,45 @@ class User(AbstractUser):
 
     def __str__(self) -> str:
         return self.username
+
+    @property
+    def gid(self) -> int | None:
+        return self.uid
+
+    def save(self, *args, **kwargs) -> None:
+        if self.uid is not None:
+            super().save(*args, **kwargs)
+            return
+        for _ in range(20):  # two users saved at once may pick the same uid: the index decides
+            self.uid = next_free_uid()
+            try:
+                with transaction.atomic():
+                    super().save(*args, **kwargs)
+                return
+            except IntegrityError:
+                if not User.objects.filter(uid=self.uid).exists():
+                    self.uid = None
+                    raise  # another constraint (the username)
+                self.uid = None
+        raise UidRangeExhausted("could not allocate a uid after 20 attempts")
+
+
+def next_free_uid() -> int:
+    """The lowest uid of the owner range above every allocated one, or the first gap."""
+    low, high = settings.OWNER_UID_MIN, settings.OWNER_UID_MAX
+    taken = User.objects.filter(uid__gte=low, uid__lte=high)
+    top = taken.aggregate(top=models.Max("uid"))["top"]
+    if top is None:
+        return low
+    if top < high:
+        return top + 1
+    used = set(taken.values_list("uid", flat=True))
+    for candidate in range(low, high + 1):
+        if candidate not in used:
+            return candidate
+    raise UidRangeExhausted(
+        f"every uid of OWNER_UID_MIN..OWNER_UID_MAX ({low}..{high}) is allocated; widen the range"
+    )
 
 
 class Via(models.TextChoices):
@@ -66,6 +113,10 @@ class ApiTokenQuerySet(models.QuerySet):
 
 
 class ApiToken(models.Model):
+    class Scope(models.TextChoices):
+        FULL = "full", "everything the user may do"
+        RELOAD = "reload", "reload web apps only"
+
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
     )
@@ -77,6 +128,8 @@ class ApiToken(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # A reload-only token (for a CI job) gets 403 on everything but the reload endpoint.
+    scope = models.CharField(max_length=8, choices=Scope.choices, default=Scope.FULL)
 
     objects = ApiTokenQuerySet.as_manager()
 

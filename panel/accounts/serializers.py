@@ -77,3 +77,4 @@ class TokenCreateSerializer(StrictInputSerializer):
     expires_in_days = serializers.IntegerField(
         required=False, min_value=1, max_value=MAX_TOKEN_DAYS
     )
+    scope = serializers.ChoiceField(choices=["full", "reload"], required=False)

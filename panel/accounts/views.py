@@ -11,7 +11,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from panel.accounts import access, actions
 from panel.accounts.forms import TokenCreateForm
-from panel.accounts.models import Via
+from panel.accounts.models import ApiToken, Via
 from panel.accounts.origin import Origin
 
 
@@ -34,6 +34,7 @@ def account(request: HttpRequest, username: str) -> HttpResponse:
                 origin=_origin(request),
                 name=form.cleaned_data["name"],
                 expires_in_days=form.cleaned_data["expires_in_days"],
+                scope=form.cleaned_data["scope"] or ApiToken.Scope.FULL,
             )
         except actions.ActionError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)

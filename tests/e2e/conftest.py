@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -67,8 +70,10 @@ def user_names() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def platform(tmp_path_factory) -> Platform:
-    var_dir = tmp_path_factory.mktemp("platform")
+def platform() -> Platform:
+    # Not under pytest's basetemp: pytest makes that 0700 again at every session's start, and
+    # the panel runs on the nodes as a uid of its own that must reach the database in var_dir.
+    var_dir = Path(tempfile.mkdtemp(prefix="e2e-", dir="/tmp"))
     redis, urls = start_redis(var_dir)
     config = make_config(var_dir, redis.url, urls)
     # The local ACME server (automatic HTTPS, tests/e2e/test_https.py) checks the proxy's port.
@@ -94,6 +99,7 @@ def platform(tmp_path_factory) -> Platform:
         if pebble is not None:
             pebble.stop()
         redis.cleanup()
+        shutil.rmtree(var_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -103,7 +103,8 @@ def test_the_rebuilt_head_drops_connection_and_adds_forwarding_fields():
         b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X-A\r\nX-A: 1\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n",  # rewritten by us
-        b"GET / HTTP/1.1\r\nHost: a\r\nX-Request-ID: abc\r\n\r\n",  # kept by the long way
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-Request-ID: abc\r\n\r\n",  # replaced by the long way
+        b"GET / HTTP/1.1\r\nHost: a\r\nSCRIPT_NAME: /x\r\n\r\n",  # a name with "_": dropped
         b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n",
@@ -132,6 +133,23 @@ def test_a_keep_alive_field_is_dropped_only_as_a_whole_line():
     assert b"\r\nContent-Length" not in upstream and upstream.count(b"\r\nHost:") == 1
 
 
+def test_both_lanes_drop_a_field_whose_name_contains_an_underscore():
+    data = b"GET /app HTTP/1.1\r\nHost: a\r\nSCRIPT_NAME: /x\r\nPath_Info: /y\r\nX-A: 1\r\n\r\n"
+    assert fast_lane(data) is None  # the long way decides, so there is one rule
+    head, _ = long_way(data)
+    assert head.headers == [(b"X-A", b"1")]
+    clean = b"GET /app HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n\r\n"
+    assert long_way(data) == (head, fast_lane(clean)[1])
+
+
+def test_both_lanes_replace_a_request_id_sent_by_an_untrusted_client():
+    sent = b"GET / HTTP/1.1\r\nHost: a\r\nX-Request-ID: forged-by-client\r\n\r\n"
+    _, upstream = long_way(sent)
+    assert b"X-Request-ID: " + RID + b"\r\n" in upstream and b"forged" not in upstream
+    _, fast = fast_lane(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert fast == upstream
+
+
 def test_it_leaves_heads_near_the_limits_to_the_long_way():
     many = b"GET / HTTP/1.1\r\nHost: a\r\n" + b"X-A: 1\r\n" * 5 + b"\r\n"
     assert fast_lane(many, Limits(max_header_count=6)) is not None
@@ -148,7 +166,8 @@ _NAMES = st.sampled_from(
     + [b"Host", b"host", b"HOST", b"Connection", b"connection", b"TE", b"Te", b"Te-X", b"Hostx",
        b"X-Host", b"Keep-Alive", b"Upgrade", b"Via", b"X-Forwarded-For", b"X-Request-Id",
        b"Expect", b"Content-Length", b"Transfer-Encoding", b"Forwarded", b"Proxy-Connection",
-       b"Trailer", b"A B", b"", b"Content-LenConnection", b"HoConnection", b"X-Connection"]
+       b"Trailer", b"A B", b"", b"Content-LenConnection", b"HoConnection", b"X-Connection",
+       b"SCRIPT_NAME", b"X_A", b"Path_Info"]
 )  # fmt: skip
 _VALUES = st.sampled_from(
     [b"a", b"a b", b"*/*", b"1"] * 6

@@ -59,9 +59,26 @@ def test_it_keeps_forwarding_fields_from_a_trusted_proxy(serve, origin):
 
 
 def test_it_keeps_a_well_formed_request_id(serve, origin):
-    proxy = serve(origin)
+    # from a trusted proxy (an untrusted client's own id is replaced, see below)
+    proxy = serve(origin, trusted_proxies=("127.0.0.0/8",))
     seen = echoed(exchange(proxy.port, get(path="/echo", extra=b"X-Request-ID: abc-123\r\n")))
     assert header(seen, "X-Request-ID") == ["abc-123"]
+
+
+def test_it_replaces_a_request_id_sent_by_an_untrusted_client(serve, origin):
+    proxy = serve(origin)
+    seen = echoed(exchange(proxy.port, get(path="/echo", extra=b"X-Request-ID: abc-123\r\n")))
+    (rid,) = header(seen, "X-Request-ID")
+    assert rid != "abc-123" and len(rid) == 32
+
+
+def test_it_drops_fields_whose_names_contain_an_underscore(serve, origin):
+    proxy = serve(origin, trusted_proxies=("127.0.0.0/8",))  # even from a trusted peer
+    extra = b"SCRIPT_NAME: /admin\r\nX_Forwarded_For: 6.6.6.6\r\nX-Kept: 1\r\n"
+    seen = echoed(exchange(proxy.port, get(path="/echo", extra=extra)))
+    names = {k.lower() for k, _ in seen["headers"]}
+    assert not any("_" in n for n in names)
+    assert header(seen, "X-Kept") == ["1"]
 
 
 def test_it_strips_hop_by_hop_request_fields_and_those_named_in_connection(serve, origin):

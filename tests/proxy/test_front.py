@@ -467,6 +467,27 @@ def test_the_front_proxy_refuses_the_whole_malformed_battery_before_any_backend(
     assert all(b.received == b"" for b in backends)
 
 
+def test_the_admin_port_asks_for_its_bearer_token_when_it_has_one(start_proxy):
+    token = "t" * 32
+    proxy = start_proxy("--admin-token", token, ready=False)
+    status, body = proxy.admin_get("/metrics")
+    assert status == 401 and "Bearer" in body
+
+    def get(authorization: str) -> int:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{proxy.admin}/metrics", headers={"Authorization": authorization}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as r:
+                return r.status
+        except urllib.error.HTTPError as err:
+            return err.code
+
+    assert get(f"Bearer {token}") == 200
+    assert get(f"Bearer {'x' * 32}") == 401
+    assert get(token) == 401
+
+
 # --- forged tables and Redis access control ---------------------------------------------------
 
 

@@ -50,3 +50,17 @@ def test_listen_addresses_are_parsed_by_the_one_address_parser():
 
 def test_the_redis_prefix_default_is_the_routing_librarys():
     assert build_parser({}).parse_args([]).redis_prefix == DEFAULT_PREFIX
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:18081", "[::]:18081", "10.1.2.3:18081"])
+def test_it_refuses_an_admin_port_beyond_loopback_without_a_token(listen):
+    result = subprocess.run(
+        [sys.executable, "-m", "proxy", "--admin-listen", listen],
+        cwd=repo_root(), env=child_env(), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "beyond loopback, without a token: set PROXY_ADMIN_TOKEN" in result.stderr
+
+
+def test_the_admin_port_listens_on_loopback_by_default():
+    assert build_parser({}).parse_args([]).admin_listen == "127.0.0.1:8081"

@@ -37,6 +37,8 @@ def test_it_shows_ascii_when_the_name_is_not_valid_idna():
         ("", "empty"),
         ("panel.localhost", "control panel"),
         ("PANEL.localhost.", "control panel"),
+        ("x.panel.localhost", "under the control panel"),
+        ("a.b.Panel.localhost", "under the control panel"),
         ("status.example.com", "reserved"),
         ("localhost", "reserved"),
         ("apps.localhost", "apps domain"),
@@ -60,3 +62,10 @@ def test_it_refuses_a_domain_naming_the_problem(typed, problem):
 def test_it_refuses_a_domain_that_is_not_a_string():
     with pytest.raises(DomainError, match="string"):
         clean_domain(42, "IronHand", POLICY)
+
+
+def test_it_refuses_a_domain_above_the_panels_host():
+    policy = DomainPolicy.build("panel.hosting.example", "apps.example", [])
+    with pytest.raises(DomainError, match="above the control panel"):
+        clean_domain("hosting.example", "IronHand", policy)
+    assert clean_domain("other.example", "IronHand", policy) == "other.example"

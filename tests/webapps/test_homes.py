@@ -56,7 +56,7 @@ def test_it_defaults_to_the_domain_under_the_home(root):
 
 
 def test_it_writes_a_starter_app_that_answers(tmp_path):
-    assert write_starter_app(tmp_path / "app") is True
+    assert write_starter_app(tmp_path, "app") is True
     namespace: dict = {}
     exec((tmp_path / "app" / "wsgi.py").read_text(), namespace)
     seen = []
@@ -67,7 +67,7 @@ def test_it_writes_a_starter_app_that_answers(tmp_path):
 
 def test_it_keeps_an_existing_wsgi_file(tmp_path):
     (tmp_path / "wsgi.py").write_text("mine")
-    assert write_starter_app(tmp_path) is False
+    assert write_starter_app(tmp_path.parent, tmp_path.name) is False
     assert (tmp_path / "wsgi.py").read_text() == "mine"
 
 

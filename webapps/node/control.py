@@ -18,8 +18,16 @@ One request per connection, one JSON object per line each way. Requests:
     {"op": "status"}
         -> {"status": "OK", "backend": "<node>", "apps": [{"name", "phase", "pid", ...}]}
 
+    {"op": "home_file", "owner": "<username>", "uid": n, "gid": n, "path": ["<dir>", "<file>"],
+     "content": "<text>"}
+        -> {"status": "OK", "written": true|false}   (false: a file of that name was there)
+
 Any problem with the request itself: {"status": "ERROR", "message": "<what is wrong>"}.
-The socket file is created mode 0600: only the node's own user (and so its panel) may use it.
+
+Who may ask: the socket file is created mode 0600 (0660 with the panel's group when the panel
+runs as a uid of its own), and every connection's peer credentials (``SO_PEERCRED``) are checked
+against the allowed uids (root, the node's own, the panel's): any other uid is answered
+``{"status": "ERROR", "message": "permission denied ..."}`` and nothing is carried out.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import json
 import logging
 import os
 import socket
+import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -50,10 +59,26 @@ class BadRequest(ValueError):
     """A control request that cannot be carried out; the message says why."""
 
 
+def peer_uid(sock: socket.socket) -> int:
+    """The uid of the process at the other end of a unix socket (``SO_PEERCRED``)."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
+
+
 class ControlServer:
-    def __init__(self, path: Path, dispatch: Dispatch) -> None:
+    def __init__(
+        self,
+        path: Path,
+        dispatch: Dispatch,
+        *,
+        allowed_uids: frozenset[int] | None = None,
+        group: int | None = None,
+    ) -> None:
         self.path = path
         self.dispatch = dispatch
+        # root and the node's own user always; the panel's uid when it runs as one of its own
+        self.allowed_uids = frozenset({0, os.geteuid(), *(allowed_uids or ())})
+        self.group = group  # the socket's group (the panel's), mode 0660; None: 0600
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
@@ -67,6 +92,9 @@ class ControlServer:
             )
         finally:
             os.umask(old_umask)
+        if self.group is not None:
+            os.chown(self.path, -1, self.group, follow_symlinks=False)
+            os.chmod(self.path, 0o660, follow_symlinks=False)
 
     async def close(self) -> None:
         if self._server is not None:
@@ -78,8 +106,17 @@ class ControlServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
+            sock = writer.get_extra_info("socket")
+            uid = peer_uid(sock) if sock is not None else -1
             try:
                 line = await asyncio.wait_for(reader.readline(), REQUEST_READ_TIMEOUT)
+                if uid not in self.allowed_uids:
+                    # Read first, so the client gets the answer rather than a broken pipe; the
+                    # request itself is never looked at.
+                    log.warning("control socket: refused a client running as uid %d", uid)
+                    raise PermissionError(
+                        f"permission denied: uid {uid} may not use this node's control socket"
+                    )
                 request = json.loads(line)
                 if not isinstance(request, dict):
                     raise BadRequest("a request is a JSON object")
@@ -87,6 +124,8 @@ class ControlServer:
             except (ValueError, asyncio.LimitOverrunError) as exc:
                 # ValueError covers bad JSON, BadRequest and a line over the limit
                 response = {"status": "ERROR", "message": f"bad request: {exc}"}
+            except PermissionError as exc:
+                response = {"status": "ERROR", "message": str(exc)}
             except TimeoutError:
                 response = {"status": "ERROR", "message": "no request line within the deadline"}
             writer.write(json.dumps(response).encode() + b"\n")

@@ -33,6 +33,20 @@ GENERATION_BYTES = 20  # the node writes the number zero-padded to this width
 # gunicorn >= 24 opens a control socket under $HOME by default; apps of one owner would share it.
 control_socket_disable = True
 
+# The app's socket is born 0700 in its own 0700 directory: only the app and the node reach it.
+umask = 0o077
+
+# Forwarded-header handling pinned off: gunicorn trusts every unix-socket peer, so by default a
+# client's SCRIPT_NAME or PATH_INFO header (passed on by a proxy) would rewrite the WSGI
+# environment. The node's proxy is the only peer and says everything gunicorn needs in plain
+# headers; the one scheme header believed is the X-Forwarded-Proto the proxies write themselves.
+forwarded_allow_ips = ""
+forwarder_headers = ""
+header_map = "drop"
+proxy_protocol = False
+proxy_allow_ips = ""
+secure_scheme_headers = {"X-FORWARDED-PROTO": "https"}
+
 # PEP 552 flags: hash-based (bit 0) and checked against the source at every import (bit 1).
 _CHECKED_HASH = (0b11).to_bytes(4, "little")
 _HEADER = 16  # magic, flags, 8-byte source hash

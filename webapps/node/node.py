@@ -21,6 +21,7 @@ from pathlib import Path
 
 from routing import InvalidHost, RouteTable, canonical_host
 from routing.addresses import InvalidAddress, parse_address
+from webapps.node import homefs
 from webapps.node.control import BadRequest
 from webapps.node.directory import AppDirectory
 from webapps.node.logs import (
@@ -94,12 +95,14 @@ class Node:
         name: str,
         supervisor: Supervisor,
         directory: AppDirectory,
+        in_force: tuple[str, ...] = (),
         routes: Callable[[], RouteTable | None] = lambda: None,
         reachable: Reachable = tcp_reachable,
     ) -> None:
         self.name = name
         self.supervisor = supervisor
         self.directory = directory
+        self.in_force = in_force  # the start-up lines: isolation, cgroups
         self.routes = routes  # the node's copy of the route table (None: it follows none)
         self.reachable = reachable
         self.reloads: Counter[str] = Counter()  # by result
@@ -107,12 +110,18 @@ class Node:
         # Set by the server when it follows the route table: version, signer, refusals.
         self.route_stats: Callable[[], dict] | None = None
 
+    @property
+    def isolation(self) -> str:
+        return "on" if self.supervisor.isolated is not None else "off"
+
     async def dispatch(self, request: dict) -> dict:
         op = request.get("op")
         if op == "status":
             answer = {
                 "status": "OK",
                 "backend": self.name,
+                "isolation": self.isolation,
+                "in_force": list(self.in_force),
                 "apps": self.supervisor.status(),
                 "reloads": self.reload_counts(),
             }
@@ -131,10 +140,36 @@ class Node:
             return self._log_read(_domain(request), request)
         if op == "log_delete":
             return self._log_delete(_domain(request), request)
+        if op == "home_file":
+            return self._home_file(request)
         raise BadRequest(
             f"unknown op {op!r}; one of reload, logs, log_files, log_read, log_delete, status, "
-            "metrics"
+            "metrics, home_file"
         )
+
+    def _home_file(self, request: dict) -> dict:
+        """Create a file in a user's home as its owner, never through a symlink (the panel's
+        starter app when the panel itself may not write into homes)."""
+        owner, path, content = request.get("owner"), request.get("path"), request.get("content")
+        uid, gid = request.get("uid", 0), request.get("gid", 0)
+        if not isinstance(owner, str) or not owner:
+            raise BadRequest("'owner' must be a username")
+        if not isinstance(path, list) or not all(isinstance(p, str) for p in path):
+            raise BadRequest("'path' must be a list of names")
+        if not isinstance(content, str):
+            raise BadRequest("'content' must be a string")
+        for value in (uid, gid):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise BadRequest("'uid' and 'gid' must be non-negative integers")
+        try:
+            written = homefs.write_new_file(
+                self.supervisor.home_root, owner, path, content.encode(), uid=uid, gid=gid
+            )
+        except homefs.HomePathRefused as exc:
+            return {"status": "ERROR", "backend": self.name, "message": str(exc)}
+        except OSError as exc:
+            return {"status": "ERROR", "backend": self.name, "message": f"cannot write: {exc}"}
+        return {"status": "OK", "backend": self.name, "written": written}
 
     async def _reload(self, domain: str) -> dict:
         spec = await self.directory.get(domain, fresh=True)

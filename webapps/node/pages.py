@@ -3,7 +3,12 @@ disabled app, a password-protected app without the password."""
 
 from __future__ import annotations
 
+import re
 from html import escape
+
+# An absolute path in a reason ("source directory /srv/home/ann/x is not a directory"): the
+# public page says "a path" instead.
+_PATH_RE = re.compile(r"(?<![\w.:/])/[^\s'\"<>(),;]+")
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
@@ -25,12 +30,15 @@ def unknown_domain(host: str) -> bytes:
     )
 
 
-def app_unavailable(name: str, reason: str, error_log: str) -> bytes:
+def app_unavailable(name: str, reason: str) -> bytes:
+    """The public 502 page: it names no file system path (visitors see it too); the owner finds
+    the details in the app's error log, shown in the Web tab."""
     return _page(
         "Something went wrong :-(",
-        f"<p>The web app <code>{escape(name)}</code> could not answer: {escape(reason)}.</p>"
-        f"<p>Its owner can find the details in its error log, <code>{escape(error_log)}</code> "
-        "(the Web tab of the control panel shows its last lines).</p>",
+        f"<p>The web app <code>{escape(name)}</code> could not answer: "
+        f"{escape(_PATH_RE.sub('(a path)', reason))}.</p>"
+        "<p>Its owner can find the details in its error log, in the Web tab of the control "
+        "panel.</p>",
     )
 
 

@@ -265,8 +265,9 @@ def bwrap_args(
     for path in layout.directories:
         args += ["--ro-bind", path, path]
     args += ["--proc", "/proc", "--dev", "/dev"]
-    args += ["--size", str(spec.tmp_size), "--tmpfs", "/tmp"]
-    args += ["--size", str(spec.tmp_size), "--tmpfs", "/dev/shm"]
+    # Private and writable by the app (sticky, as on any system): tempfile needs one.
+    args += ["--perms", "1777", "--size", str(spec.tmp_size), "--tmpfs", "/tmp"]
+    args += ["--perms", "1777", "--size", str(spec.tmp_size), "--tmpfs", "/dev/shm"]
     created = {"/", "/tmp", "/dev", "/proc", *READ_ONLY_SYSTEM}
     created.update(path for path, _ in layout.symlinks)
     created.update(layout.directories)

@@ -30,9 +30,10 @@ from proxy.engine import Answer, Client, Engine, EngineConfig, Route, Upstream
 from routing import InvalidHost, RouteTable, canonical_host
 from routing.addresses import DEFAULT_TRUSTED_PROXIES
 from routing.publish import DEFAULT_PREFIX
-from webapps.node import basic_auth, pages, static
+from webapps.node import basic_auth, pages, sandbox, static
 from webapps.node.control import ControlServer
 from webapps.node.directory import AppDirectory, Lookup
+from webapps.node.launching import Isolated
 from webapps.node.node import Node, panel_spec
 from webapps.node.spec import AppSpec
 from webapps.node.supervisor import AppUnavailable, Supervisor
@@ -121,9 +122,7 @@ class NodeResolver:
         try:
             sock = await self.node.supervisor.socket_for(spec)
         except AppUnavailable as exc:
-            return self._answer(
-                502, pages.app_unavailable(exc.name, exc.reason, str(exc.error_log))
-            )
+            return self._answer(502, pages.app_unavailable(exc.name, exc.reason))
         return self._forward(key, sock)
 
     def _forward(self, key: str, sock: str) -> Route:
@@ -200,6 +199,12 @@ class NodeConfig:
     # with redis_url: a node never follows an unsigned table.
     trusted_keys: tuple = ()
     drain_timeout: float = 30.0
+    # None: apps share the node's user (the node was told so); else how it isolates them
+    isolated: Isolated | None = None
+    in_force: tuple[str, ...] = ()  # what the start-up line says about isolation and cgroups
+    egress_deny: tuple[str, ...] = ()  # networks sandboxes may not reach (the control plane's)
+    max_workers: int = 8
+    max_threads: int = 8
 
     @property
     def control_socket(self) -> Path:
@@ -220,6 +225,9 @@ class NodeServer:
             reload_timeout=config.reload_timeout,
             stop_timeout=config.stop_timeout,
             request_timeout=config.request_timeout,
+            isolated=config.isolated,
+            max_workers=config.max_workers,
+            max_threads=config.max_threads,
         )
         panel = panel_spec(
             node_name=config.name,
@@ -234,6 +242,7 @@ class NodeServer:
             name=config.name,
             supervisor=self.supervisor,
             directory=self.directory,
+            in_force=config.in_force,
             routes=self.table,
         )
         self.resolver = NodeResolver(self.node, expose_name=config.expose_name)
@@ -248,7 +257,13 @@ class NodeServer:
                 via=config.name,
             ),
         )
-        self.control = ControlServer(config.control_socket, self.node.dispatch)
+        isolated = config.isolated
+        self.control = ControlServer(
+            config.control_socket,
+            self.node.dispatch,
+            allowed_uids=frozenset({isolated.panel_uid}) if isolated else None,
+            group=isolated.panel_gid if isolated else None,
+        )
         self.subscriber = None
         self.heartbeat = None
         self._tasks: list[asyncio.Task] = []
@@ -259,6 +274,11 @@ class NodeServer:
         return self.subscriber.table if self.subscriber is not None else None
 
     async def start(self) -> None:
+        isolated = self.config.isolated
+        if isolated is not None and isolated.egress:
+            # Left in place at shutdown: the rules match sandbox interfaces only, and other
+            # nodes on this host may be using them.
+            sandbox.enable_egress(isolated.egress_pool, self.config.egress_deny)
         await self.control.start()
         await self.engine.listen(self.config.host, self.config.port)
         self._tasks.append(asyncio.create_task(self.supervisor.reap_idle()))
@@ -277,11 +297,12 @@ class NodeServer:
             await self.subscriber.start()
             await self._start_heartbeat()
         log.info(
-            "node %s listening on %s:%d, control socket %s",
+            "node %s listening on %s:%d, control socket %s; %s",
             self.config.name,
             self.config.host,
             self.config.port,
             self.config.control_socket,
+            "; ".join(self.config.in_force) or "isolation: off",
         )
 
     def route_stats(self) -> dict:

@@ -119,6 +119,10 @@ class AppSpec:
     extra_env: tuple[tuple[str, str], ...] = field(default=())
     workers: int = 2
     threads: int = 1
+    # The owner's numeric identity, allocated by the panel (the same on every node): an isolated
+    # node runs the app's processes as this uid and gid. 0: not known.
+    uid: int = 0
+    gid: int = 0
     # Served by the node itself, read with every lookup: changes need no reload, and they are
     # no change of the process's settings (not compared, so they never restart it).
     static: tuple[StaticMapping, ...] = field(default=(), compare=False)
@@ -131,10 +135,19 @@ class AppSpec:
     auth_verifier: str = field(default="", compare=False)
 
 
+def app_dir(run_dir: Path, name: str) -> Path:
+    """The app's own directory under the run directory: it holds its socket and nothing else.
+
+    Owned by the app's uid, mode 0700, when the node isolates apps: only the app and root reach
+    the socket in it.
+    """
+    digest = hashlib.blake2b(name.encode(), digest_size=8).hexdigest()
+    return run_dir / "apps" / digest
+
+
 def socket_path(run_dir: Path, name: str) -> Path:
     """The unix socket an app's gunicorn binds: short and fixed-length whatever the domain."""
-    digest = hashlib.blake2b(name.encode(), digest_size=8).hexdigest()
-    path = run_dir / "apps" / f"{digest}.sock"
+    path = app_dir(run_dir, name) / "app.sock"
     if len(str(path).encode()) > MAX_SOCKET_PATH:
         raise ValueError(
             f"run directory {run_dir} is too long for unix sockets "
@@ -192,6 +205,11 @@ def check_source(spec: AppSpec, home_root: Path) -> Path:
         if not (venv_resolved / "bin" / "python").exists():
             raise SourceRefused(f"virtualenv {venv} has no bin/python")
     return resolved
+
+
+def owner_home(spec: AppSpec, home_root: Path) -> Path:
+    """The owner's home, ``HOME_ROOT/<owner lower-cased>``, resolved."""
+    return _home(spec, home_root)
 
 
 def _home(spec: AppSpec, home_root: Path) -> Path:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -28,7 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from webapps.node import logs as applogs
+from webapps.node.launching import Isolated, plan_launch
 from webapps.node.outcome import Result
+from webapps.node.sandbox import LAUNCH_FAILED
 from webapps.node.spec import (
     GENERATION_BYTES,
     AppSpec,
@@ -94,6 +97,7 @@ class _App:
     transports: list[asyncio.BaseTransport] = field(default_factory=list)
     capture: bytearray = field(default_factory=bytearray)
     generation_fd: int = -1  # the file the process reads its generation from
+    group: str | None = None  # the owner's cgroup its running process is in
 
     def notify(self) -> None:
         """Wake everyone waiting for this app's state to change."""
@@ -161,6 +165,9 @@ class Supervisor:
         log_max_bytes: int = applogs.DEFAULT_MAX_BYTES,
         base_env: dict[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        isolated: Isolated | None = None,
+        max_workers: int = 8,
+        max_threads: int = 8,
     ) -> None:
         self.run_dir = run_dir
         self.log_dir = log_dir
@@ -174,6 +181,10 @@ class Supervisor:
         self.log_max_bytes = log_max_bytes
         self.base_env = dict(os.environ if base_env is None else base_env)
         self.clock = clock
+        # None: apps run as the node's own user (the node was told they may share it)
+        self.isolated = isolated
+        self.max_workers = max_workers
+        self.max_threads = max_threads
         self._apps: dict[str, _App] = {}
         self._tasks: set[asyncio.Task] = set()
         self._closing = False  # stop_all began: nothing may start any more
@@ -351,6 +362,14 @@ class Supervisor:
         if not task.cancelled() and task.exception() is not None:
             log.error("supervisor task failed", exc_info=task.exception())
 
+    def _bounded(self, spec: AppSpec) -> AppSpec:
+        """The spec with its workers and threads held to the node's bounds per app."""
+        workers = max(1, min(spec.workers, self.max_workers))
+        threads = max(1, min(spec.threads, self.max_threads))
+        if (workers, threads) == (spec.workers, spec.threads):
+            return spec
+        return dataclasses.replace(spec, workers=workers, threads=threads)
+
     def _reloaded(self, started: float, app: _App, generation: int, message: str) -> ReloadOutcome:
         return ReloadOutcome(
             Result.RELOADED,
@@ -384,7 +403,7 @@ class Supervisor:
         generation_fd = _generation_file(app.state.generation)
         try:
             argv = gunicorn_argv(
-                spec,
+                self._bounded(spec),
                 socket=app.socket,
                 access_fd=w_acc,
                 timeout=self.request_timeout,
@@ -397,22 +416,35 @@ class Supervisor:
                 ready_fd=w_ready,
                 generation_fd=generation_fd,
             )
-            process = await asyncio.create_subprocess_exec(
-                *argv,
-                cwd=cwd,
+            plan = plan_launch(
+                spec,
+                argv=argv,
                 env=env,
+                cwd=cwd,
+                socket=app.socket,
+                home_root=self.home_root,
+                fds=(w_acc, w_ready, generation_fd),
+                isolated=self.isolated,
+            )
+            process = await asyncio.create_subprocess_exec(
+                *plan.argv,
+                cwd=plan.cwd,
+                env=plan.env,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=w_out,
                 stderr=w_err,
-                pass_fds=(w_acc, w_ready, generation_fd),
+                pass_fds=plan.pass_fds,
                 start_new_session=True,  # its own process group: stopped as a whole
             )
-        except OSError as exc:
+        except (OSError, ValueError, RuntimeError) as exc:
+            # OSError: spawning; ValueError (SourceRefused too), RuntimeError: the sandbox
             for r, w in fds:
                 os.close(r)
                 os.close(w)
             os.close(generation_fd)
-            message = f"could not start gunicorn: {exc}"
+            message = (
+                str(exc) if isinstance(exc, SourceRefused) else f"could not start gunicorn: {exc}"
+            )
             app.error.line(message)
             if app.state.phase == Phase.STARTING:
                 app.state.on_start_failed(self.clock(), message)
@@ -430,6 +462,7 @@ class Supervisor:
             return
         app.process = process
         app.generation_fd = generation_fd
+        app.group = plan.group
         app.capture = bytearray()
         app.ready_count = 0
         app.old_pids = frozenset()
@@ -445,11 +478,12 @@ class Supervisor:
             lambda: _ReadyPipe(app, self._worker_ready), os.fdopen(r_ready, "rb", buffering=0)
         )
         app.transports.append(transport)
+        who = "" if plan.uid is None else f" as uid {plan.uid}"
         app.server.line(
-            f"started gunicorn pid {process.pid} ({spec.wsgi_entry} in {cwd}, "
+            f"started gunicorn pid {process.pid}{who} ({spec.wsgi_entry} in {cwd}, "
             f"generation {app.state.generation})"
         )
-        _pidfile(app.socket).write_text(str(process.pid))
+        _pidfile(app.socket).write_text(f"{process.pid} {_start_time(process.pid)}")
         self._spawn_task(self._watch(app, process))
         self._spawn_task(self._start_deadline(app, process))
 
@@ -468,7 +502,7 @@ class Supervisor:
         if not counting or pid in app.old_pids or generation != app.state.generation:
             return
         app.ready_count += 1
-        if app.ready_count < app.spec.workers:
+        if app.ready_count < self._bounded(app.spec).workers:
             return
         queued = app.state.on_ready(self.clock())
         done = [(t, f) for t, f in app.waiters if t <= app.state.restarts]
@@ -490,7 +524,7 @@ class Supervisor:
         app.state.on_signalled()
         app.capture = bytearray()
         app.ready_count = 0
-        app.old_pids = frozenset(_children(process.pid))
+        app.old_pids = frozenset(_descendants(process.pid))
         _write_generation(app.generation_fd, app.state.generation)
         app.server.line(f"reload: HUP sent, generation {app.state.generation} is loading the code")
         with contextlib.suppress(ProcessLookupError):
@@ -511,6 +545,9 @@ class Supervisor:
             if app.generation_fd >= 0:
                 os.close(app.generation_fd)
                 app.generation_fd = -1
+            if app.group is not None and self.isolated and self.isolated.groups is not None:
+                with contextlib.suppress(OSError):
+                    self.isolated.groups.remove(app.group)  # only once the owner has none left
         with contextlib.suppress(FileNotFoundError):
             app.socket.unlink()
         if app.state.phase in (Phase.STOPPING, Phase.STOPPED, Phase.BACKOFF):
@@ -558,16 +595,19 @@ class Supervisor:
     def _kill_stale_groups(self) -> None:
         """Kill app process groups left by a node of this run directory that was killed.
 
-        Each running app has ``<socket>.pid``; a pid is only trusted while its command line
-        still names that socket, so a recycled pid is never signalled.
+        Each running app has ``<app dir>.pid`` (in the node's own directory, out of the app's
+        reach) holding the pid and start time of the process the node started; a pid is only
+        trusted while the process of that pid still has that start time, so a recycled pid is
+        never signalled.
         """
-        for pidfile in (self.run_dir / "apps").glob("*.sock.pid"):
+        for pidfile in (self.run_dir / "apps").glob("*.pid"):
             try:
-                pid = int(pidfile.read_text())
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                pid_text, _, started = pidfile.read_text().partition(" ")
+                pid = int(pid_text)
+                alive = bool(started.strip()) and _start_time(pid) == started.strip()
             except (OSError, ValueError):
-                cmdline = b""
-            if str(pidfile.with_suffix("")).encode() in cmdline:
+                alive = False
+            if alive:
                 log.warning("killing app process group %d left by a previous node", pid)
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
@@ -582,6 +622,8 @@ class Supervisor:
 def _describe_exit(returncode: int, phase: Phase) -> str:
     # gunicorn's master exits when a new worker fails to boot (3) or to load the app (4); during
     # a reload that surfaces as an unhandled exception (1). While loading code, that is the cause.
+    if returncode == LAUNCH_FAILED:
+        return "the app's sandbox could not be set up (the error log says why)"
     if returncode in (3, 4) or (returncode == 1 and phase in (Phase.STARTING, Phase.RELOADING)):
         return f"the app failed to load its code (gunicorn exited with code {returncode})"
     if returncode < 0:
@@ -608,13 +650,41 @@ def _write_generation(fd: int, generation: int) -> None:
 
 
 def _pidfile(socket: Path) -> Path:
-    return socket.with_name(socket.name + ".pid")
+    return socket.parent.with_name(socket.parent.name + ".pid")
 
 
-def _children(pid: int) -> list[int]:
-    """Direct children of ``pid`` (Linux /proc), to tell old workers from new ones."""
+def _start_time(pid: int) -> str:
+    """The start time of ``pid`` in clock ticks since boot (``/proc/<pid>/stat``, field 22)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux /proc), to tell old workers from new ones.
+
+    Named by their pid in the innermost pid namespace, as the workers report themselves: a
+    sandboxed gunicorn sees its own namespace's pids (``NSpid`` in ``/proc/<pid>/status``).
+    """
+    found: list[int] = []
+    todo = [pid]
+    while todo and len(found) < 4096:
+        current = todo.pop()
+        try:
+            children = [
+                int(p) for p in Path(f"/proc/{current}/task/{current}/children").read_text().split()
+            ]
+        except OSError:
+            continue
+        for child in children:
+            todo.append(child)
+            found.append(_innermost_pid(child))
+    return found
+
+
+def _innermost_pid(pid: int) -> int:
     try:
-        raw = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(p) for p in raw.split()]
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("NSpid:"):
+                return int(line.split()[-1])
+    except (OSError, ValueError):
+        pass
+    return pid

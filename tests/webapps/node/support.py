@@ -122,14 +122,32 @@ for owner, apps in spec.items():
     _, tokens[owner] = actions.do_create_token(
         user, actor=user, origin=Origin(via=Via.CLI), name="tests"
     )
-print(json.dumps(tokens))
+uids = {{owner: User.objects.get(username=owner).uid for owner in spec}}
+print(json.dumps({{"tokens": tokens, "uids": uids}}))
 """
 
 
 def add_apps(env: dict[str, str], apps: dict[str, list[tuple[str, str]]]) -> dict[str, str]:
-    """Create users and their apps ``{owner: [(domain, source_dir)]}``; return API tokens."""
+    """Create users and their apps ``{owner: [(domain, source_dir)]}``; return API tokens.
+
+    Each owner's home (written by the test) is then given to the uid the panel allocated, as
+    the panel does for the homes it makes.
+    """
     out = manage(env, "shell", "-c", SETUP.format(spec=json.dumps(apps)))
-    return json.loads(out.strip().splitlines()[-1])
+    made = json.loads(out.strip().splitlines()[-1])
+    for owner, uid in made["uids"].items():
+        give_home(Path(env["HOME_ROOT"]) / owner.lower(), uid)
+    return made["tokens"]
+
+
+def give_home(home: Path, uid: int) -> None:
+    """Make ``home`` and everything in it belong to ``uid`` (as root; no-op otherwise)."""
+    if os.geteuid() != 0 or not home.exists():
+        return
+    for directory, dirs, files in os.walk(home):
+        os.lchown(directory, uid, uid)
+        for name in dirs + files:
+            os.lchown(os.path.join(directory, name), uid, uid)
 
 
 class NodeProcess:

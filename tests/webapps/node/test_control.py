@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import stat
+import subprocess
+import sys
 
 import pytest
 
 from tests.support import wait_until
 from tests.webapps.node.support import answer_app, domain_served_by, get_unix, table_of, write_app
 from webapps import node_client as client
-from webapps.node.control import ControlError, call
+from webapps.node.control import ControlError, ControlServer, call
+from webapps.node.directory import AppDirectory
+from webapps.node.node import Node
 from webapps.node.spec import AppSpec
 
 
@@ -119,6 +124,78 @@ def test_a_node_name_cannot_point_outside_the_log_root(settings, tmp_path):
     settings.VAR_DIR = tmp_path
     with pytest.raises(ValueError, match="not a node name"):
         client.app_logs("shop.apps.test", backend="../../etc")
+
+
+PEER = """
+import json, socket, sys
+with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+    s.settimeout(10)
+    s.connect(sys.argv[1])
+    s.sendall(json.dumps({"op": sys.argv[2], "domain": "shop.apps.test"}).encode() + b"\\n")
+    print(s.makefile().readline())
+"""
+
+
+def _searchable_python() -> None:
+    """Let another uid run this interpreter (as runnode does for the panel's uid)."""
+    from pathlib import Path
+
+    from webapps.node.sandbox import python_paths
+
+    for directory in python_paths(sys.executable):
+        for parent in (Path(directory), *Path(directory).parents):
+            parent.chmod(parent.stat().st_mode | 0o001)
+
+
+def _ask_as(uid: int, path, op: str) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-c", PEER, str(path), op],
+        user=uid, group=uid, extra_groups=[], capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("op", ["status", "reload", "logs"])
+def test_it_refuses_a_client_of_another_uid_by_its_peer_credentials(
+    node_control, short_tmp, home_root, op
+):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to connect as another uid")
+    sup, specs, path, _ = node_control
+    add_app(specs, home_root, "shop.apps.test", "v1")
+    _searchable_python()
+    short_tmp.chmod(0o711)
+    path.chmod(0o666)  # the file's mode would stop it first: this is about the credentials
+    answer = _ask_as(54321, path, op)
+    assert answer == {
+        "status": "ERROR",
+        "message": "permission denied: uid 54321 may not use this node's control socket",
+    }
+    assert sup.running() == []  # nothing was started or reloaded
+
+
+def test_it_answers_the_panels_uid(supervisor_factory, short_tmp, loop_thread):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to connect as another uid")
+    sup = supervisor_factory()
+    path = short_tmp / "panel-control.sock"
+
+    async def build():
+        directory = AppDirectory(system={}, lookup={}.get, cache_seconds=0)
+        node = Node(name="b7", supervisor=sup, directory=directory)
+        server = ControlServer(path, node.dispatch, allowed_uids=frozenset({54322}), group=54322)
+        await server.start()
+        return server
+
+    server = loop_thread.run(build())
+    try:
+        _searchable_python()
+        short_tmp.chmod(0o711)
+        assert (path.stat().st_gid, stat.S_IMODE(path.stat().st_mode)) == (54322, 0o660)
+        assert _ask_as(54322, path, "status")["status"] == "OK"
+    finally:
+        loop_thread.run(server.close())
 
 
 def test_a_reload_says_what_it_did_and_names_the_new_generation(

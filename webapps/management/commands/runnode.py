@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
+import stat
+import sys
 from pathlib import Path
 
 from django.conf import settings
@@ -22,9 +26,11 @@ from routing.addresses import (
     is_backend_name,
     parse_address,
 )
+from webapps.node.sandbox import python_paths
 from webapps.node.spec import AppSpec, StaticMapping
 
 DEFAULT_LISTEN = "127.0.0.1:9001"
+log = logging.getLogger(__name__)
 
 
 def _address(raw: str) -> Address:
@@ -143,15 +149,53 @@ class Command(BaseCommand):
             help="do not follow the route table (apps stay until idle)",
         )
         parser.add_argument(
+            "--apps-share-node-user",
+            action="store_true",
+            help="let every app run as the node's own user when the node cannot isolate them "
+            "(not root, no bubblewrap); without it such a node refuses to start "
+            "(also NODE_APPS_SHARE_NODE_USER=1)",
+        )
+        parser.add_argument(
+            "--no-egress",
+            action="store_true",
+            help="sandboxed apps get no outbound network at all (also NODE_APP_EGRESS=0)",
+        )
+        parser.add_argument(
             "--hide-name",
             action="store_true",
             help="do not add X-Backend: <name> to responses (also off when NODE_EXPOSE_NAME=0)",
         )
 
     def handle(self, *args, **options) -> None:
+        from webapps.node import launching, sandbox
+        from webapps.node.cgroups import Limits, MiB
         from webapps.node.server import NodeConfig, NodeServer
 
         name = options["name"]
+        try:
+            isolated, in_force = launching.prepare(
+                name,
+                apps_share_node_user=(
+                    options["apps_share_node_user"] or settings.NODE_APPS_SHARE_NODE_USER
+                ),
+                panel_uid=settings.PANEL_UID,
+                panel_gid=settings.PANEL_GID,
+                limits=Limits(
+                    memory=settings.NODE_OWNER_MEMORY_MB * MiB,
+                    pids=settings.NODE_OWNER_PIDS,
+                    cpu_weight=settings.NODE_OWNER_CPU_WEIGHT,
+                ),
+                egress=settings.NODE_APP_EGRESS and not options["no_egress"],
+                egress_pool=settings.NODE_EGRESS_POOL,
+            )
+        except (sandbox.IsolationUnavailable, ValueError, OSError) as exc:
+            raise CommandError(str(exc)) from None
+        log_dir = _path(options["log_dir"]) or settings.VAR_DIR / "log" / name
+        if isolated is not None:
+            grant_panel_access(isolated.panel_uid, isolated.panel_gid, log_dir)
+        for line in in_force:
+            self.stdout.write(f"node {name}: {line}")
+        self.stdout.flush()
         listen: Address = options["listen"]
         var = settings.VAR_DIR
         config = NodeConfig(
@@ -159,7 +203,7 @@ class Command(BaseCommand):
             host=listen.bind_host,
             port=listen.port,
             run_dir=_path(options["run_dir"]) or var / "run" / name,
-            log_dir=_path(options["log_dir"]) or var / "log" / name,
+            log_dir=log_dir,
             home_root=settings.HOME_ROOT,
             panel_host=settings.PANEL_HOST,
             base_dir=settings.BASE_DIR,
@@ -173,6 +217,11 @@ class Command(BaseCommand):
             trusted_proxies=tuple(options["trusted_proxy"] or DEFAULT_TRUSTED_PROXIES),
             redis_url="" if options["no_routes"] else (options["redis"] or settings.NODE_REDIS_URL),
             redis_prefix=settings.REDIS_PREFIX,
+            isolated=isolated,
+            in_force=in_force,
+            egress_deny=tuple(settings.NODE_EGRESS_DENY),
+            max_workers=settings.NODE_MAX_WORKERS_PER_APP,
+            max_threads=settings.NODE_MAX_THREADS_PER_APP,
             trusted_keys=() if options["no_routes"] else _trusted_keys(),
         )
         try:
@@ -215,6 +264,8 @@ def webapp_spec(domain: str) -> AppSpec | None:
         wsgi_entry=app.wsgi_entry,
         owner=app.owner.username,
         virtualenv_path=str(getattr(app, "virtualenv_path", "") or ""),
+        uid=app.owner.uid or 0,
+        gid=app.owner.gid or 0,
         enabled=app.enabled,
         auth_username=app.password_protection_username if protected else "",
         auth_verifier=app.password_protection_hash if protected else "",
@@ -229,6 +280,86 @@ def _trusted_keys() -> tuple:
         return trusted_keys_from(settings.VAR_DIR, settings.ROUTES_TRUSTED_KEYS)
     except (ValueError, OSError) as exc:
         raise CommandError(f"route-table keys: {exc}") from None
+
+
+def grant_panel_access(uid: int, gid: int, log_dir: Path) -> None:
+    """Let the panel's own uid and gid reach what the panel needs, and nothing else.
+
+    The panel runs on the node as ``PANEL_UID``/``PANEL_GID``: it reads the secret key and reads
+    and writes the SQLite database (and the journal files beside it), reaches the control
+    socket, reads the project's code, signs and seals with the machine's keys (not the proxies'
+    private sealing key), and reads (and deletes, for the Web tab) the apps' logs,
+    its own node's and the other nodes' under ``VAR_DIR/log``. Those get the panel's group (the
+    log directories setgid, so every log file made in them is the panel group's); everything
+    else under ``VAR_DIR`` (TLS keys, demo credentials, homes) stays the node's. Directories on the
+    way to them get the search bit for others (names known can be reached, nothing listed).
+    """
+    var = settings.VAR_DIR
+    _give_group(var, gid, 0o770)
+    secret = var / "secret_key"
+    if secret.exists():
+        _give_group(secret, gid, 0o640)
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        path = Path(str(database["NAME"]))
+        if path.exists():
+            _give_group(path.parent, gid, 0o770)
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                sibling = path.with_name(path.name + suffix)
+                if sibling.exists():
+                    _give_group(sibling, gid, 0o660)
+            _searchable(path.parent)
+    _grant_keys(var, gid)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    if log_dir.parent == var / "log":  # the nodes' shared log root: the panel lists it
+        _give_group(log_dir.parent, gid, 0o2750)
+    _searchable(log_dir.parent)
+    _give_group(log_dir, gid, 0o2770)
+    for path in log_dir.iterdir():
+        if path.is_file() and not path.is_symlink():
+            _give_group(path, gid, 0o640)
+    _searchable(var)
+    _searchable(settings.BASE_DIR)
+    for directory in python_paths(sys.executable):  # the interpreter the panel runs with
+        _searchable(Path(directory))
+    settings.HOME_ROOT.mkdir(parents=True, exist_ok=True)
+    settings.HOME_ROOT.chmod(0o711)  # homes are 0700 each; nobody lists them
+
+
+def _grant_keys(var: Path, gid: int) -> None:
+    """The machine's key pairs under ``VAR_DIR/keys`` (made now if missing, as on first use):
+    the panel signs the documents it publishes (certificates, challenges) with the route-table
+    key and seals certificate keys to the proxies' public key; the proxies' private sealing
+    key stays root's."""
+    from routing import keys, sealed
+
+    if not settings.ROUTES_SIGNING_KEY_FILE:
+        keys.load_or_create_signing_key(var)
+    if not settings.TLS_KEYS_PUBLIC:
+        sealed.load_or_create_private_key(var)
+    directory = var / keys.KEY_DIR
+    if not directory.is_dir():
+        return
+    _give_group(directory, gid, 0o750)
+    for name, mode in ((keys.PRIVATE_NAME, 0o640), (keys.PUBLIC_NAME, 0o644),
+                       (sealed.PUBLIC_NAME, 0o644)):  # fmt: skip
+        path = directory / name
+        if path.is_file() and not path.is_symlink():
+            _give_group(path, gid, mode)
+
+
+def _give_group(path: Path, gid: int, mode: int) -> None:
+    os.chown(path, -1, gid, follow_symlinks=False)
+    os.chmod(path, mode, follow_symlinks=False)
+
+
+def _searchable(path: Path) -> None:
+    """Add the search bit for others to every directory from / down to ``path``."""
+    for directory in (path, *path.parents):
+        mode = directory.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            log.info("making %s searchable for the panel's uid", directory)
+            directory.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
 
 
 def _path(raw: str | None) -> Path | None:

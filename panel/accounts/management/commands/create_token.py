@@ -13,11 +13,27 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("username", help="the user the token acts as (any case)")
         parser.add_argument(
-            "--expires-days", type=int, default=None, help="expire after N days (default: never)"
+            "--expires-days",
+            type=int,
+            default=None,
+            help=f"expire after N days (default: {actions.DEFAULT_TOKEN_DAYS})",
+        )
+        parser.add_argument(
+            "--reload-only",
+            action="store_true",
+            help="the token may only reload the user's web apps (403 on anything else)",
         )
         parser.add_argument("--name", default="created by manage.py", help="a label for the token")
 
-    def handle(self, *args, username: str, expires_days: int | None, name: str, **options):
+    def handle(
+        self,
+        *args,
+        username: str,
+        expires_days: int | None,
+        name: str,
+        reload_only: bool = False,
+        **options,
+    ):
         user = User.objects.filter(username__iexact=username).first()
         if user is None:
             raise CommandError(f"no user named {username!r}")
@@ -28,6 +44,7 @@ class Command(BaseCommand):
                 origin=Origin(via=Via.CLI),
                 name=name,
                 expires_in_days=expires_days,
+                scope="reload" if reload_only else "full",
             )
         except actions.ActionError as exc:
             raise CommandError(exc.message) from None

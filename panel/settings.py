@@ -7,6 +7,7 @@ run gets a SECRET_KEY generated once into ``var/`` so that every node on this ma
 from __future__ import annotations
 
 import secrets
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -54,6 +55,8 @@ ROUTES_REPUBLISH_SECONDS = env_int("ROUTES_REPUBLISH_SECONDS", 30, minimum=1)
 # (and the control socket it talks to); a panel outside any node reports that no node is here.
 WEBAPPS_RELOADER = env_str("WEBAPPS_RELOADER", "webapps.reload.NoNodeReloader")
 NODE_CONTROL_SOCKET = env_str("NODE_CONTROL_SOCKET", "")
+# The Python versions the nodes have: the only ones an app may ask for (default: this one).
+PYTHON_VERSIONS = env_list("PYTHON_VERSIONS", [f"{sys.version_info[0]}.{sys.version_info[1]}"])
 
 # --- HTTPS per domain (docs/operations.md, "Certificates") ---------------------------------
 # The route-table signing key also signs the proxies' certificate and challenge documents;
@@ -225,7 +228,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "panel.accounts.api_errors.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "panel.accounts.parsers.JSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
@@ -235,6 +238,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Web apps, reloads, backends and routing. See docs/api.md.",
     "VERSION": "0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "panel.accounts.schema.describe_errors",
+    ],
 }
 
 # --- Celery ------------------------------------------------------------------------------

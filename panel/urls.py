@@ -12,3 +12,6 @@ urlpatterns = [
     path("", include("panel.accounts.urls")),
     path("", include("webapps.urls")),
 ]
+
+# Unmatched paths under /api/ answer JSON, as every API error does.
+handler404 = "panel.accounts.api_errors.not_found"

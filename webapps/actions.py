@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import IntegrityError, transaction
 
 from panel.accounts.actions import ActionError, audit
@@ -26,7 +27,8 @@ from webapps.models import Certificate, ReloadEvent, StaticFileMapping, WebApp
 from webapps.node.static import InvalidMapping, check_cache_control, check_url_prefix
 from webapps.reload import reload_app
 
-PYTHON_VERSION_RE = re.compile(r"^(?:python)?(\d)\.?(\d{1,2})$")
+# ASCII digits only: ``\d`` would take Arabic-Indic and other Unicode digits too.
+PYTHON_VERSION_RE = re.compile(r"(?:python)?([0-9])\.?([0-9]{1,2})")
 UPDATABLE_FIELDS = (
     "source_directory",
     "wsgi_entry",
@@ -34,7 +36,13 @@ UPDATABLE_FIELDS = (
     "virtualenv_path",
     "enabled",
     "force_https",
+    "password_protection_enabled",
+    "password_protection_username",
+    "password_protection_password",
 )
+BOOLEAN_FIELDS = ("enabled", "force_https", "password_protection_enabled")
+MAX_PROTECTION_USERNAME = 150
+MAX_PROTECTION_PASSWORD = 256
 
 
 class ReloadThrottled(Exception):
@@ -50,23 +58,93 @@ def domain_policy() -> DomainPolicy:
 # --- web apps --------------------------------------------------------------------------------
 
 
+def python_versions() -> list[str]:
+    """The Python versions the nodes have (``PYTHON_VERSIONS``), the only ones apps may ask for."""
+    return list(settings.PYTHON_VERSIONS)
+
+
 def _clean_python_version(raw: object) -> str:
+    """ "" (the node's own Python) or one of ``python_versions()``, as ``3.11``."""
     if raw is None or raw == "":
         return ""
-    match = PYTHON_VERSION_RE.match(raw.strip()) if isinstance(raw, str) else None
+    offered = ", ".join(python_versions())
+    match = PYTHON_VERSION_RE.fullmatch(raw.strip()) if isinstance(raw, str) else None
     if not match:
         raise ActionError(
-            f"python_version {raw!r} is not a Python version like 3.11 or python311",
+            f"python_version {raw!r} is not a Python version like 3.11 or python311; "
+            f"one of {offered}",
             "python_version",
         )
-    return f"{match[1]}.{match[2]}"
+    version = f"{match[1]}.{match[2]}"
+    if version not in python_versions():
+        raise ActionError(
+            f"Python {version} is not available here; one of {offered}", "python_version"
+        )
+    return version
+
+
+def _clean_bool(raw: object, field: str) -> bool:
+    if not isinstance(raw, bool):
+        raise ActionError(f"{field} must be true or false", field)
+    return raw
+
+
+def _clean_protection_username(raw: object) -> str:
+    field = "password_protection_username"
+    if raw is None:
+        return ""
+    if not isinstance(raw, str):
+        raise ActionError("the user name must be a string", field)
+    if len(raw) > MAX_PROTECTION_USERNAME:
+        raise ActionError(
+            f"the user name is longer than {MAX_PROTECTION_USERNAME} characters", field
+        )
+    # RFC 7617: the user-id cannot hold a colon; control characters cannot be typed at a prompt.
+    if ":" in raw or not raw.isprintable():
+        raise ActionError("the user name may not contain ':' or control characters", field)
+    return raw
+
+
+def _hash_password(raw: object) -> str:
+    """Django's PBKDF2 hash of a new protection password ("" clears it)."""
+    field = "password_protection_password"
+    if raw is None or raw == "":
+        return ""
+    if not isinstance(raw, str):
+        raise ActionError("the password must be a string", field)
+    if len(raw) > MAX_PROTECTION_PASSWORD:
+        raise ActionError(
+            f"the password is longer than {MAX_PROTECTION_PASSWORD} characters", field
+        )
+    if not raw.isprintable():
+        raise ActionError("the password may not contain control characters", field)
+    # Always this hasher, whatever PASSWORD_HASHERS says: the node checks exactly this format
+    # (webapps.node.basic_auth) without Django.
+    hasher = PBKDF2PasswordHasher()
+    return hasher.encode(raw, hasher.salt())
+
+
+def _same_password(raw: str, stored: str) -> bool:
+    return bool(stored) and PBKDF2PasswordHasher().verify(raw, stored)
+
+
+def _check_protection(enabled: bool, username: str, password_hash: str) -> None:
+    if enabled and not username:
+        raise ActionError("password protection needs a user name", "password_protection_username")
+    if enabled and not password_hash:
+        raise ActionError("password protection needs a password", "password_protection_password")
 
 
 def _clean_path(owner: User, raw: object, field: str, what: str) -> Path:
     try:
-        return homes.resolve_inside_home(settings.HOME_ROOT, owner.username, raw, what)
+        path = homes.resolve_inside_home(settings.HOME_ROOT, owner.username, raw, what)
     except homes.PathError as exc:
         raise ActionError(str(exc), field) from None
+    # A relative path grows when resolved: the stored, absolute one must still fit.
+    limit = WebApp._meta.get_field(field).max_length
+    if len(str(path)) > limit:
+        raise ActionError(f"the {what} is longer than {limit} characters once resolved", field)
+    return path
 
 
 def _clean_virtualenv(owner: User, raw: object) -> str:
@@ -93,7 +171,20 @@ def do_create_webapp(
     virtualenv_path: object = None,
     enabled: bool = True,
     force_https: bool = False,
+    password_protection_enabled: bool = False,
+    password_protection_username: object = None,
+    password_protection_password: object = None,
 ) -> WebApp:
+    """A new app; every field left out (None) takes its default."""
+    for name, value in (
+        ("enabled", enabled),
+        ("force_https", force_https),
+        ("password_protection_enabled", password_protection_enabled),
+    ):
+        _clean_bool(value, name)
+    protection_username = _clean_protection_username(password_protection_username)
+    protection_hash = _hash_password(password_protection_password)
+    _check_protection(password_protection_enabled, protection_username, protection_hash)
     try:
         canonical = clean_domain(domain, actor.username, domain_policy())
     except DomainError as exc:
@@ -113,6 +204,9 @@ def do_create_webapp(
         virtualenv_path=_clean_virtualenv(actor, virtualenv_path),
         enabled=enabled,
         force_https=force_https,
+        password_protection_enabled=password_protection_enabled,
+        password_protection_username=protection_username,
+        password_protection_hash=protection_hash,
     )
     try:
         with transaction.atomic(durable=True):
@@ -147,6 +241,8 @@ def _taken(typed: object, canonical: str) -> ActionError:
 def do_update_webapp(
     webapp: WebApp, changes: dict[str, Any], *, actor: User, origin: Origin
 ) -> WebApp:
+    """Change the fields given (a partial update). Nothing changes, nothing is written: no save,
+    no ``updated_at`` bump, no audit row."""
     unknown = sorted(set(changes) - set(UPDATABLE_FIELDS))
     if unknown:
         raise ActionError(f"cannot change {', '.join(unknown)}", unknown[0])
@@ -162,23 +258,57 @@ def do_update_webapp(
         cleaned["python_version"] = _clean_python_version(changes["python_version"])
     if "virtualenv_path" in changes:
         cleaned["virtualenv_path"] = _clean_virtualenv(owner, changes["virtualenv_path"])
-    if "enabled" in changes:
-        if not isinstance(changes["enabled"], bool):
-            raise ActionError("enabled must be true or false", "enabled")
-        cleaned["enabled"] = changes["enabled"]
-    if "force_https" in changes:
-        if not isinstance(changes["force_https"], bool):
-            raise ActionError("force_https must be true or false", "force_https")
-        cleaned["force_https"] = changes["force_https"]
-    before = {name: getattr(webapp, name) for name in cleaned}
+    for name in BOOLEAN_FIELDS:
+        if name in changes:
+            cleaned[name] = _clean_bool(changes[name], name)
+    if "password_protection_username" in changes:
+        cleaned["password_protection_username"] = _clean_protection_username(
+            changes["password_protection_username"]
+        )
+    password = changes.get("password_protection_password")
+    if "password_protection_password" in changes and not (
+        isinstance(password, str) and _same_password(password, webapp.password_protection_hash)
+    ):
+        cleaned["password_protection_hash"] = _hash_password(password)
+    _check_protection(
+        cleaned.get("password_protection_enabled", webapp.password_protection_enabled),
+        cleaned.get("password_protection_username", webapp.password_protection_username),
+        cleaned.get("password_protection_hash", webapp.password_protection_hash),
+    )
+    changed = {
+        name: [getattr(webapp, name), value]
+        for name, value in cleaned.items()
+        if getattr(webapp, name) != value
+    }
+    if not changed:
+        return webapp
+    fields = list(changed)
+    if "password_protection_hash" in changed:
+        # The trail says whether a password is set, never what it is (nor its hash).
+        old, new = changed.pop("password_protection_hash")
+        changed["password_protection_password"] = ["set" if old else "", "set" if new else ""]
     with transaction.atomic(durable=True):
-        for name, value in cleaned.items():
-            setattr(webapp, name, value)
-        webapp.save()
-        changed = {k: [before[k], v] for k, v in cleaned.items() if before[k] != v}
+        for name in fields:
+            setattr(webapp, name, cleaned[name])
+        webapp.save(update_fields=[*fields, "updated_at"])
         audit(actor, "webapp.update", AuditEvent.Outcome.OK, webapp.domain, origin, changed=changed)
         if "force_https" in changed:
             tls.publish_soon()  # the proxies redirect by the certificate bundle
+    return webapp
+
+
+def do_set_webapp_enabled(webapp: WebApp, enabled: bool, *, actor: User, origin: Origin) -> WebApp:
+    """Enable or disable an app (``webapp.enable`` / ``webapp.disable``); a disabled app's
+    visitors get the node's "disabled" page within the node's lookup cache time. Already so:
+    nothing is written."""
+    _clean_bool(enabled, "enabled")
+    if webapp.enabled == enabled:
+        return webapp
+    with transaction.atomic(durable=True):
+        webapp.enabled = enabled
+        webapp.save(update_fields=["enabled", "updated_at"])
+        action = "webapp.enable" if enabled else "webapp.disable"
+        audit(actor, action, AuditEvent.Outcome.OK, webapp.domain, origin)
     return webapp
 
 
@@ -353,6 +483,8 @@ __all__ = [
     "do_delete_static_mapping",
     "do_delete_webapp",
     "do_reload_webapp",
+    "do_set_webapp_enabled",
     "do_update_static_mapping",
     "do_update_webapp",
+    "python_versions",
 ]

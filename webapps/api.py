@@ -124,7 +124,8 @@ class WebAppDetailView(WebAppAPIView):
     @extend_schema(request=WebAppUpdateSerializer, summary="Change a web app")
     def patch(self, request: Request, username: str, domain: str) -> Response:
         webapp = self.get_object()
-        serializer = WebAppUpdateSerializer(data=request.data)
+        # Partial whatever the body's encoding: a field left out keeps its stored value.
+        serializer = WebAppUpdateSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         try:
             actions.do_update_webapp(
@@ -138,7 +139,9 @@ class WebAppDetailView(WebAppAPIView):
     def put(self, request: Request, username: str, domain: str) -> Response:
         return self.patch(request, username, domain)
 
-    @extend_schema(responses={204: None}, summary="Delete a web app (its files are kept)")
+    @extend_schema(
+        request=None, responses={204: None}, summary="Delete a web app (its files are kept)"
+    )
     def delete(self, request: Request, username: str, domain: str) -> Response:
         actions.do_delete_webapp(self.get_object(), actor=request.user, origin=self.origin())
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -191,6 +194,36 @@ class WebAppReloadView(WebAppAPIView):
             return Response(body)
         body.update(status="ERROR", detail=event.message, log_tail=event.log_tail)
         return Response(body, status.HTTP_502_BAD_GATEWAY)
+
+
+StatusResponse = inline_serializer("StatusResponse", {"status": serializers.ChoiceField(["OK"])})
+
+
+class WebAppEnableView(WebAppAPIView):
+    """``POST .../enable/`` and ``.../disable/``: PythonAnywhere's answer, ``{"status": "OK"}``."""
+
+    enabled = True
+    actions_by_method = {"POST": "webapp.enable"}
+
+    @extend_schema(request=None, responses={200: StatusResponse}, summary="Enable a web app")
+    def post(self, request: Request, username: str, domain: str) -> Response:
+        actions.do_set_webapp_enabled(
+            self.get_object(), self.enabled, actor=request.user, origin=self.origin()
+        )
+        return Response({"status": "OK"})
+
+
+class WebAppDisableView(WebAppEnableView):
+    enabled = False
+    actions_by_method = {"POST": "webapp.disable"}
+
+    @extend_schema(
+        request=None,
+        responses={200: StatusResponse},
+        summary="Disable a web app (its visitors get a page saying so)",
+    )
+    def post(self, request: Request, username: str, domain: str) -> Response:
+        return super().post(request, username, domain)
 
 
 class StaticFilesAPIView(WebAppAPIView):

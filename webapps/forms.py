@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from django import forms
 
+from webapps.actions import python_versions
+
+
+def _python_choices(current: str = "") -> list[tuple[str, str]]:
+    offered = python_versions()
+    if current and current not in offered:
+        offered = [current, *offered]  # what is stored stays shown, so a save keeps it
+    return [("", "the node's own"), *((v, f"Python {v}") for v in offered)]
+
 
 class WebAppCreateForm(forms.Form):
     domain_name = forms.CharField(max_length=300, label="Domain")
@@ -16,16 +25,49 @@ class WebAppCreateForm(forms.Form):
     wsgi_entry = forms.CharField(
         max_length=200, required=False, initial="wsgi:application", label="WSGI entry"
     )
-    python_version = forms.CharField(max_length=16, required=False)
+    python_version = forms.ChoiceField(required=False, label="Python version")
     virtualenv_path = forms.CharField(max_length=4096, required=False)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["python_version"].choices = _python_choices()
 
 
 class WebAppUpdateForm(forms.Form):
     source_directory = forms.CharField(max_length=4096)
     wsgi_entry = forms.CharField(max_length=200, label="WSGI entry")
-    python_version = forms.CharField(max_length=16, required=False)
+    python_version = forms.ChoiceField(required=False, label="Python version")
     virtualenv_path = forms.CharField(max_length=4096, required=False)
     enabled = forms.BooleanField(required=False)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        current = (self.initial or {}).get("python_version", "")
+        self.fields["python_version"].choices = _python_choices(current)
+
+
+class PasswordProtectionForm(forms.Form):
+    password_protection_enabled = forms.BooleanField(
+        required=False, label="Protect with a password"
+    )
+    password_protection_username = forms.CharField(
+        max_length=150, required=False, strip=False, label="User name"
+    )
+    password_protection_password = forms.CharField(
+        max_length=256,
+        required=False,
+        strip=False,
+        label="Password",
+        widget=forms.PasswordInput,
+        help_text="Leave empty to keep the current one. Stored hashed; nobody can read it back.",
+    )
+
+    def changes(self) -> dict:
+        """The fields to change: an empty password keeps the stored one."""
+        data = dict(self.cleaned_data)
+        if not data["password_protection_password"]:
+            del data["password_protection_password"]
+        return data
 
 
 class StaticMappingForm(forms.Form):

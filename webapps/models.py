@@ -23,7 +23,13 @@ class WebApp(models.Model):
     python_version = models.CharField(max_length=16, blank=True)
     virtualenv_path = models.CharField(max_length=4096, blank=True)
     enabled = models.BooleanField(default=True)
+    # The proxy redirects plain HTTP to HTTPS for this app when set.
     force_https = models.BooleanField(default=False)
+    # HTTP basic authentication in front of the app, checked by the node. The password is kept
+    # only as a PBKDF2 hash in Django's format (webapps.actions), never in clear.
+    password_protection_enabled = models.BooleanField(default=False)
+    password_protection_username = models.CharField(max_length=150, blank=True)
+    password_protection_hash = models.CharField(max_length=256, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -9,31 +9,68 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from panel.accounts.serializers import StrictCharField, StrictInputSerializer
+from panel.accounts.serializers import (
+    FormSafeBooleanField,
+    StrictCharField,
+    StrictInputSerializer,
+)
 from routing import reload_path
 from webapps.certificates import MAX_PEM
 from webapps.models import Certificate, ReloadEvent, StaticFileMapping, WebApp
 from webapps.routes import serving_backend
 
+# What the API returns but nobody sets (PythonAnywhere's read-only fields and ours).
+READ_ONLY_FIELDS = (
+    "id",
+    "user",
+    "working_directory",
+    "expiry",
+    "domain_display",
+    "backend",
+    "reload_url",
+    "api_reload_url",
+    "last_reload",
+    "created_at",
+    "updated_at",
+)
 
-class WebAppCreateSerializer(StrictInputSerializer):
-    domain_name = StrictCharField(max_length=300)
-    source_directory = StrictCharField(required=False, allow_blank=True, max_length=4096)
-    wsgi_entry = StrictCharField(required=False, allow_blank=True, max_length=200)
-    python_version = StrictCharField(required=False, allow_blank=True, max_length=16)
-    virtualenv_path = StrictCharField(required=False, allow_blank=True, max_length=4096)
-    enabled = serializers.BooleanField(required=False, default=True)
-    force_https = serializers.BooleanField(required=False, default=False)
 
+class WebAppInputSerializer(StrictInputSerializer):
+    """The fields an app's owner sets, on create and update alike. A field left out is not in
+    ``validated_data``: the action keeps its default (create) or stored value (update)."""
 
-class WebAppUpdateSerializer(StrictInputSerializer):
+    read_only_fields = READ_ONLY_FIELDS
+
     source_directory = StrictCharField(required=False, max_length=4096)
     wsgi_entry = StrictCharField(required=False, max_length=200)
     python_version = StrictCharField(required=False, allow_blank=True, max_length=16)
-    virtualenv_path = StrictCharField(required=False, allow_blank=True, max_length=4096)
-    enabled = serializers.BooleanField(required=False)
-    force_https = serializers.BooleanField(required=False)
+    virtualenv_path = StrictCharField(
+        required=False, allow_blank=True, allow_null=True, max_length=4096
+    )
+    enabled = FormSafeBooleanField(required=False)
+    force_https = FormSafeBooleanField(required=False)
+    password_protection_enabled = FormSafeBooleanField(required=False)
+    password_protection_username = StrictCharField(
+        required=False, allow_blank=True, allow_null=True, max_length=150, trim_whitespace=False
+    )
+    password_protection_password = StrictCharField(
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        max_length=256,
+        trim_whitespace=False,
+        write_only=True,
+        help_text="Write-only: stored as a PBKDF2 hash, never returned.",
+    )
 
+
+class WebAppCreateSerializer(WebAppInputSerializer):
+    domain_name = StrictCharField(max_length=300)
+    source_directory = StrictCharField(required=False, allow_blank=True, max_length=4096)
+    wsgi_entry = StrictCharField(required=False, allow_blank=True, max_length=200)
+
+
+class WebAppUpdateSerializer(WebAppInputSerializer):
     def to_internal_value(self, data):
         if hasattr(data, "keys") and "domain_name" in data:
             raise serializers.ValidationError(
@@ -78,6 +115,7 @@ class WebAppSerializer(serializers.ModelSerializer):
     reload_url = serializers.SerializerMethodField()
     api_reload_url = serializers.SerializerMethodField()
     last_reload = serializers.SerializerMethodField()
+    expiry = serializers.SerializerMethodField()
 
     class Meta:
         model = WebApp
@@ -93,6 +131,9 @@ class WebAppSerializer(serializers.ModelSerializer):
             "wsgi_entry",
             "enabled",
             "force_https",
+            "password_protection_enabled",
+            "password_protection_username",
+            "expiry",
             "backend",
             "reload_url",
             "api_reload_url",
@@ -113,6 +154,11 @@ class WebAppSerializer(serializers.ModelSerializer):
 
     def get_api_reload_url(self, webapp: WebApp) -> str:
         return self._absolute(reload_path(webapp.owner.username, webapp.domain, api=True))
+
+    @extend_schema_field(serializers.DateField(allow_null=True))
+    def get_expiry(self, webapp: WebApp) -> None:
+        """Apps here do not expire (PythonAnywhere's free apps do): always null."""
+        return None
 
     @extend_schema_field(ReloadEventSerializer(allow_null=True))
     def get_last_reload(self, webapp: WebApp) -> dict | None:

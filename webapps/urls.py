@@ -59,6 +59,16 @@ api_patterns = [
     re_path(
         r"^files/path/var/log/(?P<name>[^/]+)/?$", api.LogFileView.as_view(), name="api-log-file"
     ),
+    path(
+        "webapps/<segment:domain>/enable/",
+        api.WebAppEnableView.as_view(),
+        name="api-webapp-enable",
+    ),
+    path(
+        "webapps/<segment:domain>/disable/",
+        api.WebAppDisableView.as_view(),
+        name="api-webapp-disable",
+    ),
 ]
 
 web_patterns = [
@@ -75,6 +85,9 @@ web_patterns = [
         views.webapp_log_download,
         name="webapp-log-download",
     ),
+    path("webapps/<segment:domain>/enable/", views.webapp_enable, name="webapp-enable"),
+    path("webapps/<segment:domain>/disable/", views.webapp_disable, name="webapp-disable"),
+    path("webapps/<segment:domain>/protection/", views.webapp_protection, name="webapp-protection"),
 ]
 
 urlpatterns = [

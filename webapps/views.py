@@ -18,7 +18,12 @@ from panel.accounts.origin import Origin
 from routing import reload_path
 from webapps import access, actions, applogs, node_client, tls
 from webapps.applogs import listing_for, logs_for
-from webapps.forms import StaticMappingForm, WebAppCreateForm, WebAppUpdateForm
+from webapps.forms import (
+    PasswordProtectionForm,
+    StaticMappingForm,
+    WebAppCreateForm,
+    WebAppUpdateForm,
+)
 from webapps.models import Certificate, StaticFileMapping, WebApp, attach_last_reloads
 from webapps.node.control import ControlError
 from webapps.routes import published_table, serving_backend
@@ -86,14 +91,7 @@ def webapp_list(request: HttpRequest, username: str) -> HttpResponse:
 def webapp_detail(request: HttpRequest, username: str, domain: str) -> HttpResponse:
     action = "webapp.update" if request.method == "POST" else "webapp.read"
     webapp = access.owned_webapp(request.user, username, domain, action, _origin(request))
-    initial = {
-        "source_directory": webapp.source_directory,
-        "wsgi_entry": webapp.wsgi_entry,
-        "python_version": webapp.python_version,
-        "virtualenv_path": webapp.virtualenv_path,
-        "enabled": webapp.enabled,
-    }
-    form = WebAppUpdateForm(request.POST or None, initial=initial)
+    form = WebAppUpdateForm(request.POST or None, initial=_settings_initial(webapp))
     if request.method == "POST" and form.is_valid():
         try:
             actions.do_update_webapp(
@@ -104,11 +102,17 @@ def webapp_detail(request: HttpRequest, username: str, domain: str) -> HttpRespo
         else:
             messages.success(request, f"Saved {webapp.domain_display}.")
             return redirect("webapp-detail", username=request.user.username, domain=webapp.domain)
+    return _render_detail(request, webapp, form=form)
+
+
+def _render_detail(request: HttpRequest, webapp: WebApp, **forms) -> HttpResponse:
+    forms.setdefault("form", WebAppUpdateForm(initial=_settings_initial(webapp)))
+    forms.setdefault("protection_form", PasswordProtectionForm(initial=_protection_initial(webapp)))
     row = _app_rows(request, [webapp])[0]
     context = {
         **row,
+        **forms,
         "row": row,
-        "form": form,
         "reloads": webapp.reloads.select_related("user")[:10],
         "app_logs": logs_for(webapp.domain, row["backend"]),
         **_https_context(webapp),
@@ -128,6 +132,62 @@ def webapp_detail(request: HttpRequest, username: str, domain: str) -> HttpRespo
     return render(
         request, "webapps/detail.html", context, status=400 if request.method == "POST" else 200
     )
+
+
+def _settings_initial(webapp: WebApp) -> dict:
+    return {
+        "source_directory": webapp.source_directory,
+        "wsgi_entry": webapp.wsgi_entry,
+        "python_version": webapp.python_version,
+        "virtualenv_path": webapp.virtualenv_path,
+        "enabled": webapp.enabled,
+    }
+
+
+def _protection_initial(webapp: WebApp) -> dict:
+    return {
+        "password_protection_enabled": webapp.password_protection_enabled,
+        "password_protection_username": webapp.password_protection_username,
+    }
+
+
+@login_required
+@require_POST
+def webapp_protection(request: HttpRequest, username: str, domain: str) -> HttpResponse:
+    webapp = access.owned_webapp(request.user, username, domain, "webapp.update", _origin(request))
+    form = PasswordProtectionForm(request.POST)
+    if form.is_valid():
+        try:
+            actions.do_update_webapp(
+                webapp, form.changes(), actor=request.user, origin=_origin(request)
+            )
+        except actions.ActionError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        else:
+            messages.success(request, f"Saved the password protection of {webapp.domain_display}.")
+            return redirect("webapp-detail", username=request.user.username, domain=webapp.domain)
+    return _render_detail(request, webapp, protection_form=form)
+
+
+def _set_enabled(request: HttpRequest, username: str, domain: str, enabled: bool) -> HttpResponse:
+    action = "webapp.enable" if enabled else "webapp.disable"
+    webapp = access.owned_webapp(request.user, username, domain, action, _origin(request))
+    actions.do_set_webapp_enabled(webapp, enabled, actor=request.user, origin=_origin(request))
+    state = "enabled" if enabled else "disabled: its visitors get a page saying so"
+    messages.success(request, f"{webapp.domain_display} is {state}.")
+    return redirect(_back(request))
+
+
+@login_required
+@require_POST
+def webapp_enable(request: HttpRequest, username: str, domain: str) -> HttpResponse:
+    return _set_enabled(request, username, domain, True)
+
+
+@login_required
+@require_POST
+def webapp_disable(request: HttpRequest, username: str, domain: str) -> HttpResponse:
+    return _set_enabled(request, username, domain, False)
 
 
 @login_required

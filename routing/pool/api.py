@@ -158,8 +158,9 @@ class BackendDetailView(StaffAPIView):
         return self.render_change(change, dry_run)
 
     @extend_schema(
+        request=None,
         parameters=[DRY_RUN, FORCE],
-        responses=ChangeResponse,
+        responses={200: ChangeResponse},
         summary="Remove a backend (its apps move to the others)",
     )
     def delete(self, request: Request, name: str) -> Response:

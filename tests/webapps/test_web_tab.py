@@ -227,3 +227,84 @@ def test_it_serves_its_script_and_stylesheet_without_collectstatic(client):
         response = client.get(f"/static/webapps/{name}")
         assert response.status_code == 200
         response.close()
+
+
+# --- enable / disable, password protection, HTTPS, Python version -------------------------------
+
+DETAIL = "/user/IronHand/webapps/ironhand.example.com/"
+
+
+def test_it_disables_and_enables_from_the_detail_page(owner_web, owner_app):
+    response = owner_web.post(DETAIL + "disable/", {"next": DETAIL})
+    assert (response.status_code, response["Location"]) == (302, DETAIL)
+    owner_app.refresh_from_db()
+    assert owner_app.enabled is False
+    page = owner_web.get(DETAIL).content.decode()
+    assert "Disabled: visitors get a page saying so" in page
+    assert "Enable this web app" in page
+    owner_web.post(DETAIL + "enable/")
+    owner_app.refresh_from_db()
+    assert owner_app.enabled is True
+
+
+def test_it_sets_password_protection_from_the_detail_page(owner_web, owner_app):
+    response = owner_web.post(
+        DETAIL + "protection/",
+        {
+            "password_protection_enabled": "on",
+            "password_protection_username": "staging",
+            "password_protection_password": "open sesame",
+        },
+    )
+    assert response.status_code == 302
+    owner_app.refresh_from_db()
+    assert owner_app.password_protection_enabled is True
+    stored = owner_app.password_protection_hash
+    assert stored.startswith("pbkdf2_sha256$")
+    # An empty password keeps the stored one.
+    owner_web.post(
+        DETAIL + "protection/",
+        {"password_protection_enabled": "on", "password_protection_username": "staging2"},
+    )
+    owner_app.refresh_from_db()
+    assert (owner_app.password_protection_username, owner_app.password_protection_hash) == (
+        "staging2",
+        stored,
+    )
+    page = owner_web.get(DETAIL).content.decode()
+    assert "on, for staging2" in page and "open sesame" not in page and stored not in page
+
+
+def test_password_protection_without_a_password_is_refused_on_the_page(owner_web, owner_app):
+    response = owner_web.post(
+        DETAIL + "protection/",
+        {"password_protection_enabled": "on", "password_protection_username": "staging"},
+    )
+    assert response.status_code == 400
+    assert "password protection needs a password" in response.content.decode()
+
+
+def test_it_offers_only_the_nodes_pythons(owner_web, owner_app):
+    page = owner_web.get(DETAIL).content.decode()
+    assert '<option value="3.11">Python 3.11</option>' in page
+    assert 'value="3.9"' not in page
+    response = owner_web.post(
+        DETAIL,
+        {
+            "source_directory": owner_app.source_directory,
+            "wsgi_entry": "wsgi:application",
+            "python_version": "3.12",
+            "enabled": "on",
+        },
+    )
+    assert response.status_code == 302
+    owner_app.refresh_from_db()
+    assert owner_app.python_version == "3.12"
+
+
+@pytest.mark.parametrize("path", ["enable/", "disable/", "protection/"])
+def test_the_outsider_gets_a_404_on_the_new_forms(outsider_web, owner_app, path):
+    response = outsider_web.post(DETAIL + path, {"password_protection_enabled": "on"})
+    assert response.status_code == 404
+    owner_app.refresh_from_db()
+    assert (owner_app.enabled, owner_app.password_protection_enabled) == (True, False)

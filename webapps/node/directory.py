@@ -19,7 +19,8 @@ from webapps.node.spec import AppSpec
 DEFAULT_CACHE_SECONDS = 2.0
 MAX_CACHE_ENTRIES = 10_000
 
-# canonical domain -> the enabled app with that domain, or None; blocking, run in a thread.
+# canonical domain -> the app with that domain (``AppSpec.enabled`` says whether it is served), or
+# None; blocking, run in a thread.
 Lookup = Callable[[str], AppSpec | None]
 
 

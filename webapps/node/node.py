@@ -134,7 +134,7 @@ class Node:
     async def _reload(self, domain: str) -> dict:
         spec = await self.directory.get(domain, fresh=True)
         traffic = await self.traffic_backend(domain)
-        if spec is None:
+        if spec is None or not spec.enabled:
             outcome = ReloadOutcome(
                 Result.FAILED, f"no enabled app {domain} is known to node {self.name}", None
             )

@@ -1,4 +1,5 @@
-"""The pages a node answers itself: unknown domain, an app that cannot start, a bad Host."""
+"""The pages a node answers itself: unknown domain, an app that cannot start, a bad Host, a
+disabled app, a password-protected app without the password."""
 
 from __future__ import annotations
 
@@ -35,3 +36,19 @@ def app_unavailable(name: str, reason: str, error_log: str) -> bytes:
 
 def bad_host(detail: str) -> bytes:
     return _page("Bad request", f"<p>The Host header is not valid: {escape(detail)}.</p>")
+
+
+def disabled(host: str) -> bytes:
+    return _page(
+        "This web app is disabled",
+        f"<p>The web app <code>{escape(host)}</code> has been disabled by its owner.</p>"
+        "<p>If it is yours, enable it again in the Web tab of the control panel.</p>",
+    )
+
+
+def password_required(host: str) -> bytes:
+    return _page(
+        "Password required",
+        f"<p>The web app <code>{escape(host)}</code> is password-protected: "
+        "sign in with the user name and password its owner gave you.</p>",
+    )

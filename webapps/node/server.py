@@ -4,8 +4,9 @@ Requests are served by the proxy's forwarding engine (``proxy.engine``); the nod
 its resolver: the canonical key of the Host (``routing.canonical_host``) -> the app (the panel
 for ``PANEL_HOST``, else whatever the lookup finds, cached briefly) -> the unix socket of that
 app's worker process, started on first request. The node answers invalid hosts (400), unknown
-domains (404) and apps that cannot start (502) itself, without starting anything for the first
-two.
+domains (404), disabled apps (503), password-protected apps without the right credentials (401,
+``webapps.node.basic_auth``) and apps that cannot start (502) itself, starting nothing for any
+but the last.
 
 No Django: ``NodeServer`` gets every setting as plain data (``NodeConfig``) and the app lookup
 as a plain callable (``webapps.node.directory.Lookup``). ``manage.py runnode`` is the Django
@@ -29,10 +30,11 @@ from proxy.engine import Answer, Client, Engine, EngineConfig, Route, Upstream
 from routing import InvalidHost, RouteTable, canonical_host
 from routing.addresses import DEFAULT_TRUSTED_PROXIES
 from routing.publish import DEFAULT_PREFIX
-from webapps.node import pages, static
+from webapps.node import basic_auth, pages, static
 from webapps.node.control import ControlServer
 from webapps.node.directory import AppDirectory, Lookup
 from webapps.node.node import Node, panel_spec
+from webapps.node.spec import AppSpec
 from webapps.node.supervisor import AppUnavailable, Supervisor
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ class NodeResolver:
 
     def __init__(self, node: Node, *, expose_name: bool) -> None:
         self.node = node
+        self.guard = basic_auth.Guard()
         self.static = static.StaticFiles(
             node.supervisor.home_root, cache_seconds=node.directory.cache_seconds
         )
@@ -67,17 +70,52 @@ class NodeResolver:
         if known:
             if spec is None:
                 return self._answer(404, pages.unknown_domain(key))
-            if spec.static and (files := self._static(spec, head)) is not None:
-                return files
-            sock = self.node.supervisor.ready_socket(spec)
-            if sock is not None:
-                return self._forward(key, sock)
+            refusal = self._refusal(key, spec, head)
+            if refusal is not None:
+                return refusal
+            if not spec.auth_verifier or self.guard.cached(
+                spec.auth_username, spec.auth_verifier, _authorization(head)
+            ):
+                if spec.static and (files := self._static(spec, head)) is not None:
+                    return files
+                sock = self.node.supervisor.ready_socket(spec)
+                if sock is not None:
+                    return self._forward(key, sock)
         return self._resolve(key, head)
+
+    def _refusal(self, key: str, spec: AppSpec, head) -> Route | None:
+        """The node's own answer for a disabled app or known-wrong credentials, else None."""
+        if not spec.enabled:
+            return self._answer(503, pages.disabled(key))
+        if spec.auth_verifier:
+            known = self.guard.cached(spec.auth_username, spec.auth_verifier, _authorization(head))
+            if known is False:
+                return self._unauthorized(key)
+        return None
+
+    def _unauthorized(self, key: str) -> Route:
+        return Route(
+            answer=Answer(
+                401,
+                pages.password_required(key),
+                content_type=_HTML,
+                headers=(basic_auth.challenge(key),),
+            ),
+            response_headers=self.headers,
+            label=self.node.name,
+        )
 
     async def _resolve(self, key: str, head) -> Route:
         spec = await self.node.directory.get(key)
         if spec is None:
             return self._answer(404, pages.unknown_domain(key))
+        refusal = self._refusal(key, spec, head)
+        if refusal is not None:
+            return refusal
+        if spec.auth_verifier and not await self.guard.check(
+            spec.auth_username, spec.auth_verifier, _authorization(head)
+        ):
+            return self._unauthorized(key)
         if spec.static and (files := self._static(spec, head)) is not None:
             return files
         try:
@@ -129,6 +167,13 @@ class NodeResolver:
         except TimeoutError:
             return False
         return True
+
+
+def _authorization(head) -> bytes | None:
+    for name, value in head.headers:
+        if name.lower() == b"authorization":
+            return value
+    return None
 
 
 @dataclass
@@ -293,6 +338,7 @@ class NodeServer:
         await self.supervisor.stop_all()
         await self.control.close()
         self.directory.close()
+        self.resolver.guard.close()
         self.resolver.static.close()
 
     async def run_until_signalled(self) -> None:

@@ -122,6 +122,13 @@ class AppSpec:
     # Served by the node itself, read with every lookup: changes need no reload, and they are
     # no change of the process's settings (not compared, so they never restart it).
     static: tuple[StaticMapping, ...] = field(default=(), compare=False)
+    # Neither are these: checked by the node in front of the app. A disabled app is known but
+    # not served (its visitors get the node's "disabled" page); password protection
+    # (webapps.node.basic_auth) is the user name and the PBKDF2 verifier of its password, and
+    # no verifier is no protection.
+    enabled: bool = field(default=True, compare=False)
+    auth_username: str = field(default="", compare=False)
+    auth_verifier: str = field(default="", compare=False)
 
 
 def socket_path(run_dir: Path, name: str) -> Path:

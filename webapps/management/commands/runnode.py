@@ -185,7 +185,8 @@ class Command(BaseCommand):
 
 
 def webapp_spec(domain: str) -> AppSpec | None:
-    """The enabled app with this canonical domain, read from the database (blocking).
+    """The app with this canonical domain, read from the database (blocking); a disabled one
+    too, so that the node can tell its visitors so.
 
     The node's app lookup: it calls this in its one lookup thread, never on its event loop.
     """
@@ -198,11 +199,12 @@ def webapp_spec(domain: str) -> AppSpec | None:
     app = (
         WebApp.objects.select_related("owner")
         .prefetch_related("static_files")
-        .filter(domain=domain, enabled=True)
+        .filter(domain=domain)
         .first()
     )
     if app is None:
         return None
+    protected = app.password_protection_enabled and bool(app.password_protection_hash)
     static = tuple(StaticMapping(m.url, m.path, m.cache_control) for m in app.static_files.all())
     return AppSpec(
         name=app.domain,
@@ -210,6 +212,9 @@ def webapp_spec(domain: str) -> AppSpec | None:
         wsgi_entry=app.wsgi_entry,
         owner=app.owner.username,
         virtualenv_path=str(getattr(app, "virtualenv_path", "") or ""),
+        enabled=app.enabled,
+        auth_username=app.password_protection_username if protected else "",
+        auth_verifier=app.password_protection_hash if protected else "",
         static=static,
     )
 

@@ -173,7 +173,11 @@ def main() -> int:
 
         # The default poll (1 s) is far above what is measured: every change below arrives
         # through PUBLISH, not the poll.
-        subscriber = RouteSubscriber(server.url, prefix=PREFIX, on_change=on_change)
+        # Every process of the run finds the same key pair under its VAR_DIR.
+        trusted = tasks.trusted_keys()
+        subscriber = RouteSubscriber(
+            server.url, prefix=PREFIX, on_change=on_change, trusted_keys=trusted
+        )
         loop.run(subscriber.start())
         loop.run(subscriber.wait_for_version(setup.version, TIMEOUT))
 
@@ -182,13 +186,16 @@ def main() -> int:
         # The same subscriber code on a prefix of its own, fed by publish_table directly.
         direct = []
         table = subscriber.table
-        direct_sub = RouteSubscriber(server.url, prefix="direct:", on_change=on_change)
+        direct_sub = RouteSubscriber(
+            server.url, prefix="direct:", on_change=on_change, trusted_keys=trusted
+        )
         loop.run(direct_sub.start())
         for i in range(args.changes):
-            version = 1_000_000 + i  # far from the pool's versions: one `seen` serves both
+            # Far above the pool's versions (the clock): one `seen` serves both.
+            version = 2**52 + i
             table = RouteTable(version, table.algorithm, table.backends, table.published_at)
             start = time.perf_counter()
-            publish_table(client, table, "direct:")
+            publish_table(client, table, "direct:", signing_key=tasks.signing_key())
             loop.run(direct_sub.wait_for_version(version, TIMEOUT))
             direct.append(seen[version] - start)
         loop.run(direct_sub.stop())

@@ -175,15 +175,20 @@ def start_our_proxy(
     table = RouteTable(1, "rendezvous-xxh3-v1", (Backend("origin", f"127.0.0.1:{origin}"),))
     import redis as redis_py
 
+    from routing.keys import load_or_create_signing_key
+    from routing.publish import publish_table
+
+    # Signed with a pair of the run's own; the proxy is told to trust its public key.
+    key = load_or_create_signing_key(work / "var")
     client = redis_py.Redis.from_url(redis.url)
-    client.set("bench:routes", table.to_json())
+    publish_table(client, table, "bench:", signing_key=key)
     client.close()
     port, admin = free_port(), free_port()
     cmd = [sys.executable, "-m", "proxy", "--listen", f"127.0.0.1:{port}",
            "--admin-listen", f"127.0.0.1:{admin}", "--redis", redis.url,
            "--redis-prefix", "bench:", "--state-file", str(work / f"routes-{name}.json"),
            "--log-level", "WARNING"]  # fmt: skip
-    env = dict(os.environ, PYTHONPATH=str(root))
+    env = dict(os.environ, PYTHONPATH=str(root), VAR_DIR=str(work / "var"))
     proc = start(name, cmd, port, env)
 
     def ready() -> bool:

@@ -7,6 +7,7 @@ deployment stops the process at start-up instead of surfacing as odd behaviour l
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -58,3 +59,25 @@ def env_redis_url(name: str, default: str) -> str:
         return check_redis_url(raw)
     except ValueError as exc:
         raise ImproperlyConfigured(f"{name}={exc}") from None
+
+
+def env_file(name: str) -> str:
+    """A path to an existing file, or "" when the variable is unset or empty."""
+    raw = os.environ.get(name, "").strip()
+    if raw and not Path(raw).is_file():
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a file")
+    return raw
+
+
+def env_trusted_keys(name: str) -> str:
+    """One or two route-table public keys (``ed25519:...`` or files holding them, separated by
+    commas or spaces), checked now; "" when unset: the machine's key under ``VAR_DIR/keys/``."""
+    from routing.keys import parse_trusted_keys
+
+    raw = os.environ.get(name, "").strip()
+    if raw:
+        try:
+            parse_trusted_keys(raw)
+        except (ValueError, OSError) as exc:
+            raise ImproperlyConfigured(f"{name}: {exc}") from None
+    return raw

@@ -13,7 +13,15 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from panel.env import env_bool, env_int, env_list, env_redis_url, env_str
+from panel.env import (
+    env_bool,
+    env_file,
+    env_int,
+    env_list,
+    env_redis_url,
+    env_str,
+    env_trusted_keys,
+)
 from routing.addresses import DEFAULT_TRUSTED_PROXIES
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -51,6 +59,16 @@ NODE_NAME = env_str("NODE_NAME", "")
 NODE_EXPOSE_NAME = env_bool("NODE_EXPOSE_NAME", True)
 RELOAD_THROTTLE_PER_MINUTE = env_int("RELOAD_THROTTLE_PER_MINUTE", 40, minimum=1)
 ROUTES_REPUBLISH_SECONDS = env_int("ROUTES_REPUBLISH_SECONDS", 30, minimum=1)
+# Route tables are always signed (docs/routing.md, "Keys"): the publisher's private key file
+# (empty: the machine's pair under VAR_DIR/keys/, made on first use) and the public keys a
+# stored table must verify with (empty: the machine's; two while rotating).
+ROUTES_SIGNING_KEY_FILE = env_file("ROUTES_SIGNING_KEY_FILE")
+ROUTES_TRUSTED_KEYS = env_trusted_keys("ROUTES_TRUSTED_KEYS")
+# The publisher writes the route table with its own Redis user (docs/operations.md, "Redis
+# access control"); unset, it uses REDIS_URL.
+ROUTES_REDIS_URL = env_redis_url("ROUTES_REDIS_URL", REDIS_URL)
+# A node follows the route table with a reader's Redis user; unset, it uses REDIS_URL.
+NODE_REDIS_URL = env_redis_url("NODE_REDIS_URL", REDIS_URL)
 # How a reload is carried out: the node that hosts this panel process sets its own reloader
 # (and the control socket it talks to); a panel outside any node reports that no node is here.
 WEBAPPS_RELOADER = env_str("WEBAPPS_RELOADER", "webapps.reload.NoNodeReloader")
@@ -59,9 +77,8 @@ NODE_CONTROL_SOCKET = env_str("NODE_CONTROL_SOCKET", "")
 PYTHON_VERSIONS = env_list("PYTHON_VERSIONS", [f"{sys.version_info[0]}.{sys.version_info[1]}"])
 
 # --- HTTPS per domain (docs/operations.md, "Certificates") ---------------------------------
-# The route-table signing key also signs the proxies' certificate and challenge documents;
-# empty: the machine's pair under VAR_DIR/keys/.
-ROUTES_SIGNING_KEY_FILE = env_str("ROUTES_SIGNING_KEY_FILE", "")
+# The route-table signing key (ROUTES_SIGNING_KEY_FILE, above) also signs the proxies'
+# certificate and challenge documents.
 # The proxies' public X25519 key that certificate private keys are sealed to (x25519:... or a
 # file); empty: the machine's pair under VAR_DIR/keys/ (made on first use).
 TLS_KEYS_PUBLIC = env_str("TLS_KEYS_PUBLIC", "")
@@ -251,7 +268,13 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "socket_connect_timeout": 2,
+    "socket_timeout": 5,
+    # Every broker key and channel under <prefix>celery:, so that the panel's and Celery's
+    # Redis users can be limited to them (docs/operations.md, "Redis access control").
+    "global_keyprefix": REDIS_PREFIX + "celery:",
+}
 # Anti-entropy: republish the route table every period; a run older than one period is dropped
 # (a newer one reads the same database).
 CELERY_BEAT_SCHEDULE = {

@@ -100,8 +100,11 @@ def render_metrics(engine, subscriber, worker: str, *, certificates=None, watche
         metric("proxy_redis_connected", "gauge", "1 while the subscriber is connected to Redis.",
                [("", int(s.connected))])  # fmt: skip
         metric("proxy_route_tables_rejected_total", "counter",
-               "Tables read from Redis and refused (malformed or older).",
+               "Tables read from Redis or the state file and refused (any reason).",
                [("", s.rejected)])  # fmt: skip
+        metric("proxy_route_tables_refused_total", "counter",
+               "Tables refused, by reason: unsigned, bad_signature, malformed, lower.",
+               [(f'reason="{_esc(r)}"', n) for r, n in sorted(s.refused.items())])  # fmt: skip
     if certificates is not None:
         nearest = certificates.nearest_expiry()
         days = None

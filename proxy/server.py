@@ -52,8 +52,9 @@ OPTIONS = (
            "the machine's state directory: its keys/ hold the public signing key and the "
            "certificate-keys pair when not given otherwise", "VAR_DIR"),
     Option("--trusted-keys", "ROUTES_TRUSTED_KEYS", "", str,
-           "public key(s) that sign the certificate and challenge documents (ed25519:... or "
-           "files, comma-separated); empty: VAR_DIR/keys/route-table.pub"),
+           "public key(s) that sign route tables, certificate and challenge documents: one, "
+           "or two while rotating (ed25519:... or files, comma-separated); empty: "
+           "VAR_DIR/keys/route-table.pub"),
     Option("--tls-keys-file", "PROXY_TLS_KEYS_FILE", "", str,
            "X25519 private key (PEM) opening the certificates' sealed keys; empty: "
            "VAR_DIR/keys/certificate-keys.key, made on first use"),
@@ -199,6 +200,7 @@ async def run_worker(args: argparse.Namespace, worker: str, reuse_port: bool) ->
     from proxy.front import AdminResolver, FrontResolver, fleet_report
     from proxy.tls import TlsState
     from routing.fleet import Heartbeat, RateMeter
+    from routing.keys import trusted_keys_from
     from routing.subscriber import RouteSubscriber
 
     ssl_ctx = None
@@ -212,11 +214,16 @@ async def run_worker(args: argparse.Namespace, worker: str, reuse_port: bool) ->
 
         ssl_ctx = server_context(args.tls_cert, args.tls_key)
 
+    try:
+        trusted = trusted_keys_from(args.var_dir, args.trusted_keys)
+    except (ValueError, OSError) as exc:
+        raise SystemExit(f"error: route-table keys: {exc}") from None
     subscriber = RouteSubscriber(
         args.redis,
         prefix=args.redis_prefix,
         state_file=args.state_file or None,
         poll_interval=args.poll_interval,
+        trusted_keys=trusted,
         on_change=lambda table: heartbeat.table_taken(table),
     )
     tls = TlsState(https_port=parse_listen(args.tls_listen)[1] if ssl_ctx is not None else None)

@@ -10,10 +10,10 @@ newly stored version is announced on ``<prefix>routes:changed``.
 Invariants:
 - The stored table's version never goes down, and a value that does not count as a table never
   blocks a publish. Which stored value counts is decided here, in Python, because Redis cannot
-  verify Ed25519: with a ``signing_key``, only a table whose signature verifies with a trusted
-  key (default: the signing key's own) and that parses; without one, any table that parses. A
-  value that does not count (junk, a forgery with a huge version, a table whose signature line
-  was removed or altered) is replaced by the next publish.
+  verify Ed25519: only a table whose signature verifies with a trusted key (default: the signing
+  key's own) and that parses. A value that does not count (junk, a forgery with a huge version,
+  a table whose signature line was removed or altered) is replaced by the next publish.
+- Every table is signed: there is no unsigned publish and no judging without trusted keys.
 - The write is a compare-and-set: a Lua script stores the new table and its signature line
   only if both keys still hold exactly the bytes this publisher read and judged, then announces
   the version. Two publishers racing (an old Celery task delivered late, a duplicate delivery,
@@ -32,16 +32,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from redis.exceptions import RedisError
 
 from routing.signing import key_id, sign, trusted_by_id, verified_table
 
 if TYPE_CHECKING:
     import redis
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-        Ed25519PrivateKey,
-        Ed25519PublicKey,
-    )
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     from routing.table import RouteTable
 
@@ -51,7 +49,7 @@ ATTEMPTS = 5
 # KEYS[1] the table key, KEYS[2] the signature key.
 # ARGV[1] the change channel; ARGV[2], ARGV[3] what the publisher read from KEYS[1], KEYS[2]:
 # "" for no value, else "=" followed by the exact bytes; ARGV[4] the new table, ARGV[5] its
-# signature line ("" for none: the signature key is deleted); ARGV[6] the version to announce.
+# signature line; ARGV[6] the version to announce.
 # Returns 1 when stored and announced, 0 when a key no longer holds what was read.
 # A key of another type reads as no value (as in MGET), and SET replaces it.
 STORE_IF_UNCHANGED_LUA = """
@@ -72,11 +70,7 @@ if not same(read(KEYS[1]), ARGV[2]) or not same(read(KEYS[2]), ARGV[3]) then
   return 0
 end
 redis.call('SET', KEYS[1], ARGV[4])
-if ARGV[5] == '' then
-  redis.call('DEL', KEYS[2])
-else
-  redis.call('SET', KEYS[2], ARGV[5])
-end
+redis.call('SET', KEYS[2], ARGV[5])
 redis.call('PUBLISH', ARGV[1], ARGV[6])
 return 1
 """
@@ -118,9 +112,9 @@ class Stored:
 def judge(
     raw: bytes | None,
     line: bytes | None,
-    trusted: dict[str, Ed25519PublicKey] | None,
+    trusted: dict[str, Ed25519PublicKey],
 ) -> Stored:
-    """Judge the stored bytes: with ``trusted`` keys, only a verified table counts."""
+    """Judge the stored bytes: only a table verified with a ``trusted`` key counts."""
     if raw is None:
         return Stored(raw, line, None, why="no table")
     try:
@@ -134,11 +128,12 @@ def read_stored(
     client: redis.Redis,
     prefix: str = DEFAULT_PREFIX,
     *,
-    trusted_keys: Sequence[Ed25519PublicKey] | None = None,
+    trusted_keys: Sequence[Ed25519PublicKey],
 ) -> Stored:
     """Read both keys in one MGET (atomic) and judge them (``judge``)."""
+    trusted = trusted_by_id(trusted_keys)
     raw, line = client.mget([table_key(prefix), signature_key(prefix)])
-    return judge(raw, line, trusted_by_id(trusted_keys) if trusted_keys is not None else None)
+    return judge(raw, line, trusted)
 
 
 def _expected(value: bytes | None) -> bytes:
@@ -150,33 +145,36 @@ def publish_table(
     table: RouteTable,
     prefix: str = DEFAULT_PREFIX,
     *,
-    signing_key: Ed25519PrivateKey | None = None,
+    signing_key: Ed25519PrivateKey,
     trusted_keys: Sequence[Ed25519PublicKey] | None = None,
 ) -> bool:
-    """Store ``table`` (signed with ``signing_key``) unless Redis already holds a table that
+    """Store ``table`` signed with ``signing_key`` unless Redis already holds a table that
     counts with this version or a newer one; then announce it.
 
     ``trusted_keys`` are the keys whose signatures make a stored table count (default: the
     signing key's public key; pass the readers' keys, which must include it, so that a table
-    signed by the other key of a rotation counts too). Without a
-    ``signing_key`` the table is stored unsigned and any stored table that parses counts.
+    signed by the other key of a rotation counts too).
 
     Returns True when the table was stored and announced, False when Redis already held the same
     or a newer version (a duplicate or out-of-order publish: nothing changes). Connection errors
     propagate as ``redis.RedisError`` (``PublishContended`` included) so that the caller can
-    retry.
+    retry. ``TypeError`` when ``signing_key`` is not an Ed25519 private key: every table is
+    signed.
     """
+    if not isinstance(signing_key, Ed25519PrivateKey):
+        raise TypeError(
+            f"signing_key must be an Ed25519 private key, got {type(signing_key).__name__} "
+            "(routing.keys.signing_key_from)"
+        )
     data = table.to_json().encode("utf-8")
-    line = sign(data, signing_key) if signing_key is not None else None
-    own = key_id(signing_key.public_key()) if signing_key is not None else None
-    trusted = None
-    if signing_key is not None:
-        trusted = trusted_by_id(trusted_keys or (signing_key.public_key(),))
-        if own not in trusted:
-            raise ValueError(
-                f"the signing key {own} is not among the trusted keys ({', '.join(trusted)}): "
-                "readers given those keys would refuse every table it signs"
-            )
+    line = sign(data, signing_key)
+    own = key_id(signing_key.public_key())
+    trusted = trusted_by_id(trusted_keys or (signing_key.public_key(),))
+    if own not in trusted:
+        raise ValueError(
+            f"the signing key {own} is not among the trusted keys ({', '.join(trusted)}): "
+            "readers given those keys would refuse every table it signs"
+        )
     script = client.register_script(STORE_IF_UNCHANGED_LUA)
     keys = [table_key(prefix), signature_key(prefix)]
     for _ in range(ATTEMPTS):
@@ -189,7 +187,7 @@ def publish_table(
                 # The same version: nothing to do, unless these very bytes were signed by
                 # another trusted key (a rotation), which this publisher re-signs.
                 return False
-        args = [channel(prefix), _expected(raw), _expected(held_line), data, line or b""]
+        args = [channel(prefix), _expected(raw), _expected(held_line), data, line]
         if script(keys=keys, args=[*args, table.version]):
             return True
     raise PublishContended(
@@ -201,9 +199,8 @@ def stored_version(
     client: redis.Redis,
     prefix: str = DEFAULT_PREFIX,
     *,
-    trusted_keys: Sequence[Ed25519PublicKey] | None = None,
+    trusted_keys: Sequence[Ed25519PublicKey],
 ) -> int | None:
     """The version of the stored table a publisher with ``trusted_keys`` would keep, or None
-    when Redis holds nothing that counts (the next publish replaces whatever is there).
-    Without ``trusted_keys`` any table that parses counts."""
+    when Redis holds nothing that counts (the next publish replaces whatever is there)."""
     return read_stored(client, prefix, trusted_keys=trusted_keys).version

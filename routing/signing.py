@@ -121,6 +121,10 @@ def sign(table_bytes: bytes, private_key: Ed25519PrivateKey) -> bytes:
 
 def trusted_by_id(trusted_keys: Iterable[Ed25519PublicKey]) -> dict[str, Ed25519PublicKey]:
     """Key id -> key; ``ValueError`` unless there are one or two distinct Ed25519 keys."""
+    if trusted_keys is None:
+        raise ValueError(
+            "no trusted keys: every reader checks signatures (routing.keys.trusted_keys_from)"
+        )
     by_id: dict[str, Ed25519PublicKey] = {}
     for key in trusted_keys:
         if not isinstance(key, Ed25519PublicKey):
@@ -170,12 +174,12 @@ def verify(
 def verified_table(
     table_bytes: bytes,
     line: bytes | None,
-    trusted_keys: Sequence[Ed25519PublicKey] | dict[str, Ed25519PublicKey] | None,
-) -> tuple[RouteTable, str | None]:
+    trusted_keys: Sequence[Ed25519PublicKey] | dict[str, Ed25519PublicKey],
+) -> tuple[RouteTable, str]:
     """(the table, the key id that signed it): the signature is checked first (never parse what
-    is not signed), then the table. With ``trusted_keys`` None nothing is checked and the signer
-    is None. Raises ``SignatureRefused`` or ``InvalidTable`` (both ``ValueError``)."""
-    signer = verify(table_bytes, line, trusted_keys) if trusted_keys is not None else None
+    is not signed), then the table. There is no way to skip the check: ``trusted_keys`` must be
+    one or two keys. Raises ``SignatureRefused`` or ``InvalidTable`` (both ``ValueError``)."""
+    signer = verify(table_bytes, line, trusted_keys)
     return RouteTable.from_json(table_bytes), signer
 
 

@@ -7,11 +7,11 @@ Pure asyncio and redis-py, no Django. One background task per subscriber:
     on any Redis error: keep the table, wait a bounded, growing backoff, reconnect, MGET again.
 
 Invariants:
-- With ``trusted_keys`` (one key, or two while rotating), a table is taken only if its signature
-  line verifies with one of them over exactly the bytes read (``routing.signing``). An unsigned
-  or badly signed table is refused whatever its version: a writer to Redis without the private
-  key cannot route anything anywhere. Without ``trusted_keys`` signatures are not looked at (the
-  state before keys are configured; a warning says so at start).
+- Every subscriber is given ``trusted_keys`` (one key, or two while rotating; there is no
+  unchecked mode), and a table is taken only if its signature line verifies with one of them
+  over exactly the bytes read (``routing.signing``). An unsigned or badly signed table is
+  refused whatever its version: a writer to Redis without the private key cannot route anything
+  anywhere.
 - ``table`` only ever moves to a higher version (``routing.versions.supersedes``). A refused
   value (unsigned, badly signed, malformed or of a lower version: ``REFUSAL_REASONS``) is
   counted and logged once per distinct value, so a bad value sitting in Redis does not inflate
@@ -20,11 +20,11 @@ Invariants:
   a message that is lost anyway costs at most ``poll_interval``.
 - Every network wait has a timeout; a Redis that stops answering is treated as a lost
   connection, never as a reason to block.
-- With a ``state_file``, every accepted table is written there atomically (with its signature
-  line when signatures are checked: ``routing.signing.frame``) and loaded at start, so a
-  process that starts while Redis is unreachable still routes with the last table it saw. The
-  file is judged like a value from Redis: with ``trusted_keys``, an unsigned or tampered file
-  is refused (counted, logged) and ignored. A refused table is never written to it.
+- With a ``state_file``, every accepted table is written there atomically with its signature
+  line (``routing.signing.frame``) and loaded at start, so a process that starts while Redis is
+  unreachable still routes with the last table it saw. The file is judged like a value from
+  Redis: an unsigned or tampered file is refused (counted, logged) and ignored. A refused table
+  is never written to it.
 """
 
 from __future__ import annotations
@@ -83,8 +83,8 @@ class SubscriberStats:
     ``refused`` counts refused tables (from Redis or the state file) by reason, every reason of
     ``REFUSAL_REASONS`` present; ``rejected`` is their sum, and ``malformed``, ``lower``,
     ``unsigned`` and ``bad_signature`` its parts. ``reads`` counts the reads Redis answered.
-    ``verified`` says whether signatures are checked; ``signer`` is the key id that signed the
-    held table (None when not checked).
+    ``verified`` is always True (signatures are always checked; kept for readers of the stats);
+    ``signer`` is the key id that signed the held table (None while no table is held).
     """
 
     connected: bool
@@ -101,7 +101,7 @@ class SubscriberStats:
     unsigned: int = 0
     bad_signature: int = 0
     refused: Mapping[str, int] = field(default_factory=dict)
-    verified: bool = False
+    verified: bool = True
     signer: str | None = None
 
 
@@ -116,7 +116,7 @@ class RouteSubscriber:
         poll_interval: float = 1.0,
         on_change: OnChange | None = None,
         *,
-        trusted_keys: Sequence[Ed25519PublicKey] | None = None,
+        trusted_keys: Sequence[Ed25519PublicKey],
         timeout: float = 2.0,
         backoff_initial: float = 0.05,
         backoff_max: float = 2.0,
@@ -124,7 +124,7 @@ class RouteSubscriber:
         if poll_interval <= 0 or timeout <= 0:
             raise ValueError("poll_interval and timeout must be positive")
         # Checked here, so a bad configuration fails at start, not at the first table.
-        self._trusted = trusted_by_id(trusted_keys) if trusted_keys is not None else None
+        self._trusted = trusted_by_id(trusted_keys)
         self.redis_url = redis_url
         self.prefix = prefix
         self.state_file = Path(state_file) if state_file is not None else None
@@ -180,7 +180,7 @@ class RouteSubscriber:
             unsigned=refused[UNSIGNED],
             bad_signature=refused[BAD_SIGNATURE],
             refused=refused,
-            verified=self._trusted is not None,
+            verified=True,
             signer=self._signer,
         )
 
@@ -194,11 +194,6 @@ class RouteSubscriber:
             raise RuntimeError("subscriber already started")
         self._stopping = False
         self._first_attempt.clear()
-        if self._trusted is None:
-            logger.warning(
-                "route subscriber %s: no trusted keys, so table signatures are not checked",
-                self.prefix,
-            )
         if self._load_state_file():
             await self._notify(self.table)
         self._task = asyncio.create_task(self._run(), name=f"route-subscriber {self.prefix}")
@@ -303,13 +298,11 @@ class RouteSubscriber:
             self._missing = True
             return False
         self._missing = False
-        return await self._consider(raw, line if self._trusted is not None else None)
+        return await self._consider(raw, line)
 
-    def _judge(
-        self, raw: bytes, line: bytes | None, where: str
-    ) -> tuple[RouteTable, str | None] | None:
-        """(the table in ``raw``, the key id that signed it) if its signature (when checked) and
-        its content pass; else None, counted and logged once per distinct value."""
+    def _judge(self, raw: bytes, line: bytes | None, where: str) -> tuple[RouteTable, str] | None:
+        """(the table in ``raw``, the key id that signed it) if its signature and its content
+        pass; else None, counted and logged once per distinct value."""
         try:
             table, signer = verified_table(raw, line, self._trusted)
         except SignatureRefused as exc:
@@ -376,7 +369,9 @@ class RouteSubscriber:
     async def _save(self, raw: bytes, line: bytes | None) -> None:
         if self.state_file is None:
             return
-        data = frame(raw, line) if line is not None else raw
+        if line is None:
+            return  # never reached: only signed tables are taken
+        data = frame(raw, line)
         # The write runs on in its thread even if this task is cancelled; stop() waits for it,
         # so a stopped subscriber has the last table it accepted on disk.
         write = asyncio.ensure_future(asyncio.to_thread(_write_atomically, self.state_file, data))
@@ -430,7 +425,7 @@ class RouteSubscriber:
         self.table, self._signer = judged
         # Redis holding these very bytes confirms them without a second check; the same bytes
         # under another trusted key (a rotation) rewrite the file (see _consider).
-        self._held_raw, self._held_line = data, line if self._trusted is not None else None
+        self._held_raw, self._held_line = data, line
         self._source = "state-file"
         self._changed.set()
         return True

@@ -1,6 +1,8 @@
 """`make demo`: the whole platform on this machine, with embedded defaults.
 
-Starts a private Redis (unless REDIS_URL is given), migrates, seeds demo data idempotently,
+Starts a private Redis with access control (unless REDIS_URL is given: one user per role,
+passwords drawn once into var/redis/users.json, see scripts/redis_users.py), migrates, seeds
+demo data idempotently,
 makes a local CA and certificate, prints where to look, then hands the long-running processes
 (Celery worker and beat, nodes b1..b4, the proxy) to honcho. Ctrl-C stops everything it started;
 running it again reuses var/ (database, credentials, certificate).
@@ -21,8 +23,15 @@ import sys
 import time
 from pathlib import Path
 
+from scripts import redis_users
 from scripts.pebble import Pebble, binaries
-from scripts.platform import REPO_ROOT, NodeSpec, PlatformConfig, process_table
+from scripts.platform import (
+    REPO_ROOT,
+    NodeSpec,
+    PlatformConfig,
+    process_table,
+    write_launch_file,
+)
 from scripts.services import redis_server_binary
 
 
@@ -61,6 +70,17 @@ def _port_in_use(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def check_acl_support(binary: str) -> None:
+    """Redis 7 or newer: the users' read-only key rules (``%R~``) came with it."""
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
+    version = out.split("v=", 1)[1].split()[0] if "v=" in out else "0"
+    if int(version.split(".")[0] or 0) < 7:
+        raise SystemExit(
+            f"demo: {binary} is Redis {version}; its access control needs Redis 7 or newer "
+            "(apt-get install redis-server), or give REDIS_URL"
+        )
+
+
 def start_private_redis(config: PlatformConfig) -> subprocess.Popen[bytes]:
     port = int(config.redis_url.rsplit(":", 1)[1].split("/")[0])
     if _port_in_use("127.0.0.1", port):
@@ -69,10 +89,14 @@ def start_private_redis(config: PlatformConfig) -> subprocess.Popen[bytes]:
             "Stop it, set DEMO_REDIS_PORT, or give REDIS_URL"
         )
     data_dir = config.var_dir / "redis"
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    binary = redis_server_binary()
+    check_acl_support(binary)
+    acl = redis_users.write_acl_file(config.var_dir, os.environ.get("REDIS_PREFIX", "hosting:"))
     process = subprocess.Popen(
-        [redis_server_binary(), "--bind", "127.0.0.1", "--port", str(port), "--dir",
-         str(data_dir), "--save", "60 1", "--appendonly", "no", "--logfile", "redis.log"],
+        [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir",
+         str(data_dir), "--save", "60 1", "--appendonly", "no", "--logfile", "redis.log",
+         "--aclfile", str(acl)],
     )  # fmt: skip
     deadline = time.monotonic() + 10
     while not _port_in_use("127.0.0.1", port):
@@ -98,8 +122,15 @@ def manage(config: PlatformConfig, *args: str) -> str:
 
 
 def write_procfile(config: PlatformConfig) -> Path:
+    """honcho's Procfile: each line starts one process of the table through
+    ``scripts.platform run`` with its own environment (its Redis user), so that no password
+    appears in the Procfile or on a command line."""
+    launch = write_launch_file(config, config.var_dir / "launch.json")
     path = config.var_dir / "Procfile"
-    lines = [f"{name}: {shlex.join(argv)}" for name, argv in process_table(config).items()]
+    lines = [
+        f"{name}: {shlex.join([config.python, '-m', 'scripts.platform', 'run', name, str(launch)])}"
+        for name in process_table(config)
+    ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -137,7 +168,13 @@ def main(argv: list[str] | None = None) -> int:
 
     config = config_from_environment()
     config.var_dir.mkdir(parents=True, exist_ok=True)
-    redis = None if "REDIS_URL" in os.environ else start_private_redis(config)
+    redis = None
+    if "REDIS_URL" not in os.environ:
+        redis = start_private_redis(config)
+        passwords = redis_users.ensure_passwords(config.var_dir)
+        config = dataclasses.replace(
+            config, redis_urls=redis_users.urls(config.redis_url, passwords)
+        )
     pebble = None
     if "ACME_DIRECTORY_URL" not in os.environ and binaries() is not None:
         # A local ACME server whose HTTP-01 checks reach the proxy's plain port, and whose DNS

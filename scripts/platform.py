@@ -3,10 +3,20 @@ end-to-end tests, so that what the tests start is what a newcomer runs.
 
 Pure: `PlatformConfig` in, command lines and environments out. Starting them is the caller's
 job (honcho for the demo, the test harness for the end-to-end suite).
+
+Each process gets the Redis URL of its own user (scripts/redis_users.py) in its environment,
+never on its command line (which every local user can read): `REDIS_URL` is the panel's (the
+nodes' panels) or Celery's (worker, beat), `ROUTES_REDIS_URL` the publisher's (worker),
+`NODE_REDIS_URL` and `PROXY_REDIS_URL` the reader's. `python -m scripts.platform run NAME
+ENV_FILE` starts one process of the table with the environment in ENV_FILE (a JSON file of mode
+0600 that the demo writes), so honcho's Procfile holds no password either. With no
+`redis_urls` every process uses `redis_url` (a Redis without access control).
+All processes share `VAR_DIR`, so they find the route-table key pair in `VAR_DIR/keys/`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -37,6 +47,13 @@ class PlatformConfig:
     )
     republish_seconds: int = 30
     python: str = sys.executable
+    # Role -> URL (scripts.redis_users.urls): reader, publisher, panel, celery, admin.
+    redis_urls: dict[str, str] | None = None
+
+    def redis_url_for(self, role: str) -> str:
+        """The URL of ``role``'s Redis user (``redis_url`` when Redis has no users)."""
+        return self.redis_urls[role] if self.redis_urls else self.redis_url
+
     # A local ACME server (scripts/pebble.py): its directory and the CA its listener uses.
     acme_directory: str = ""
     acme_ca_bundle: str = ""
@@ -59,7 +76,7 @@ class PlatformConfig:
         return {
             "VAR_DIR": str(self.var_dir),
             "HOME_ROOT": str(self.home_root),
-            "REDIS_URL": self.redis_url,
+            "REDIS_URL": self.redis_url_for("panel"),
             "DATABASE_URL": self.database_url,
             "PANEL_HOST": self.panel_host,
             "APPS_DOMAIN": self.apps_domain,
@@ -78,11 +95,35 @@ class PlatformConfig:
             ),
         }
 
-    def child_environment(self) -> dict[str, str]:
+    def child_environment(self, name: str | None = None) -> dict[str, str]:
+        """The environment of a child process: ours, the shared settings, and process
+        ``name``'s own (``process_environment``); a variable set to "" is removed."""
         env = dict(os.environ)
         env.update(self.environment())
         env["PYTHONPATH"] = str(REPO_ROOT)
+        if name is not None:
+            env.update(process_environment(self, name))
+        return {k: v for k, v in env.items() if v != ""}
+
+
+def process_environment(config: PlatformConfig, name: str) -> dict[str, str]:
+    """What process ``name`` adds to ``environment()``: the Redis URLs of its own users."""
+    if name in ("worker", "beat"):
+        env = {"REDIS_URL": config.redis_url_for("celery")}
+        if name == "worker":
+            env["ROUTES_REDIS_URL"] = config.redis_url_for("publisher")
         return env
+    if name.startswith("node-"):
+        return {"NODE_REDIS_URL": config.redis_url_for("reader")}
+    if name == "proxy":
+        # The proxy is no Django process: it needs neither the panel's Redis user nor the
+        # database.
+        return {
+            "PROXY_REDIS_URL": config.redis_url_for("reader"),
+            "REDIS_URL": "",
+            "DATABASE_URL": "",
+        }
+    return {}
 
 
 def process_table(config: PlatformConfig) -> dict[str, list[str]]:
@@ -110,9 +151,42 @@ def process_table(config: PlatformConfig) -> dict[str, list[str]]:
         "--tls-cert", str(config.tls_dir / "cert.pem"),
         "--tls-key", str(config.tls_dir / "key.pem"),
         "--admin-listen", f"{config.host}:{config.proxy_admin_port}",
-        "--redis", config.redis_url,
         "--panel-host", config.panel_host,
         "--state-file", str(var / "proxy-routes.json"),
         "--tls-state-file", str(var / "proxy-tls.json"),
     ]  # fmt: skip
     return table
+
+
+def run(name: str, env_file: Path) -> None:
+    """Replace this process with process ``name`` of the table, in the environment that
+    ``env_file`` holds (``{"argv": {name: argv}, "env": {name: env}}``, written by the demo)."""
+    data = json.loads(Path(env_file).read_text())
+    argv = data["argv"][name]
+    env = dict(os.environ)
+    env.update(data["env"][name])
+    env = {k: v for k, v in env.items() if v != ""}
+    os.chdir(REPO_ROOT)
+    os.execvpe(argv[0], argv, env)
+
+
+def write_launch_file(config: PlatformConfig, path: Path) -> Path:
+    """Every process's argv and environment, for ``run`` (mode 0600: it holds passwords)."""
+    table = process_table(config)
+    data = {
+        "argv": table,
+        "env": {
+            name: {**config.environment(), **process_environment(config, name)} for name in table
+        },
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle)
+    path.chmod(0o600)
+    return path
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4 or sys.argv[1] != "run":
+        sys.exit("usage: python -m scripts.platform run NAME LAUNCH_FILE")
+    run(sys.argv[2], Path(sys.argv[3]))

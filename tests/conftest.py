@@ -59,8 +59,31 @@ def redis_client(redis_server):
 # --- the panel's settings and cast ----------------------------------------------------------
 
 
+@pytest.fixture(scope="session")
+def route_key_file(tmp_path_factory) -> Path:
+    """The test publisher's signing key (tests.routing.support.PUBLISHER) as a PEM file."""
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    from tests.routing.support import PUBLISHER
+
+    path = tmp_path_factory.mktemp("route-keys") / "route-table.key"
+    path.write_bytes(PUBLISHER.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    path.chmod(0o600)
+    return path
+
+
 @pytest.fixture
-def hosting_settings(settings, tmp_path):
+def hosting_settings(settings, tmp_path, route_key_file):
+    from routing.signing import public_key_text
+    from tests.routing.support import PUBLISHER
+
+    # Route tables are signed with PUBLISHER and must verify with it (tests sign with it too).
+    settings.ROUTES_SIGNING_KEY_FILE = str(route_key_file)
+    settings.ROUTES_TRUSTED_KEYS = public_key_text(PUBLISHER.public_key())
     settings.HOME_ROOT = (tmp_path / "home").resolve()
     settings.REDIS_PREFIX = f"test-{uuid.uuid4().hex[:12]}:"
     settings.PANEL_HOST = "panel.localhost"

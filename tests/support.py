@@ -64,8 +64,9 @@ def port_open(host: str, port: int) -> bool:
 class RedisServer:
     """A private ``redis-server`` on a free port, keeping nothing on disk."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, args: tuple[str, ...] = ()) -> None:
         self.port = port or free_port()
+        self.args = args  # more redis-server options, e.g. ("--aclfile", path)
         self.dir = Path(tempfile.mkdtemp(prefix="test-redis-"))
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -83,6 +84,7 @@ class RedisServer:
                 "--save", "",
                 "--appendonly", "no",
                 "--dir", str(self.dir),
+                *self.args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -3,7 +3,9 @@
 Each ``do_*`` function has the one shape of ``panel.accounts.actions``:
 ``do_x(target..., *, actor, origin)``. It checks its input, then in one
 ``transaction.atomic(durable=True)``: locks the route-table version row (so pool changes run one
-at a time), changes the ``Backend`` rows, bumps the version, writes a ``Revision`` (the pool's
+at a time), changes the ``Backend`` rows, moves the version on
+(``routing.versions.next_version``: a hybrid clock, so a restored database never hands out a
+version readers already hold), writes a ``Revision`` (the pool's
 audit row) saying who changed what and which apps move, and queues the publish task with
 ``transaction.on_commit``. Bad input raises ``ActionError`` naming the field (``UnknownBackend``
 for a name that does not exist), before anything is written.
@@ -15,6 +17,7 @@ the admin's confirmation page and ``--dry-run`` show exactly what the action the
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -28,6 +31,7 @@ from routing.moves import MovePlan
 from routing.pool import tables, tasks
 from routing.pool.models import Backend, Revision, RouteVersion
 from routing.table import MAX_WEIGHT, STATES, RouteTable
+from routing.versions import next_version
 
 MAX_NOTES = 10_000
 
@@ -211,7 +215,7 @@ def _change(
 ) -> tuple[_Draft, Change]:
     draft = _draft(action, rows, spec)
     before = tables.version_table(version_row, rows)
-    after = tables.table_of(version_row.version + 1, draft.rows, None)
+    after = tables.table_of(next_version(version_row.version, timezone.now()), draft.rows, None)
     if draft.changes:
         _check_leaves_an_active_backend(before, after, force)
     plan = tables.plan(before, after)
@@ -249,7 +253,10 @@ def preview_steps(steps: list[tuple[str, dict[str, Any]]], force: bool = False) 
         changes.update({f"{draft.name}.{k}": v for k, v in draft.changes.items()})
         if draft.changes:
             summaries.append(draft.summary)
-    after = tables.table_of(version_row.version + len(summaries), rows, None)
+    version, now = version_row.version, timezone.now()
+    for _ in summaries:
+        version = next_version(version, now)
+    after = tables.table_of(version, rows, None)
     if changes:
         _check_leaves_an_active_backend(before, after, force)
     return Change(
@@ -264,11 +271,17 @@ def preview_steps(steps: list[tuple[str, dict[str, Any]]], force: bool = False) 
 
 
 def _record(
-    version_row: RouteVersion, actor: User | None, origin: Origin, **fields: Any
+    version_row: RouteVersion,
+    version: int,
+    now: datetime,
+    actor: User | None,
+    origin: Origin,
+    **fields: Any,
 ) -> Revision:
-    """Bump the locked version row and write its revision; publish after commit."""
-    version_row.version += 1
-    version_row.changed_at = timezone.now()
+    """Move the locked version row to ``version``, committed at ``now``, and write its
+    revision; publish after commit."""
+    version_row.version = version
+    version_row.changed_at = now
     version_row.save(update_fields=["version", "changed_at"])
     revision = Revision.objects.create(
         **Revision.attribution(actor, origin),
@@ -293,8 +306,11 @@ def _commit(
             draft.removed.delete()
         if draft.target is not None:
             draft.target.save()
+        now = timezone.now()
         revision = _record(
             version_row,
+            next_version(version_row.version, now),
+            now,
             actor,
             origin,
             action=change.action,
@@ -375,11 +391,13 @@ def do_bump_version(at_least: int, *, actor: User | None, origin: Origin) -> int
     with transaction.atomic(durable=True):
         version_row = RouteVersion.locked()
         old = version_row.version
-        # _record adds one; a version Redis holds ahead of the database is skipped past.
-        version_row.version = max(old, at_least)
-        new = version_row.version + 1
+        now = timezone.now()
+        # A version Redis holds ahead of the database (and of this clock) is skipped past.
+        new = max(next_version(old, now), at_least + 1)
         _record(
             version_row,
+            new,
+            now,
             actor,
             origin,
             action="version.bump",

@@ -6,6 +6,11 @@ run can only store the newest committed table or change nothing. Beat runs it ev
 ``ROUTES_REPUBLISH_SECONDS`` (anti-entropy: a publish lost while Redis or the broker was down,
 or a Redis that lost its data, is repaired within one period) and each worker queues one run
 when it starts.
+
+Every table is signed with the process's signing key (``ROUTES_SIGNING_KEY_FILE``, else the
+machine's pair under ``VAR_DIR/keys/``), and a stored table counts only if it verifies with
+``ROUTES_TRUSTED_KEYS`` (else the machine's public key): a forgery in Redis never blocks a
+publish. Keys are loaded once per process.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ from django.conf import settings
 from django.db import transaction
 from kombu.exceptions import OperationalError
 
+from routing.keys import signing_key_from
 from routing.pool.tables import committed_table
 from routing.publish import publish_table, stored_version
+from webapps import routes
 from webapps.redis_client import client_for
 
 logger = logging.getLogger(__name__)
@@ -66,10 +73,24 @@ def _check_broker(url: str) -> None:
 
 
 def redis_client() -> redis.Redis:
-    """The publisher's client for REDIS_URL (shared; keeps its connections open). One quick
-    retry, no backoff: a caller (a task, a command) fails within seconds when Redis is down,
-    and the next periodic run tries again."""
-    return client_for(settings.REDIS_URL, timeout=2, read_timeout=5, retries=1)
+    """The publisher's client for ROUTES_REDIS_URL (shared; keeps its connections open). One
+    quick retry, no backoff: a caller (a task, a command) fails within seconds when Redis is
+    down, and the next periodic run tries again."""
+    return client_for(settings.ROUTES_REDIS_URL, timeout=2, read_timeout=5, retries=1)
+
+
+@functools.lru_cache(maxsize=4)
+def _signing_key(var_dir: str, path_value: str):
+    return signing_key_from(var_dir, path_value)
+
+
+def signing_key():
+    """This process's route-table signing key (loaded once; made under VAR_DIR if missing)."""
+    return _signing_key(str(settings.VAR_DIR), settings.ROUTES_SIGNING_KEY_FILE)
+
+
+# The public keys a stored table must verify with to count (one, or two while rotating).
+trusted_keys = routes.trusted_keys
 
 
 @shared_task(
@@ -88,10 +109,13 @@ def publish_routes(version: int | None = None) -> int | None:
         logger.info("no pool change committed yet; nothing to publish")
         return None
     client = redis_client()
-    if publish_table(client, table, settings.REDIS_PREFIX):
+    trusted = trusted_keys()
+    if publish_table(
+        client, table, settings.REDIS_PREFIX, signing_key=signing_key(), trusted_keys=trusted
+    ):
         logger.info("published route table version %d (queued for %s)", table.version, version)
         return table.version
-    held = stored_version(client, settings.REDIS_PREFIX)
+    held = stored_version(client, settings.REDIS_PREFIX, trusted_keys=trusted)
     if held is not None and held > table.version:
         # Proxies keep the newer table and never see this database's changes: an operator must
         # decide (a restored database backup, or a second panel writing the same prefix).

@@ -13,8 +13,8 @@ import pytest
 from proxy.tls import make_local_ca
 from routing import canonical_host
 from scripts.pebble import Pebble, binaries
-from tests.e2e.harness import Platform, make_config, wait_for_http
-from tests.support import RedisServer, wait_until
+from tests.e2e.harness import Platform, make_config, start_redis, wait_for_http
+from tests.support import wait_until
 
 USERS = 50
 SETUP = """
@@ -69,8 +69,8 @@ def user_names() -> list[str]:
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory) -> Platform:
     var_dir = tmp_path_factory.mktemp("platform")
-    redis = RedisServer().start()
-    config = make_config(var_dir, redis.url)
+    redis, urls = start_redis(var_dir)
+    config = make_config(var_dir, redis.url, urls)
     # The local ACME server (automatic HTTPS, tests/e2e/test_https.py) checks the proxy's port.
     pebble = Pebble(var_dir / "pebble", http_port=config.proxy_port) if binaries() else None
     if pebble is not None:

@@ -20,6 +20,9 @@ from urllib.parse import urlencode
 import redis
 
 from routing import RouteTable
+from routing.keys import trusted_keys_from
+from routing.signing import verified_table
+from scripts import redis_users
 from scripts.platform import REPO_ROOT, NodeSpec, PlatformConfig, process_table
 from tests.support import RedisServer, free_port, run_python, wait_until
 
@@ -76,7 +79,7 @@ class Platform:
         self.processes[name] = subprocess.Popen(
             argv,
             cwd=REPO_ROOT,
-            env=self.config.child_environment(),
+            env=self.config.child_environment(name),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -156,10 +159,20 @@ class Platform:
         return min(versions) if versions else None
 
 
-def make_config(var_dir: Path, redis_url: str) -> PlatformConfig:
+def start_redis(var_dir: Path) -> tuple[RedisServer, dict[str, str]]:
+    """The platform's Redis with access control, as the demo starts it: (server, role -> URL)."""
+    acl = redis_users.write_acl_file(var_dir)
+    server = RedisServer(args=("--aclfile", str(acl))).start()
+    return server, redis_users.urls(server.url, redis_users.ensure_passwords(var_dir))
+
+
+def make_config(
+    var_dir: Path, redis_url: str, redis_urls: dict[str, str] | None = None
+) -> PlatformConfig:
     return PlatformConfig(
         var_dir=var_dir,
         redis_url=redis_url,
+        redis_urls=redis_urls,
         database_url=f"sqlite:///{var_dir / 'db.sqlite3'}",
         proxy_port=free_port(),
         proxy_tls_port=free_port(),
@@ -222,9 +235,12 @@ def wait_for_http(port: int, path: str, host: str, timeout: float = 60.0, what: 
 
 
 def routing_table(platform: Platform) -> RouteTable:
-    """The table as published in Redis: what every proxy and node routes by."""
-    client = redis.Redis.from_url(platform.config.redis_url, socket_timeout=5)
+    """The table as published in Redis (its signature verified): what every proxy and node
+    routes by."""
+    client = redis.Redis.from_url(platform.config.redis_url_for("reader"), socket_timeout=5)
     try:
-        return RouteTable.from_json(client.get("hosting:routes"))
+        raw, line = client.mget(["hosting:routes", "hosting:routes:sig"])
+        trusted = trusted_keys_from(platform.config.var_dir, None)
+        return verified_table(raw, line, trusted)[0]
     finally:
         client.close()

@@ -18,7 +18,9 @@ import redis
 
 from routing import Backend, RouteTable, reload_path, route_key
 from routing.publish import DEFAULT_PREFIX
+from routing.signing import public_key_text, sign
 from tests.proxy.support import Origin, connect, exchange, get, read_response
+from tests.routing.support import PUBLISHER
 from tests.support import RedisServer, child_env, free_port, port_open, repo_root, wait_until
 
 PANEL = "panel.test"
@@ -52,10 +54,13 @@ def table_for(backends, version: int, states: dict[str, str] | None = None) -> R
 
 
 def put_table(redis_url: str, table: RouteTable) -> None:
-    """The Redis contract: the table as JSON under <prefix>routes, its version on the channel."""
+    """The Redis contract: the table as JSON under <prefix>routes, its signature line (by the
+    publisher's key, which the proxy trusts) under <prefix>routes:sig, its version on the
+    channel."""
     client = redis.Redis.from_url(redis_url)
     try:
-        client.set(PREFIX + "routes", table.to_json())
+        raw = table.to_json().encode()
+        client.mset({PREFIX + "routes": raw, PREFIX + "routes:sig": sign(raw, PUBLISHER)})
         client.publish(PREFIX + "routes:changed", table.version)
     finally:
         client.close()
@@ -72,6 +77,7 @@ class ProxyProcess:
             "--panel-host", PANEL,
             "--state-file", state_file,
             "--poll-interval", "0.2",
+            "--trusted-keys", public_key_text(PUBLISHER.public_key()),
             "--log-level", "WARNING",
             *extra,
         ]  # fmt: skip
@@ -459,3 +465,72 @@ def test_the_front_proxy_refuses_the_whole_malformed_battery_before_any_backend(
             got[name] = read_response(sock).status
     assert got == {name: status for name, _, status in CASES}
     assert all(b.received == b"" for b in backends)
+
+
+# --- forged tables and Redis access control ---------------------------------------------------
+
+
+def refused(proxy: ProxyProcess, reason: str) -> int:
+    _, text = proxy.admin_get("/metrics")
+    prefix = f'proxy_route_tables_refused_total{{worker="0",reason="{reason}"}} '
+    line = next(line for line in text.splitlines() if line.startswith(prefix))
+    return int(line[len(prefix) :])
+
+
+@pytest.fixture
+def acl_redis(tmp_path):
+    from scripts.redis_users import ensure_passwords, urls, write_acl_file
+
+    server = RedisServer(args=("--aclfile", str(write_acl_file(tmp_path / "var")))).start()
+    yield server, urls(server.url, ensure_passwords(tmp_path / "var"))
+    server.cleanup()
+
+
+def test_a_forged_table_is_ignored_counted_and_a_later_change_still_arrives(
+    start_proxy, acl_redis, backends, lt
+):
+    from routing.publish import publish_table
+    from tests.routing.support import FORGER
+
+    _, urls = acl_redis
+    publisher = redis.Redis.from_url(urls["publisher"], socket_timeout=5)
+    admin = redis.Redis.from_url(urls["admin"], socket_timeout=5)
+    attacker = Origin(lt, "attacker").start()
+    try:
+        assert publish_table(publisher, table_for(backends, 10), signing_key=PUBLISHER)
+        proxy = start_proxy(redis_url=urls["reader"])
+        # A reader's credentials (the proxy's) can write nothing.
+        reader = redis.Redis.from_url(urls["reader"], socket_timeout=5)
+        for command in (
+            ("SET", PREFIX + "routes", "{}"),
+            ("PUBLISH", PREFIX + "routes:changed", 1),
+        ):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                reader.execute_command(*command)
+        reader.close()
+
+        # Someone holding a writer's credentials writes a table with a huge version and an
+        # attacker's backend, signed by a key nobody trusts (then unsigned), and announces it.
+        forged = table_for([attacker], 2**53 - 1)
+        raw = forged.to_json().encode()
+        admin.mset({PREFIX + "routes": raw, PREFIX + "routes:sig": sign(raw, FORGER)})
+        admin.publish(PREFIX + "routes:changed", forged.version)
+        proxy.wait(lambda: refused(proxy, "bad_signature") == 1, "the forgery counted")
+        admin.delete(PREFIX + "routes:sig")
+        admin.publish(PREFIX + "routes:changed", forged.version)
+        proxy.wait(lambda: refused(proxy, "unsigned") == 1, "the unsigned forgery counted")
+        hosts = [f"site{i}.example.com" for i in range(30)]
+        for host in hosts:
+            assert served_by(proxy.port, host) in ("b1", "b2")
+        assert attacker.connections == 0
+
+        # The next pool change replaces the forgery and reaches the proxy within the bound.
+        changed = table_for(backends, 11, {"b1": "draining"})
+        assert publish_table(publisher, changed, signing_key=PUBLISHER)
+        wait_until(lambda: proxy.admin_get("/healthz")[1] == "ok version=11\n", 5, what="v11")
+        assert {served_by(proxy.port, host) for host in hosts} == {"b2"}
+        assert attacker.connections == 0
+    finally:
+        attacker.stop()
+        publisher.close()
+        admin.close()

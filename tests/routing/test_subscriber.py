@@ -34,14 +34,31 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 60))
 
 
+TRUSTED = [PUBLISHER.public_key()]
+
+
+def set_by_hand(client, value: bytes | str) -> None:
+    """Write a value and the publisher's signature of it straight into Redis (no script, no
+    announcement): what a second writer holding the key would do."""
+    raw = value.encode() if isinstance(value, str) else value
+    client.mset({table_key(): raw, signature_key(): sign(raw, PUBLISHER)})
+
+
+def signed_file(value: bytes | str) -> bytes:
+    """A state file as a reader writes it: the publisher's signature line, then the table."""
+    raw = value.encode() if isinstance(value, str) else value
+    return frame(raw, sign(raw, PUBLISHER))
+
+
 def subscriber(redis_server, **kwargs) -> RouteSubscriber:
+    kwargs.setdefault("trusted_keys", TRUSTED)
     kwargs.setdefault("poll_interval", POLL)
     kwargs.setdefault("timeout", 1.0)
     return RouteSubscriber(redis_server.url, **kwargs)
 
 
 def test_it_holds_the_table_present_at_start(redis_server, redis_client):
-    publish_table(redis_client, make_table(4))
+    publish_table(redis_client, make_table(4), signing_key=PUBLISHER)
 
     async def scenario():
         sub = subscriber(redis_server)
@@ -64,7 +81,11 @@ def test_it_takes_each_published_change(redis_server, redis_client):
         try:
             assert sub.table is None
             for version in (1, 2, 3):
-                publish_table(redis_client, make_table(version, *[f"b{i}" for i in range(version)]))
+                publish_table(
+                    redis_client,
+                    make_table(version, *[f"b{i}" for i in range(version)]),
+                    signing_key=PUBLISHER,
+                )
                 table = await sub.wait_for_version(version, timeout=10)
                 assert table.version == version
             assert [b.name for b in sub.table.backends] == ["b0", "b1", "b2"]
@@ -79,7 +100,7 @@ def test_it_finds_a_change_without_an_announcement_by_polling(redis_server, redi
         sub = subscriber(redis_server)
         await sub.start()
         try:
-            redis_client.set(table_key(), make_table(9).to_json())  # SET without PUBLISH
+            set_by_hand(redis_client, make_table(9).to_json())  # SET without PUBLISH
             assert (await sub.wait_for_version(9, timeout=10)).version == 9
         finally:
             await sub.stop()
@@ -88,13 +109,13 @@ def test_it_finds_a_change_without_an_announcement_by_polling(redis_server, redi
 
 
 def test_it_ignores_a_lower_version_written_by_hand_and_counts_it(redis_server, redis_client):
-    publish_table(redis_client, make_table(5, "b1"))
+    publish_table(redis_client, make_table(5, "b1"), signing_key=PUBLISHER)
 
     async def scenario():
         sub = subscriber(redis_server)
         await sub.start()
         try:
-            redis_client.set(table_key(), make_table(3, "b9").to_json())
+            set_by_hand(redis_client, make_table(3, "b9").to_json())
             redis_client.publish("hosting:routes:changed", "3")
             await eventually(lambda: sub.stats.lower == 1, what="the lower version counted")
             # Seen again on later polls, the same value is not counted again.
@@ -119,17 +140,17 @@ def test_it_ignores_a_lower_version_written_by_hand_and_counts_it(redis_server, 
     ],
 )
 def test_it_ignores_a_malformed_table_and_counts_it(redis_server, redis_client, junk):
-    publish_table(redis_client, make_table(5, "b1"))
+    publish_table(redis_client, make_table(5, "b1"), signing_key=PUBLISHER)
 
     async def scenario():
         sub = subscriber(redis_server)
         await sub.start()
         try:
-            redis_client.set(table_key(), junk)
+            set_by_hand(redis_client, junk)
             await eventually(lambda: sub.stats.malformed == 1, what="the malformed table counted")
             assert sub.table == make_table(5, "b1")
             # A valid newer table is taken again afterwards.
-            publish_table(redis_client, make_table(7, "b2"))
+            publish_table(redis_client, make_table(7, "b2"), signing_key=PUBLISHER)
             assert (await sub.wait_for_version(7, timeout=10)) == make_table(7, "b2")
             assert sub.stats.malformed == 1
         finally:
@@ -139,7 +160,7 @@ def test_it_ignores_a_malformed_table_and_counts_it(redis_server, redis_client, 
 
 
 def test_it_keeps_the_last_good_table_when_redis_loses_its_data(redis_server, redis_client):
-    publish_table(redis_client, make_table(5))
+    publish_table(redis_client, make_table(5), signing_key=PUBLISHER)
 
     async def scenario():
         sub = subscriber(redis_server)
@@ -150,7 +171,7 @@ def test_it_keeps_the_last_good_table_when_redis_loses_its_data(redis_server, re
             assert sub.table == make_table(5)
             assert sub.stats.rejected == 0
             # The periodic republish puts the same version back: nothing changes, age resets.
-            publish_table(redis_client, make_table(5))
+            publish_table(redis_client, make_table(5), signing_key=PUBLISHER)
             await eventually(lambda: not sub.stats.missing, what="the table back")
             assert sub.table == make_table(5)
         finally:
@@ -160,7 +181,7 @@ def test_it_keeps_the_last_good_table_when_redis_loses_its_data(redis_server, re
 
 
 def test_it_keeps_the_table_while_redis_is_down_and_reconnects(redis_server, redis_client):
-    publish_table(redis_client, make_table(2))
+    publish_table(redis_client, make_table(2), signing_key=PUBLISHER)
 
     async def scenario():
         sub = subscriber(redis_server, backoff_max=0.2)
@@ -172,7 +193,7 @@ def test_it_keeps_the_table_while_redis_is_down_and_reconnects(redis_server, red
             assert sub.stats.last_error
             redis_server.start()
             # The restarted Redis is empty (no persistence); a publisher repairs it.
-            publish_table(redis_client, make_table(3))
+            publish_table(redis_client, make_table(3), signing_key=PUBLISHER)
             assert (await sub.wait_for_version(3, timeout=10)).version == 3
             assert sub.stats.connected
             assert sub.stats.reconnects >= 1
@@ -192,7 +213,7 @@ def test_it_starts_while_redis_is_down_and_catches_up(redis_server, redis_client
             assert sub.table is None
             assert not sub.stats.connected
             redis_server.start()
-            publish_table(redis_client, make_table(1))
+            publish_table(redis_client, make_table(1), signing_key=PUBLISHER)
             assert (await sub.wait_for_version(1, timeout=10)).version == 1
         finally:
             await sub.stop()
@@ -207,18 +228,18 @@ def test_it_keeps_each_new_table_in_the_state_file(redis_server, redis_client, t
         sub = subscriber(redis_server, state_file=state)
         await sub.start()
         try:
-            publish_table(redis_client, make_table(8, "b3"))
+            publish_table(redis_client, make_table(8, "b3"), signing_key=PUBLISHER)
             await sub.wait_for_version(8, timeout=10)
         finally:
             await sub.stop()
 
     run(scenario())
-    assert json.loads(state.read_text())["version"] == 8
+    assert json.loads(unframe(state.read_bytes())[0])["version"] == 8
 
 
 def test_it_starts_from_the_state_file_when_redis_is_down(redis_server, tmp_path):
     state = tmp_path / "routes.json"
-    state.write_text(make_table(6, "b4").to_json())
+    state.write_bytes(signed_file(make_table(6, "b4").to_json()))
     redis_server.stop()
     seen = []
 
@@ -238,8 +259,8 @@ def test_it_starts_from_the_state_file_when_redis_is_down(redis_server, tmp_path
 
 def test_a_newer_table_in_redis_replaces_the_state_file_one(redis_server, redis_client, tmp_path):
     state = tmp_path / "routes.json"
-    state.write_text(make_table(6, "b4").to_json())
-    publish_table(redis_client, make_table(7, "b5"))
+    state.write_bytes(signed_file(make_table(6, "b4").to_json()))
+    publish_table(redis_client, make_table(7, "b5"), signing_key=PUBLISHER)
 
     async def scenario():
         sub = subscriber(redis_server, state_file=state)
@@ -257,8 +278,8 @@ def test_an_older_table_in_redis_does_not_replace_the_state_file_one(
     redis_server, redis_client, tmp_path
 ):
     state = tmp_path / "routes.json"
-    state.write_text(make_table(6, "b4").to_json())
-    publish_table(redis_client, make_table(5, "b5"))
+    state.write_bytes(signed_file(make_table(6, "b4").to_json()))
+    publish_table(redis_client, make_table(5, "b5"), signing_key=PUBLISHER)
 
     async def scenario():
         sub = subscriber(redis_server, state_file=state)
@@ -274,7 +295,7 @@ def test_an_older_table_in_redis_does_not_replace_the_state_file_one(
 
 def test_it_ignores_a_malformed_state_file(redis_server, tmp_path):
     state = tmp_path / "routes.json"
-    state.write_text("{truncated")
+    state.write_bytes(signed_file("{truncated"))
     redis_server.stop()
 
     async def scenario():
@@ -299,7 +320,7 @@ def test_it_calls_on_change_once_per_new_version(redis_server, redis_client):
         await sub.start()
         try:
             for version in (1, 1, 2, 2, 3):
-                publish_table(redis_client, make_table(version))
+                publish_table(redis_client, make_table(version), signing_key=PUBLISHER)
             await sub.wait_for_version(3, timeout=10)
             await asyncio.sleep(POLL * 2)  # let later polls re-read the same table
         finally:
@@ -318,9 +339,9 @@ def test_a_failing_on_change_does_not_stop_the_subscriber(redis_server, redis_cl
         sub = subscriber(redis_server, on_change=on_change)
         await sub.start()
         try:
-            publish_table(redis_client, make_table(1))
+            publish_table(redis_client, make_table(1), signing_key=PUBLISHER)
             await sub.wait_for_version(1, timeout=10)
-            publish_table(redis_client, make_table(2))
+            publish_table(redis_client, make_table(2), signing_key=PUBLISHER)
             await sub.wait_for_version(2, timeout=10)
         finally:
             await sub.stop()
@@ -344,7 +365,7 @@ def test_wait_for_version_times_out(redis_server):
 
 def test_it_rejects_a_poll_interval_that_is_not_positive(redis_server):
     with pytest.raises(ValueError, match="positive"):
-        RouteSubscriber(redis_server.url, poll_interval=0)
+        RouteSubscriber(redis_server.url, poll_interval=0, trusted_keys=TRUSTED)
 
 
 def test_a_callback_that_hangs_does_not_stop_the_subscriber(redis_server, redis_client):
@@ -356,9 +377,9 @@ def test_a_callback_that_hangs_does_not_stop_the_subscriber(redis_server, redis_
         sub = subscriber(redis_server, on_change=on_change, timeout=0.3)
         await sub.start()
         try:
-            publish_table(redis_client, make_table(1))
+            publish_table(redis_client, make_table(1), signing_key=PUBLISHER)
             await sub.wait_for_version(1, timeout=10)
-            publish_table(redis_client, make_table(2))
+            publish_table(redis_client, make_table(2), signing_key=PUBLISHER)
             assert (await sub.wait_for_version(2, timeout=10)).version == 2
         finally:
             await sub.stop()
@@ -367,13 +388,13 @@ def test_a_callback_that_hangs_does_not_stop_the_subscriber(redis_server, redis_
 
 
 def test_it_can_be_started_again_after_stopping(redis_server, redis_client):
-    publish_table(redis_client, make_table(1))
+    publish_table(redis_client, make_table(1), signing_key=PUBLISHER)
 
     async def scenario():
         sub = subscriber(redis_server)
         await sub.start()
         await sub.stop()
-        publish_table(redis_client, make_table(2))
+        publish_table(redis_client, make_table(2), signing_key=PUBLISHER)
         await sub.start()
         try:
             assert (await sub.wait_for_version(2, timeout=10)).version == 2
@@ -387,7 +408,7 @@ def test_age_counts_from_the_last_time_redis_confirmed_the_table(
     redis_server, redis_client, tmp_path
 ):
     state = tmp_path / "routes.json"
-    state.write_text(make_table(4).to_json())
+    state.write_bytes(signed_file(make_table(4).to_json()))
     redis_server.stop()
 
     async def scenario():
@@ -396,7 +417,7 @@ def test_age_counts_from_the_last_time_redis_confirmed_the_table(
         try:
             assert sub.stats.age is None  # from the state file, not confirmed by Redis
             redis_server.start()
-            publish_table(redis_client, make_table(4))
+            publish_table(redis_client, make_table(4), signing_key=PUBLISHER)
             await eventually(lambda: sub.stats.age is not None, what="Redis to confirm it")
             assert sub.stats.source == "redis"
             confirmed = sub.stats.age
@@ -410,8 +431,6 @@ def test_age_counts_from_the_last_time_redis_confirmed_the_table(
 
 
 # --- signed tables ------------------------------------------------------------------------
-
-TRUSTED = [PUBLISHER.public_key()]
 
 
 def signed_subscriber(redis_server, **kwargs) -> RouteSubscriber:
@@ -609,7 +628,7 @@ def test_a_state_file_that_does_not_verify_is_ignored(redis_server, tmp_path, co
     run(scenario())
 
 
-def test_an_unchecked_reader_still_reads_a_signed_state_file(redis_server, tmp_path):
+def test_a_reader_always_checks_the_signature_of_its_state_file(redis_server, tmp_path):
     state = tmp_path / "routes.state"
     raw = make_table(6).to_json().encode()
     state.write_bytes(frame(raw, sign(raw, PUBLISHER)))
@@ -620,7 +639,8 @@ def test_an_unchecked_reader_still_reads_a_signed_state_file(redis_server, tmp_p
         await sub.start(wait=0.5)
         try:
             assert sub.table == make_table(6)
-            assert not sub.stats.verified
+            assert sub.stats.verified
+            assert sub.stats.signer == key_id(PUBLISHER.public_key())
         finally:
             await sub.stop()
 
@@ -691,14 +711,10 @@ def test_more_than_two_trusted_keys_are_refused_at_construction(redis_server):
         RouteSubscriber(redis_server.url, trusted_keys=keys)
 
 
-def test_an_unchecked_subscriber_warns_at_start(redis_server, caplog):
-    async def scenario():
-        sub = subscriber(redis_server)
-        await sub.start()
-        await sub.stop()
-
-    run(scenario())
-    assert "signatures are not checked" in caplog.text
+@pytest.mark.parametrize("keys", [None, []])
+def test_a_subscriber_without_trusted_keys_is_refused_at_construction(redis_server, keys):
+    with pytest.raises(ValueError, match="trusted keys"):
+        RouteSubscriber(redis_server.url, trusted_keys=keys)
 
 
 def test_a_state_file_that_cannot_be_written_does_not_stop_the_subscriber(

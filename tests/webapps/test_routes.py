@@ -3,7 +3,9 @@
 import pytest
 
 from routing import ALGORITHM, Backend, RouteTable
-from routing.publish import table_key
+from routing.publish import signature_key, table_key
+from routing.signing import sign
+from tests.routing.support import FORGER, PUBLISHER
 from webapps.redis_client import client_for
 from webapps.routes import published_table, serving_backend
 
@@ -14,13 +16,31 @@ TABLE = RouteTable(
 )
 
 
-def store(settings, raw):
-    client_for(settings.REDIS_URL).set(table_key(settings.REDIS_PREFIX), raw)
+# The tests' signing key is the trusted one (tests/conftest.py, hosting_settings).
+pytestmark = pytest.mark.usefixtures("hosting_settings")
+
+
+def store(settings, raw, key=PUBLISHER):
+    data = raw.encode() if isinstance(raw, str) else raw
+    prefix = settings.REDIS_PREFIX
+    client_for(settings.REDIS_URL).mset(
+        {table_key(prefix): data, signature_key(prefix): sign(data, key)}
+    )
 
 
 def test_it_reads_the_published_table(settings):
     store(settings, TABLE.to_json())
     assert published_table() == TABLE
+
+
+@pytest.mark.parametrize("key", [None, FORGER])
+def test_it_ignores_a_table_not_signed_by_a_trusted_key(settings, caplog, key):
+    if key is None:
+        client_for(settings.REDIS_URL).set(table_key(settings.REDIS_PREFIX), TABLE.to_json())
+    else:
+        store(settings, TABLE.to_json(), key=key)
+    assert published_table() is None
+    assert "not signed by a trusted key" in caplog.text
 
 
 def test_it_has_no_table_before_one_is_published():

@@ -7,8 +7,10 @@ from django.test import Client
 
 from panel.accounts.models import AuditEvent
 from routing import ALGORITHM, Backend, RouteTable
-from routing.publish import table_key
+from routing.publish import publish_table
+from routing.signing import public_key_text
 from tests.conftest import CLI
+from tests.routing.support import PUBLISHER
 from webapps import actions
 from webapps.models import ReloadEvent, WebApp
 from webapps.redis_client import get_redis
@@ -25,7 +27,9 @@ def publish(settings, *names):
         algorithm=ALGORITHM,
         backends=tuple(Backend(name, f"127.0.0.1:{9100 + i}") for i, name in enumerate(names)),
     )
-    get_redis().set(table_key(settings.REDIS_PREFIX), table.to_json())
+    # Signed with the key the panel trusts (tests/conftest.py, hosting_settings).
+    assert public_key_text(PUBLISHER.public_key()) == settings.ROUTES_TRUSTED_KEYS
+    publish_table(get_redis(), table, settings.REDIS_PREFIX, signing_key=PUBLISHER)
     return table
 
 

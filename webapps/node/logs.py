@@ -6,10 +6,11 @@ tracebacks, gunicorn's messages, and the node's lines when the app cannot start)
 ``<domain>.server.log`` (the process's stdout, e.g. prints, and the node's lifecycle lines).
 The node reads the app's output through pipes and writes it here. A log is rotated at
 ``max_bytes``: the current file becomes ``<file>.1``, the previous ``.1`` is compressed to
-``<file>.2.gz``, older ones move up to ``<file>.<keep>.gz`` and the oldest is dropped, so an app
-that writes 10 MB to stdout costs at most ``max_bytes`` plus ``keep - 1`` compressed files of
-disk per log, and one read buffer of memory. The names are PythonAnywhere's, so its client
-library reads a listing of them as it does there (index 0, 1, 2...).
+``<file>.2.gz``, older ones move up to ``<file>.<keep - 1>.gz`` and the oldest is dropped, so an
+app that writes 10 MB to stdout costs at most twice ``max_bytes`` (the current file and ``.1``)
+plus ``keep - 2`` compressed files of disk per log, and one read buffer of memory. The names are
+PythonAnywhere's, so its client library reads a listing of them as it does there (index 0, 1,
+2...).
 """
 
 from __future__ import annotations

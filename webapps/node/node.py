@@ -104,16 +104,21 @@ class Node:
         self.reachable = reachable
         self.reloads: Counter[str] = Counter()  # by result
         self.misrouted_reloads = 0
+        # Set by the server when it follows the route table: version, signer, refusals.
+        self.route_stats: Callable[[], dict] | None = None
 
     async def dispatch(self, request: dict) -> dict:
         op = request.get("op")
         if op == "status":
-            return {
+            answer = {
                 "status": "OK",
                 "backend": self.name,
                 "apps": self.supervisor.status(),
                 "reloads": self.reload_counts(),
             }
+            if self.route_stats is not None:
+                answer["routes"] = self.route_stats()
+            return answer
         if op == "metrics":
             return {"status": "OK", "backend": self.name, "metrics": self.metrics()}
         if op == "reload":

@@ -196,6 +196,9 @@ class NodeConfig:
     trusted_proxies: tuple[str, ...] = DEFAULT_TRUSTED_PROXIES
     redis_url: str = ""
     redis_prefix: str = DEFAULT_PREFIX
+    # The public keys route tables must be signed with (one, or two while rotating); required
+    # with redis_url: a node never follows an unsigned table.
+    trusted_keys: tuple = ()
     drain_timeout: float = 30.0
 
     @property
@@ -268,7 +271,9 @@ class NodeServer:
                 prefix=self.config.redis_prefix,
                 state_file=state_file,
                 on_change=self.on_table,
+                trusted_keys=self.config.trusted_keys,
             )
+            self.node.route_stats = self.route_stats
             await self.subscriber.start()
             await self._start_heartbeat()
         log.info(
@@ -278,6 +283,18 @@ class NodeServer:
             self.config.port,
             self.config.control_socket,
         )
+
+    def route_stats(self) -> dict:
+        """The route table this node follows, for its status: version, signer, refusals."""
+        stats = self.subscriber.stats if self.subscriber is not None else None
+        if stats is None:
+            return {}
+        return {
+            "version": stats.version,
+            "signer": stats.signer,
+            "connected": stats.connected,
+            "refused": dict(stats.refused),
+        }
 
     async def _start_heartbeat(self) -> None:
         from proxy.front import fleet_report

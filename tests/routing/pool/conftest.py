@@ -17,6 +17,7 @@ def pool_settings(hosting_settings, redis_server):
     """Point the panel at the test's own Redis, under a prefix of its own."""
     settings = hosting_settings
     settings.REDIS_URL = redis_server.url
+    settings.ROUTES_REDIS_URL = redis_server.url
     settings.CELERY_BROKER_URL = redis_server.url
     settings.REDIS_PREFIX = "pooltest:"
     settings.ALLOWED_HOSTS = ["testserver", "panel.localhost"]

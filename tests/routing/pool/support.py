@@ -28,7 +28,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
-from routing.publish import table_key
+from routing.keys import load_or_create_signing_key, trusted_keys_from
+from routing.publish import signature_key, table_key
+from routing.signing import sign
 from routing.subscriber import RouteSubscriber
 from routing.table import RouteTable
 from tests.support import RedisServer, child_env, repo_root, wait_until
@@ -100,6 +102,7 @@ class Stack:
     def __init__(self, tmp: Path, period: int = 1) -> None:
         self.tmp = tmp
         self.period = period
+        self.var_dir = tmp / "var"
         self.redis = RedisServer().start()
         self.database_url, self._drop_database = database_for(tmp)
         self.env = child_env(
@@ -108,7 +111,7 @@ class Stack:
             REDIS_URL=self.redis.url,
             REDIS_PREFIX=PREFIX,
             ROUTES_REPUBLISH_SECONDS=str(period),
-            VAR_DIR=str(tmp / "var"),
+            VAR_DIR=str(self.var_dir),
             SECRET_KEY="stack-secret-key-" + "x" * 40,
             LOG_LEVEL="INFO",
             PYTHONPATH=str(repo_root()),
@@ -221,6 +224,21 @@ class Stack:
                     pipe.close()
 
     # --- Redis as the proxies see it -------------------------------------------------------
+
+    def signing_key(self):
+        """The machine's signing key under the stack's VAR_DIR (what its publisher signs with)."""
+        return load_or_create_signing_key(self.var_dir)
+
+    def trusted_keys(self):
+        return trusted_keys_from(self.var_dir, None)
+
+    def set_signed(self, raw: bytes | str) -> None:
+        """Write a value straight into Redis with the publisher's valid signature (a second
+        writer holding the key), without announcing it."""
+        data = raw.encode() if isinstance(raw, str) else raw
+        self.client.mset(
+            {table_key(PREFIX): data, signature_key(PREFIX): sign(data, self.signing_key())}
+        )
 
     def published(self) -> RouteTable | None:
         raw = self.client.get(table_key(PREFIX))

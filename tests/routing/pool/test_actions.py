@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from panel.accounts.models import Via
@@ -32,8 +34,9 @@ def two_backends(pool_settings):
 
 
 def test_it_adds_a_backend_under_a_new_version(pool_settings, staff):
+    before = version()
     change = actions.do_add_backend("b1", "127.0.0.1:9001", actor=staff, origin=ADMIN, weight=3)
-    assert change.version == 1 == version()
+    assert change.version == version() > before
     backend = Backend.objects.get()
     assert (backend.name, backend.address, backend.weight, backend.state) == (
         "b1",
@@ -47,7 +50,8 @@ def test_it_adds_a_backend_under_a_new_version(pool_settings, staff):
 def test_it_records_who_changed_what_and_when(pool_settings, staff):
     actions.do_add_backend("b1", "127.0.0.1:9001", actor=staff, origin=ADMIN)
     revision = Revision.objects.get()
-    assert revision.version == 1
+    assert revision.version == version() > 0
+    assert revision.created_at == RouteVersion.current().changed_at
     assert revision.actor == staff
     assert revision.actor_username == "stella"
     assert revision.via == Via.ADMIN
@@ -64,10 +68,12 @@ def test_every_change_bumps_the_version_by_one(two_backends):
     actions.do_disable("b2", actor=None, origin=CLI)
     actions.do_update_backend("b2", actor=None, origin=CLI, notes="new disk")
     actions.do_remove_backend("b2", actor=None, origin=CLI)
-    assert version() == 8
-    assert list(Revision.objects.order_by("version").values_list("version", flat=True)) == list(
-        range(1, 9)
-    )
+    # One revision per change (two adds, six changes), each under a greater version than the
+    # one before it, the last one the database's version.
+    versions = list(Revision.objects.order_by("pk").values_list("version", flat=True))
+    assert len(versions) == 8
+    assert all(a < b for a, b in itertools.pairwise(versions))
+    assert version() == versions[-1]
 
 
 def test_it_queues_one_publish_after_commit(pool_settings, django_capture_on_commit_callbacks):
@@ -186,11 +192,13 @@ def test_leaving_no_active_backend_needs_force(pool_settings, change):
         change(False)
     assert caught.value.field == "force"
     assert snapshot() == before
-    assert change(True).version == 2
+    assert change(True).version == version() > before[1]
+    assert Revision.objects.count() == before[2] + 1
 
 
 def test_removing_one_of_two_needs_no_force(two_backends):
-    assert actions.do_remove_backend("b1", actor=None, origin=CLI).version == 3
+    before = version()
+    assert actions.do_remove_backend("b1", actor=None, origin=CLI).version == version() > before
 
 
 def test_it_records_how_many_apps_move_and_where(two_backends):
@@ -228,7 +236,10 @@ def test_a_preview_refuses_what_the_action_refuses(two_backends):
 
 
 def test_bumping_the_version_moves_past_a_given_version(two_backends):
-    assert actions.do_bump_version(40, actor=None, origin=CLI) == 41
-    assert version() == 41
-    assert Revision.objects.get(version=41).action == "version.bump"
-    assert actions.do_bump_version(3, actor=None, origin=CLI) == 42
+    # A version held ahead of the database and of the clock (a publisher whose clock was ahead).
+    ahead = version() + 10**9
+    assert actions.do_bump_version(ahead, actor=None, origin=CLI) == ahead + 1
+    assert version() == ahead + 1
+    assert Revision.objects.get(version=ahead + 1).action == "version.bump"
+    # A version below the database's: the version still moves on, by one, never back.
+    assert actions.do_bump_version(3, actor=None, origin=CLI) == ahead + 2

@@ -11,7 +11,7 @@ from django.utils.html import escape
 from panel.accounts.models import Via
 from panel.accounts.origin import Origin
 from routing.pool import actions
-from routing.pool.models import Backend, Revision
+from routing.pool.models import Backend, Revision, RouteVersion
 from tests.routing.pool.conftest import make_apps, snapshot
 
 pytestmark = pytest.mark.django_db
@@ -68,10 +68,12 @@ def test_adding_shows_the_moves_before_anything_is_saved(admin_client, two_backe
 
 def test_confirming_adds_the_backend_through_the_action(admin_client, two_backends, staff):
     data = form(name="b3", address="127.0.0.1:9003", _confirmed="1")
+    before = RouteVersion.current().version
     response = admin_client.post(ADD_URL, data)
     assert response.status_code == 302
     assert Backend.objects.get(name="b3").address == "127.0.0.1:9003"
-    revision = Revision.objects.get(version=3)
+    revision = Revision.objects.get(version=RouteVersion.current().version)
+    assert revision.version > before
     assert (revision.action, revision.actor, revision.via) == ("backend.add", staff, Via.ADMIN)
 
 

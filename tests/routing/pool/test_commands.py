@@ -44,16 +44,18 @@ def test_add_prints_the_version_and_the_moves(two_backends):
     output = run("backends", "add", "b3", "127.0.0.1:9003", "--weight", "2", "--list-moves")
     # Removing b3 again would move back exactly the apps that adding it moved.
     change_plan = actions.preview("backend.remove", {"name": "b3"}).plan
-    assert output.startswith("version 3: added b3 (127.0.0.1:9003, weight 2, active)")
+    version = RouteVersion.current().version
+    assert output.startswith(f"version {version}: added b3 (127.0.0.1:9003, weight 2, active)")
     assert f"{change_plan.moved} of 50 apps move" in output
     assert f"  {change_plan.moves[0].key}: " in output
 
 
 def test_a_dry_run_prints_the_plan_and_changes_nothing(two_backends):
+    before = RouteVersion.current().version
     output = run("backends", "drain", "b1", "--dry-run")
     assert output.startswith("would apply: b1: state active -> draining")
     assert Backend.objects.get(name="b1").state == "active"
-    assert RouteVersion.current().version == 2
+    assert RouteVersion.current().version == before
 
 
 def test_remove_of_the_last_active_backend_needs_force(pool_settings):
@@ -78,13 +80,38 @@ def test_where_refuses_an_invalid_domain(two_backends):
 
 
 def test_show_compares_the_database_with_redis(two_backends):
-    tasks.publish_routes.run()
-    actions.do_set_weight("b1", 3, actor=None, origin=CLI)
+    published = tasks.publish_routes.run()
+    change = actions.do_set_weight("b1", 3, actor=None, origin=CLI)
     output = run("routing", "show")
-    assert "database: version 3" in output
-    assert "redis:    version 2" in output
+    assert f"database: version {change.version}" in output
+    assert f"redis:    version {published}, signature verifies" in output
+    assert change.version > published
+
+
+def test_show_says_when_the_stored_table_does_not_verify(two_backends, redis_client):
+    from routing.publish import signature_key, table_key
+    from routing.signing import sign
+    from tests.routing.support import FORGER
+
+    raw = tables.committed_table().to_json().encode()
+    redis_client.mset({table_key("pooltest:"): raw, signature_key("pooltest:"): sign(raw, FORGER)})
+    output = run("routing", "show")
+    assert "redis:    refused, proxies do not take it (signed by key" in output
 
 
 def test_publish_publishes_now_and_then_has_nothing_to_do(two_backends):
-    assert run("routing", "publish").strip() == "published version 2"
-    assert run("routing", "publish").strip() == "Redis already holds version 2"
+    version = RouteVersion.current().version
+    assert run("routing", "publish").strip() == f"published version {version}"
+    assert run("routing", "publish").strip() == f"Redis already holds version {version}"
+
+
+def test_routekeys_shows_the_key_readers_on_this_machine_trust(settings, tmp_path, capsys):
+    from routing.keys import load_or_create_signing_key, trusted_keys_from
+    from routing.signing import public_key_text
+
+    settings.VAR_DIR = tmp_path
+    key = load_or_create_signing_key(tmp_path)
+    call_command("routekeys", "show")
+    shown = capsys.readouterr().out.strip()
+    assert shown == public_key_text(key.public_key())
+    assert [public_key_text(k) for k in trusted_keys_from(tmp_path, None)] == [shown]

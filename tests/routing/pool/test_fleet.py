@@ -18,7 +18,7 @@ from panel.accounts.origin import Origin
 from routing.connect import sync_client
 from routing.fleet import Member, member_key
 from routing.pool import actions, tables, tasks
-from routing.pool.models import Backend, RouteVersion
+from routing.pool.models import Backend, Revision, RouteVersion
 from routing.publish import table_key
 from routing.table import RouteTable
 from tests.routing.pool.conftest import make_apps
@@ -51,13 +51,20 @@ def report(pool_settings, redis_server):
 
 @pytest.fixture
 def fleet(two_backends, report):
-    """Version 2 committed and published; two proxy workers and two nodes, one node behind."""
+    """The second change committed and published; two proxy workers and two nodes, one node
+    behind (at the first change's version). Returns (current version, the one behind)."""
     tasks.publish_routes.run()
+    current = RouteVersion.current().version
+    behind = Revision.objects.order_by("version").values_list("version", flat=True)[0]
+    assert behind < current
     taken = RouteVersion.current().changed_at.timestamp() + 0.041
-    report("proxy", "p1/0", 2, address="127.0.0.1:8080", redis_connected=True, taken_at=taken)
-    report("proxy", "p1/1", 2, address="127.0.0.1:8080", redis_connected=True, rps=12.5)
-    report("node", "b1", 2, address="127.0.0.1:9001", redis_connected=True, down=["x.example"])
-    report("node", "b2", 1, address="127.0.0.1:9002", redis_connected=False)
+    report("proxy", "p1/0", current, address="127.0.0.1:8080", redis_connected=True, taken_at=taken)
+    report("proxy", "p1/1", current, address="127.0.0.1:8080", redis_connected=True, rps=12.5)
+    report(
+        "node", "b1", current, address="127.0.0.1:9001", redis_connected=True, down=["x.example"]
+    )
+    report("node", "b2", behind, address="127.0.0.1:9002", redis_connected=False)
+    return current, behind
 
 
 def status_json() -> dict:
@@ -68,7 +75,7 @@ def status_json() -> dict:
 
 def test_the_api_shows_each_member_against_the_current_version(fleet, staff_api):
     body = staff_api.get("/api/v0/fleet/").json()
-    assert body["summary"] == "2/2 proxies and 1/2 nodes hold version 2"
+    assert body["summary"] == f"2/2 proxies and 1/2 nodes hold version {fleet[0]}"
     assert body["converged"] is False
     rows = {m["name"]: m for m in body["members"]}
     assert list(rows) == ["p1/0", "p1/1", "b1", "b2"]
@@ -79,9 +86,9 @@ def test_the_api_shows_each_member_against_the_current_version(fleet, staff_api)
 
 
 def test_once_every_member_holds_it_the_line_says_how_long_it_took(fleet, report, staff_api):
-    report("node", "b2", 2, redis_connected=True)
+    report("node", "b2", fleet[0], redis_connected=True)
     body = staff_api.get("/api/v0/fleet/").json()
-    assert body["summary"] == "2/2 proxies and 2/2 nodes hold version 2, 41 ms"
+    assert body["summary"] == f"2/2 proxies and 2/2 nodes hold version {fleet[0]}, 41 ms"
     assert body["converged"] is True
 
 
@@ -107,7 +114,7 @@ def test_the_command_prints_the_same_status(fleet, staff_api):
     out = StringIO()
     call_command("routing", "status", stdout=out)
     lines = out.getvalue().splitlines()
-    assert lines[0] == "2/2 proxies and 1/2 nodes hold version 2"
+    assert lines[0] == f"2/2 proxies and 1/2 nodes hold version {fleet[0]}"
     assert any(line.split()[:2] == ["node", "b2"] and "BEHIND" in line for line in lines)
 
 
@@ -121,9 +128,9 @@ ANY_MEMBERS = _AnyMembers()
 
 def test_the_fleet_page_shows_members_bars_and_pending_moves(fleet, admin_client):
     make_apps(40)
-    actions.do_set_weight("b1", 3, actor=None, origin=CLI)  # committed, not yet published
+    new = actions.do_set_weight("b1", 3, actor=None, origin=CLI).version  # not yet published
     page = admin_client.get(FLEET_URL).content.decode()
-    assert "0/2 proxies and 0/2 nodes hold version 3" in page
+    assert f"0/2 proxies and 0/2 nodes hold version {new}" in page
     assert page.count('class="member"') == 4
     counts = tables.apps_per_backend()
     assert f'title="{counts["b1"]} apps"' in page and f'title="{counts["b2"]} apps"' in page
@@ -131,7 +138,7 @@ def test_the_fleet_page_shows_members_bars_and_pending_moves(fleet, admin_client
         tasks.redis_client().get(table_key(django_settings.REDIS_PREFIX))
     )
     plan = tables.plan(published, tables.committed_table())
-    assert f"Pending: version 2 &rarr; 3 moves {plan.moved} apps" in page
+    assert f"Pending: version {fleet[0]} &rarr; {new} moves {plan.moved} apps" in page
     assert f"{plan.moves[0].key}: {plan.moves[0].source} &rarr; {plan.moves[0].target}" in page
 
 
@@ -150,13 +157,15 @@ def test_after_a_pool_change_the_admin_follows_it_to_the_fleet(fleet, admin_clie
     }
     response = admin_client.post("/admin/routing/backend/", data)
     assert response.status_code == 302
-    assert response["Location"] == f"{FLEET_URL}?version=3"
+    new = RouteVersion.current().version
+    assert new > fleet[0]
+    assert response["Location"] == f"{FLEET_URL}?version={new}"
     page = admin_client.get(response["Location"]).content.decode()
-    assert "0/2 proxies and 0/2 nodes hold version 3" in page
+    assert f"0/2 proxies and 0/2 nodes hold version {new}" in page
     assert 'http-equiv="refresh"' in page  # until every member holds it
     tasks.publish_routes.run()
     for role, name in [("proxy", "p1/0"), ("proxy", "p1/1"), ("node", "b1"), ("node", "b2")]:
-        report(role, name, 3, taken_at=RouteVersion.current().changed_at.timestamp() + 0.012)
+        report(role, name, new, taken_at=RouteVersion.current().changed_at.timestamp() + 0.012)
     page = admin_client.get(response["Location"]).content.decode()
-    assert "2/2 proxies and 2/2 nodes hold version 3, 12 ms" in page
+    assert f"2/2 proxies and 2/2 nodes hold version {new}, 12 ms" in page
     assert 'http-equiv="refresh"' not in page

@@ -15,6 +15,7 @@ from panel.accounts.models import Via
 from panel.accounts.origin import Origin
 from routing.moves import plan_moves
 from routing.pool import actions, tables, tasks
+from routing.pool.models import RouteVersion
 from routing.publish import publish_table, table_key
 from routing.table import RouteTable
 from tests.routing.pool.conftest import make_apps
@@ -37,7 +38,7 @@ def two_backends(pool_settings):
 
 def test_the_table_is_the_committed_pool_under_its_version(two_backends):
     table = tables.committed_table()
-    assert table.version == 2
+    assert table.version == RouteVersion.current().version > 0
     assert [(b.name, b.weight, b.state) for b in table.backends] == [
         ("b1", 1, "active"),
         ("b2", 2, "active"),
@@ -46,23 +47,25 @@ def test_the_table_is_the_committed_pool_under_its_version(two_backends):
 
 
 def test_the_task_publishes_the_committed_pool(two_backends, redis_client):
-    assert tasks.publish_routes.run() == 2
+    assert tasks.publish_routes.run() == RouteVersion.current().version
     assert in_redis(redis_client) == tables.committed_table()
 
 
 def test_the_task_reads_the_pool_when_it_runs_not_when_queued(two_backends, redis_client):
-    # Queued for version 2, run after version 3 committed: it publishes version 3.
-    actions.do_drain("b1", actor=None, origin=CLI)
-    tasks.publish_routes.run(2)
+    # Queued for the version before, run after the next committed: it publishes the next.
+    queued = RouteVersion.current().version
+    change = actions.do_drain("b1", actor=None, origin=CLI)
+    tasks.publish_routes.run(queued)
     assert in_redis(redis_client).backend("b1").state == "draining"
-    assert in_redis(redis_client).version == 3
+    assert in_redis(redis_client).version == change.version > queued
 
 
 def test_running_the_task_twice_gives_the_same_result(two_backends, redis_client):
     pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe("pooltest:routes:changed")
     wait_until(lambda: redis_client.pubsub_numsub("pooltest:routes:changed")[0][1] == 1)
-    assert tasks.publish_routes.run() == 2
+    version = RouteVersion.current().version
+    assert tasks.publish_routes.run() == version
     first = redis_client.get(table_key("pooltest:"))
     assert tasks.publish_routes.run() is None
     assert redis_client.get(table_key("pooltest:")) == first
@@ -72,16 +75,16 @@ def test_running_the_task_twice_gives_the_same_result(two_backends, redis_client
         message = pubsub.get_message(timeout=0.1)
         if message is not None:
             announced.append(message["data"])
-    assert announced == [b"2"]
+    assert announced == [str(version).encode()]
     pubsub.close()
 
 
 def test_a_task_that_read_an_older_pool_never_overwrites_a_newer_table(two_backends, redis_client):
     stale = tables.committed_table()  # what a slow task read before the next change committed
-    actions.do_add_backend("b3", "127.0.0.1:9003", actor=None, origin=CLI)
+    change = actions.do_add_backend("b3", "127.0.0.1:9003", actor=None, origin=CLI)
     tasks.publish_routes.run()
-    assert publish_table(redis_client, stale, "pooltest:") is False
-    assert in_redis(redis_client).version == 3
+    assert publish_table(redis_client, stale, "pooltest:", signing_key=tasks.signing_key()) is False
+    assert in_redis(redis_client).version == change.version > stale.version
     assert in_redis(redis_client).backend("b3") is not None
 
 

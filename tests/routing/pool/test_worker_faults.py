@@ -30,14 +30,16 @@ def stack(tmp_path_factory):
         assert migrated.returncode == 0, migrated.stderr
         stack.start_driver()
         stack.change("do_add_backend", "b1", "127.0.0.1:9101")
-        stack.change("do_add_backend", "b2", "127.0.0.1:9102")
+        stack.pool_version = stack.change("do_add_backend", "b2", "127.0.0.1:9102")
         # Drop the publish messages those changes queued: only a starting worker publishes now.
         stack.client.flushall()
         stack.start_worker()
-        stack.first_published = stack.wait_published(2, timeout=60)
+        stack.first_published = stack.wait_published(stack.pool_version, timeout=60)
         stack.start_beat()
-        stack.subscriber = ThreadedSubscriber(stack.redis.url, poll_interval=0.2, timeout=1.0)
-        stack.subscriber.wait_for_version(2)
+        stack.subscriber = ThreadedSubscriber(
+            stack.redis.url, trusted_keys=stack.trusted_keys(), poll_interval=0.2, timeout=1.0
+        )
+        stack.subscriber.wait_for_version(stack.pool_version)
         yield stack
     finally:
         if getattr(stack, "subscriber", None) is not None:
@@ -55,7 +57,7 @@ def current(stack) -> RouteTable:
 
 
 def test_a_starting_worker_publishes_the_pool(stack):
-    assert stack.first_published.version == 2
+    assert stack.first_published.version == stack.pool_version
     assert [b.name for b in stack.first_published.backends] == ["b1", "b2"]
 
 
@@ -102,7 +104,7 @@ def test_publishes_that_run_late_and_out_of_order_never_regress(stack):
     table = stack.subscriber.wait_for_version(versions[-1])
     assert table.backend("b2").state == "active"
     # A task that read the pool before these changes and writes only now changes nothing.
-    assert publish_table(stack.client, stale, PREFIX) is False
+    assert publish_table(stack.client, stale, PREFIX, signing_key=stack.signing_key()) is False
     assert stack.published().version == versions[-1]
     assert_never_regressed(stack)
 
@@ -137,7 +139,7 @@ def test_a_redis_that_lost_its_data_is_republished(stack):
 def test_a_malformed_table_written_by_hand_is_ignored_counted_and_repaired(stack):
     held = stack.subscriber.wait_for_version(current(stack).version)
     malformed = stack.subscriber.stats.malformed
-    stack.client.set(table_key(PREFIX), b'{"version": 999999, "backends": "all of them"}')
+    stack.set_signed(b'{"version": 999999, "backends": "all of them"}')
     wait_until(lambda: stack.subscriber.stats.malformed == malformed + 1, what="it counted")
     assert stack.subscriber.table == held
     assert stack.wait_published(held.version, timeout=30) == held
@@ -147,7 +149,7 @@ def test_a_lower_version_written_by_hand_is_ignored_counted_and_repaired(stack):
     held = stack.subscriber.wait_for_version(current(stack).version)
     lower = stack.subscriber.stats.lower
     old = RouteTable(held.version - 1, held.algorithm, held.backends[:1], held.published_at)
-    stack.client.set(table_key(PREFIX), old.to_json())
+    stack.set_signed(old.to_json())
     wait_until(lambda: stack.subscriber.stats.lower == lower + 1, what="it counted")
     assert stack.subscriber.table == held
     assert stack.wait_published(held.version, timeout=30) == held
@@ -174,10 +176,10 @@ def test_the_cli_refuses_bad_input_with_status_1_and_changes_nothing(stack, argv
 def test_routing_publish_refuses_when_redis_holds_a_newer_version(stack):
     table = current(stack)
     newer = RouteTable(table.version + 50, table.algorithm, table.backends, table.published_at)
-    stack.client.set(table_key(PREFIX), newer.to_json())
+    stack.set_signed(newer.to_json())
     result = stack.manage("routing", "publish")
     assert result.returncode == 1
     assert f"Redis holds version {newer.version}" in result.stderr
     bumped = stack.manage("routing", "publish", "--bump")
     assert bumped.returncode == 0, bumped.stderr
-    assert stack.wait_published(newer.version + 1).version == newer.version + 1
+    assert stack.wait_published(newer.version + 1).version > newer.version

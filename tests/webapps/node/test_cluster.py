@@ -14,6 +14,7 @@ from proxy.engine import Engine
 from proxy.front import FrontResolver
 from routing import ALGORITHM, Backend, RouteTable, reload_path, route_key
 from routing.fleet import Member, member_key
+from routing.keys import load_or_create_signing_key
 from routing.publish import publish_table
 from tests.support import LoopThread, free_port, wait_until
 from tests.webapps.node.support import add_apps, answer_app, write_app
@@ -41,7 +42,9 @@ def cluster(platform):
                 for name, node in nodes.items()
             ),
         )
-        assert publish_table(client, table, prefix=prefix)
+        # Signed with the machine's key under the nodes' VAR_DIR, which they trust.
+        key = load_or_create_signing_key(platform.env["VAR_DIR"])
+        assert publish_table(client, table, prefix=prefix, signing_key=key)
         return table
 
     yield nodes, publish, tokens["IronHand"]

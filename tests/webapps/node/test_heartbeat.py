@@ -9,6 +9,7 @@ import redis
 
 from routing import ALGORITHM, Backend, RouteTable
 from routing.fleet import Member, member_key
+from routing.keys import load_or_create_signing_key
 from routing.publish import publish_table
 from tests.support import wait_until
 
@@ -21,7 +22,9 @@ def test_a_node_reports_each_table_it_takes_and_leaves_on_stop(platform):
     try:
         for version in (1, 2):
             table = RouteTable(version, ALGORITHM, (Backend("b1", b1.address),))
-            assert publish_table(client, table, prefix=prefix)
+            # Signed with the machine's key under the node's VAR_DIR, which it trusts.
+            signer = load_or_create_signing_key(platform.env["VAR_DIR"])
+            assert publish_table(client, table, prefix=prefix, signing_key=signer)
             member = wait_until(
                 lambda v=version: (
                     (raw := client.get(key)) is not None

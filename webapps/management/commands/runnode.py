@@ -132,8 +132,10 @@ class Command(BaseCommand):
             "--redis",
             default=None,
             metavar="URL",
-            help="where the route table is published (default REDIS_URL); the node stops apps "
-            "the table moves to another node",
+            help="where the route table is published (default NODE_REDIS_URL, else REDIS_URL: "
+            "give a password in the environment, never on the command line); the node stops "
+            "apps the table moves to another node. Tables must be signed with a key of "
+            "ROUTES_TRUSTED_KEYS (default: the machine's under VAR_DIR/keys/)",
         )
         parser.add_argument(
             "--no-routes",
@@ -169,8 +171,9 @@ class Command(BaseCommand):
             cache_seconds=options["cache_seconds"],
             expose_name=settings.NODE_EXPOSE_NAME and not options["hide_name"],
             trusted_proxies=tuple(options["trusted_proxy"] or DEFAULT_TRUSTED_PROXIES),
-            redis_url="" if options["no_routes"] else (options["redis"] or settings.REDIS_URL),
+            redis_url="" if options["no_routes"] else (options["redis"] or settings.NODE_REDIS_URL),
             redis_prefix=settings.REDIS_PREFIX,
+            trusted_keys=() if options["no_routes"] else _trusted_keys(),
         )
         try:
             server = NodeServer(config, lookup=webapp_spec)
@@ -217,6 +220,15 @@ def webapp_spec(domain: str) -> AppSpec | None:
         auth_verifier=app.password_protection_hash if protected else "",
         static=static,
     )
+
+
+def _trusted_keys() -> tuple:
+    from routing.keys import trusted_keys_from
+
+    try:
+        return trusted_keys_from(settings.VAR_DIR, settings.ROUTES_TRUSTED_KEYS)
+    except (ValueError, OSError) as exc:
+        raise CommandError(f"route-table keys: {exc}") from None
 
 
 def _path(raw: str | None) -> Path | None:

@@ -1,6 +1,8 @@
 """``manage.py routing show|publish|where <domain>|status``: the route table and where apps go.
 
-``show`` compares the committed table (database) with the one the proxies read (Redis);
+``show`` compares the committed table (database) with the one the proxies read (Redis), and
+says whether the stored table's signature verifies with the trusted keys (proxies refuse one
+that does not);
 ``publish`` publishes now from this process (the Celery task's code, without the queue);
 ``where`` names the backend of a domain and its fallback ranking; ``status`` shows the fleet
 (every proxy and node, the version each holds, apps per backend: ``routing.pool.fleet``).
@@ -18,7 +20,8 @@ from panel.accounts.models import Via
 from panel.accounts.origin import Origin
 from routing.hosts import InvalidHost, canonical_host
 from routing.pool import actions, tables, tasks
-from routing.publish import stored_version, table_key
+from routing.publish import read_stored, stored_version
+from routing.signing import verified_table
 from routing.table import RouteTable
 
 
@@ -46,17 +49,19 @@ class Command(BaseCommand):
         getattr(self, verb)(**options)
 
     def redis_table(self) -> tuple[RouteTable | None, str]:
+        """The stored table if it verifies with the trusted keys, and a line saying so."""
         try:
-            raw = tasks.redis_client().get(table_key(settings.REDIS_PREFIX))
+            stored = read_stored(
+                tasks.redis_client(), settings.REDIS_PREFIX, trusted_keys=tasks.trusted_keys()
+            )
         except redis.RedisError as exc:
             return None, f"unreachable ({exc})"
-        if raw is None:
+        if stored.raw is None:
             return None, "no table"
-        try:
-            table = RouteTable.from_json(raw)
-        except ValueError as exc:
-            return None, f"invalid table ({exc})"
-        return table, f"version {table.version}"
+        if stored.version is None:
+            return None, f"refused, proxies do not take it ({stored.why})"
+        table, signer = verified_table(stored.raw, stored.line, tasks.trusted_keys())
+        return table, f"version {table.version}, signature verifies (key {signer})"
 
     def show(self, json: bool, **options) -> None:
         table = tables.committed_table()
@@ -77,9 +82,11 @@ class Command(BaseCommand):
 
     def publish(self, bump: bool, **options) -> None:
         try:
-            held = stored_version(tasks.redis_client(), settings.REDIS_PREFIX)
+            held = stored_version(
+                tasks.redis_client(), settings.REDIS_PREFIX, trusted_keys=tasks.trusted_keys()
+            )
         except redis.RedisError as exc:
-            raise CommandError(f"cannot reach Redis at {settings.REDIS_URL}: {exc}") from None
+            raise CommandError(f"cannot reach Redis: {exc}") from None
         table = tables.committed_table()
         if held is not None and held > table.version:
             if not bump:
@@ -93,7 +100,7 @@ class Command(BaseCommand):
         try:
             published = tasks.publish_routes.run()
         except redis.RedisError as exc:
-            raise CommandError(f"cannot reach Redis at {settings.REDIS_URL}: {exc}") from None
+            raise CommandError(f"cannot reach Redis: {exc}") from None
         if published is None:
             current = tables.committed_table().version
             if current == 0:

@@ -21,8 +21,9 @@ from proxy.tls import make_local_ca
 from routing.certs import CERTS, CHALLENGES, CertBundle, CertEntry, Challenges, publish_document
 from routing.keys import generate_pair
 from routing.sealed import public_key_from, seal
+from routing.signing import public_key_text
 from tests.proxy.support import connect, exchange, read_response
-from tests.proxy.test_front import ProxyProcess
+from tests.proxy.test_front import PUBLISHER, ProxyProcess
 from tests.support import free_port, wait_until
 
 PREFIX = "hosting:"
@@ -91,6 +92,9 @@ def proxy(fleet, redis_server, tmp_path):
         "--tls-key", str(fleet.platform["key"]),
         "--var-dir", str(fleet.var),
         "--tls-state-file", str(tmp_path / "tls.json"),
+        # The route tables' publisher and the fleet's, whose key signs the certificate bundle.
+        "--trusted-keys",
+        f"{public_key_text(PUBLISHER.public_key())},{public_key_text(fleet.signing.public_key())}",
     )  # fmt: skip
     proc.tls_port = tls_port
     proc.start(ready=False)

@@ -17,6 +17,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from panel.accounts.models import AuditEvent
+from routing.keys import signing_key_from
+from routing.signing import public_key_text
 from scripts.pebble import Pebble, binaries
 from tests.conftest import CLI
 from tests.proxy.test_front import ProxyProcess
@@ -49,6 +51,8 @@ class Proxy(ProxyProcess):
             "--tls-cert", str(tmp_path / "platform" / "cert.pem"),
             "--tls-key", str(tmp_path / "platform" / "key.pem"),
             "--tls-state-file", str(tmp_path / f"{name}-tls.json"),
+            # The machine's key under VAR_DIR signs the panel's certificates and challenges.
+            "--trusted-keys", public_key_text(signing_key_from(settings.VAR_DIR, "").public_key()),
         ]  # fmt: skip
 
     def presented(self, sni: str) -> x509.Certificate:
@@ -265,6 +269,7 @@ def test_the_web_tab_says_automatic_and_when_it_renews(owner_web, owner_app, pro
 
 
 def test_renewing_100_domains(owner, proxies, pebble, settings):
+    settings.MAX_APPS_PER_USER = 101  # one owner's hundred apps, beyond the default cap
     for i in range(100):
         webapp = do_create_webapp(f"site{i:03d}.ironhand.example", actor=owner, origin=CLI)
         Certificate.objects.create(

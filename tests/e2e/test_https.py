@@ -49,13 +49,16 @@ def second_proxy(platform):
         "--tls-cert", str(config.tls_dir / "cert.pem"),
         "--tls-key", str(config.tls_dir / "key.pem"),
         "--admin-listen", f"127.0.0.1:{admin_port}",
-        "--redis", config.redis_url,
         "--panel-host", config.panel_host,
         "--state-file", str(var / "proxy2-routes.json"),
         "--tls-state-file", str(var / "proxy2-tls.json"),
     ]  # fmt: skip
     process = subprocess.Popen(
-        argv, cwd=REPO_ROOT, env=config.child_environment(), start_new_session=True
+        # The proxy's environment: its Redis user's URL (PROXY_REDIS_URL), not on the argv.
+        argv,
+        cwd=REPO_ROOT,
+        env=config.child_environment("proxy"),
+        start_new_session=True,
     )
     wait_until(lambda: port_open("127.0.0.1", tls_port), 20, what="second proxy")
     yield tls_port

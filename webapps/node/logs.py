@@ -37,6 +37,14 @@ def log_path(log_dir: Path, name: str, kind: str) -> Path:
     return log_dir / f"{log_stem(name)}.{kind}.log"
 
 
+def _open_log(path: Path) -> int:
+    """The log file for appending, readable and writable by its group: the panel's group,
+    given by the setgid log directory, reads logs and empties one the owner deletes."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o660)
+    os.fchmod(fd, 0o660)  # whatever the node's umask
+    return fd
+
+
 def rotated_path(path: Path, index: int) -> Path:
     """The ``index``-th file of a log: 0 the current one, 1 ``.1``, then ``.<n>.gz``."""
     return path.with_name(path.name + log_suffix(index)) if index else path
@@ -52,7 +60,7 @@ class RotatingLog:
         self.max_bytes = max_bytes
         self.keep = max(1, keep)
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        self._fd = _open_log(path)
         self._size = os.fstat(self._fd).st_size
 
     def write(self, data: bytes) -> None:
@@ -78,7 +86,7 @@ class RotatingLog:
             return
         os.close(self._fd)
         rotate_files(self.path, self.keep)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        self._fd = _open_log(self.path)
         self._size = 0
 
     def close(self) -> None:

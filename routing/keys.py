@@ -28,6 +28,7 @@ import re
 import sys
 import tempfile
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import (
@@ -60,6 +61,7 @@ PUBLIC_NAME = "route-table.pub"
 TRUSTED_KEYS_ENV = "ROUTES_TRUSTED_KEYS"
 SIGNING_KEY_ENV = "ROUTES_SIGNING_KEY_FILE"
 MAX_KEY_FILE = 64 * 1024
+_K = TypeVar("_K")
 
 _SEPARATORS = re.compile(r"[\s,]+")
 
@@ -86,7 +88,8 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
-def _read_small(path: Path) -> bytes:
+def read_key_file(path: Path) -> bytes:
+    """The bytes of key file ``path``, refusing one larger than any key file can be."""
     with path.open("rb") as handle:
         data = handle.read(MAX_KEY_FILE + 1)
     if len(data) > MAX_KEY_FILE:
@@ -111,20 +114,27 @@ def _write_public(directory: Path, public: Ed25519PublicKey) -> None:
         _write_new(directory / PUBLIC_NAME, (public_key_text(public) + "\n").encode(), 0o644)
 
 
-def load_signing_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
-    """The Ed25519 private key in PEM file ``path``; ``ValueError`` naming the problem."""
+def load_private_key_file(path: str | os.PathLike[str], kind: type[_K], what: str) -> _K:
+    """The private key of class ``kind`` in unencrypted PEM file ``path`` (``what`` names it in
+    messages, e.g. "signing key"); ``ValueError`` naming the problem."""
     where = Path(path)
     try:
-        data = _read_small(where)
+        data = read_key_file(where)
     except FileNotFoundError:
-        raise ValueError(f"no signing key at {where}") from None
+        raise ValueError(f"no {what} at {where}") from None
     try:
         key = load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{where} is not an unencrypted PEM private key: {exc}") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"{where} holds a {type(key).__name__}, not an Ed25519 key")
+    if not isinstance(key, kind):
+        label = kind.__name__.removesuffix("PrivateKey")
+        raise ValueError(f"{where} holds a {type(key).__name__}, not an {label} key")
     return key
+
+
+def load_signing_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
+    """The Ed25519 private key in PEM file ``path``; ``ValueError`` naming the problem."""
+    return load_private_key_file(path, Ed25519PrivateKey, "signing key")
 
 
 def load_or_create_signing_key(var_dir: str | os.PathLike[str]) -> Ed25519PrivateKey:
@@ -173,7 +183,7 @@ def parse_trusted_keys(value: str) -> tuple[Ed25519PublicKey, ...]:
             found = [parse_public_key(item)]
         else:
             try:
-                text = _read_small(Path(item)).decode("utf-8")
+                text = read_key_file(Path(item)).decode("utf-8")
             except FileNotFoundError:
                 raise ValueError(
                     f"trusted key {item!r} is neither 'ed25519:<base64>' nor a file"

@@ -43,8 +43,9 @@ from cryptography.hazmat.primitives.serialization import (
     NoEncryption,
     PrivateFormat,
     PublicFormat,
-    load_pem_private_key,
 )
+
+from routing.keys import load_private_key_file, read_key_file
 
 __all__ = [
     "PRIVATE_NAME",
@@ -69,7 +70,6 @@ PUBLIC_ENV = "TLS_KEYS_PUBLIC"
 AAD_CONTEXT = b"certificate-key-v1\n"
 HKDF_INFO = b"certificate-key-seal-v1"
 MAX_SEALED = 64 * 1024  # a sealed PEM key is a few hundred bytes; RSA-8192 stays far below
-MAX_KEY_FILE = 64 * 1024
 
 
 class SealError(ValueError):
@@ -140,27 +140,8 @@ def parse_public_key(text: str) -> X25519PublicKey:
     return X25519PublicKey.from_public_bytes(raw)
 
 
-def _read_small(path: Path) -> bytes:
-    with path.open("rb") as handle:
-        data = handle.read(MAX_KEY_FILE + 1)
-    if len(data) > MAX_KEY_FILE:
-        raise ValueError(f"{path} is over {MAX_KEY_FILE} bytes: not a key file")
-    return data
-
-
 def load_private_key(path: str | os.PathLike[str]) -> X25519PrivateKey:
-    where = Path(path)
-    try:
-        data = _read_small(where)
-    except FileNotFoundError:
-        raise ValueError(f"no certificate-keys private key at {where}") from None
-    try:
-        key = load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{where} is not an unencrypted PEM private key: {exc}") from None
-    if not isinstance(key, X25519PrivateKey):
-        raise ValueError(f"{where} holds a {type(key).__name__}, not an X25519 key")
-    return key
+    return load_private_key_file(path, X25519PrivateKey, "certificate-keys private key")
 
 
 def _write_new(path: Path, data: bytes, mode: int) -> None:
@@ -202,7 +183,7 @@ def public_key_from(var_dir: str | os.PathLike[str], value: str | None) -> X2551
         text = value.strip()
         if not text.startswith(PUBLIC_PREFIX):
             try:
-                text = _read_small(Path(text)).decode("ascii").strip()
+                text = read_key_file(Path(text)).decode("ascii").strip()
             except FileNotFoundError:
                 raise ValueError(
                     f"{PUBLIC_ENV} {value!r} is neither 'x25519:...' nor a file"
@@ -210,5 +191,5 @@ def public_key_from(var_dir: str | os.PathLike[str], value: str | None) -> X2551
         return parse_public_key(text)
     public = Path(var_dir) / "keys" / PUBLIC_NAME
     if public.exists():
-        return parse_public_key(_read_small(public).decode("ascii"))
+        return parse_public_key(read_key_file(public).decode("ascii"))
     return load_or_create_private_key(var_dir).public_key()

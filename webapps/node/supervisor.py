@@ -92,6 +92,8 @@ class _App:
     waiters: list[tuple[int, asyncio.Future]] = field(default_factory=list)
     ready_count: int = 0
     old_pids: frozenset[int] = frozenset()
+    serving: set[int] = field(default_factory=set)  # workers ready in this generation (inner pids)
+    retiring: tuple[tuple[int, str], ...] = ()  # the previous generation's: (host pid, start time)
     pipes_open: int = 0
     pipes_closed: asyncio.Event = field(default_factory=asyncio.Event)
     transports: list[asyncio.BaseTransport] = field(default_factory=list)
@@ -269,6 +271,7 @@ class Supervisor:
             )
         if error:
             return self._failed(started, error, self._captured(app))
+        await self._retired(app)
         outcome = self._reloaded(started, app, generation, "reloaded")
         app.server.line(f"reloaded in {outcome.duration_ms} ms (generation {generation})")
         return outcome
@@ -466,6 +469,8 @@ class Supervisor:
         app.capture = bytearray()
         app.ready_count = 0
         app.old_pids = frozenset()
+        app.serving = set()
+        app.retiring = ()
         app.pipes_open = 4
         app.pipes_closed = asyncio.Event()
         app.transports = []
@@ -496,7 +501,25 @@ class Supervisor:
             app.notify()
             self._kill_group(process, signal.SIGKILL)
 
+    async def _retired(self, app: _App) -> None:
+        """Wait (bounded by the graceful timeout) until the previous generation's workers exit.
+
+        gunicorn's master signals them after forking the new ones, but on a busy machine the new
+        workers can be ready before an old one has even run its signal handler; until then it may
+        accept a request and answer it with the old code. Only after they are gone does a reload
+        answer "reloaded", so every request sent after that answer runs the code on disk.
+        """
+        deadline = self.clock() + max(1, int(self.stop_timeout) - 2)
+        while any(_is_alive(pid, start) for pid, start in app.retiring):
+            if self.clock() >= deadline:
+                app.server.line("reload: an old worker is still finishing its requests")
+                return
+            await asyncio.sleep(0.01)
+        app.retiring = ()
+
     def _worker_ready(self, app: _App, pid: int, generation: int) -> None:
+        if generation == app.state.generation and pid not in app.old_pids:
+            app.serving.add(pid)  # also a worker gunicorn boots to replace one that died
         phase = app.state.phase
         counting = phase == Phase.STARTING or (phase == Phase.RELOADING and app.state.signalled)
         if not counting or pid in app.old_pids or generation != app.state.generation:
@@ -524,7 +547,14 @@ class Supervisor:
         app.state.on_signalled()
         app.capture = bytearray()
         app.ready_count = 0
-        app.old_pids = frozenset(_descendants(process.pid))
+        below = _descendant_pids(process.pid)
+        app.old_pids = frozenset(inner for _, inner in below)
+        app.retiring = tuple(
+            (host, start)
+            for host, inner in below
+            if inner in app.serving and (start := _start_time_or_empty(host))
+        )
+        app.serving = set()
         _write_generation(app.generation_fd, app.state.generation)
         app.server.line(f"reload: HUP sent, generation {app.state.generation} is loading the code")
         with contextlib.suppress(ProcessLookupError):
@@ -658,13 +688,30 @@ def _start_time(pid: int) -> str:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
 
 
-def _descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (Linux /proc), to tell old workers from new ones.
+def _start_time_or_empty(pid: int) -> str:
+    try:
+        return _start_time(pid)
+    except (OSError, IndexError):
+        return ""
 
-    Named by their pid in the innermost pid namespace, as the workers report themselves: a
-    sandboxed gunicorn sees its own namespace's pids (``NSpid`` in ``/proc/<pid>/status``).
+
+def _is_alive(pid: int, start: str) -> bool:
+    """Whether ``pid`` is still the process that had start time ``start`` (not a recycled pid),
+    and not a zombie waiting for its parent."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return False
+    return stat[19] == start and stat[0] != "Z"
+
+
+def _descendant_pids(pid: int) -> list[tuple[int, int]]:
+    """Every process below ``pid`` (Linux /proc): its pid here and in its innermost namespace.
+
+    Workers report themselves by the innermost one: a sandboxed gunicorn sees its own pid
+    namespace's pids (``NSpid`` in ``/proc/<pid>/status``).
     """
-    found: list[int] = []
+    found: list[tuple[int, int]] = []
     todo = [pid]
     while todo and len(found) < 4096:
         current = todo.pop()
@@ -676,7 +723,7 @@ def _descendants(pid: int) -> list[int]:
             continue
         for child in children:
             todo.append(child)
-            found.append(_innermost_pid(child))
+            found.append((child, _innermost_pid(child)))
     return found
 
 

@@ -245,6 +245,7 @@ def test_ten_megabytes_of_stdout_stay_within_the_log_bound(
             line = "x" * 1023 + "\\n"
             for _ in range(10 * 1024):
                 sys.stdout.write(line)
+            sys.stdout.write("end of the loud output\\n")
             sys.stdout.flush()
             start_response("200 OK", [("Content-Type", "text/plain")])
             return [b"done"]
@@ -255,13 +256,16 @@ def test_ten_megabytes_of_stdout_stay_within_the_log_bound(
     assert get_unix(sock, timeout=60) == (200, "done")
     server_log = sup.log_file(spec.name, "server")
 
-    def logged_bytes() -> int:
-        return sum(
-            p.stat().st_size for p in server_log.parent.glob(server_log.name + "*") if p.exists()
-        )
+    def last_line_logged() -> bool:
+        for path in (server_log, server_log.with_name(server_log.name + ".1")):
+            with contextlib.suppress(FileNotFoundError):
+                if b"end of the loud output" in path.read_bytes():
+                    return True
+        return False
 
-    # The node drains the app's stdout pipe on its own loop: wait for the first bytes to land.
-    wait_until(logged_bytes, 10, what="the app's stdout in its server log")
+    # The node drains the app's stdout pipe on its own loop, rotating as it goes: measure once
+    # the last line has landed, so that no rotation is under way while the files are listed.
+    wait_until(last_line_logged, 30, what="the app's last stdout line in its server log")
     sizes = {}  # name -> size; a file rotated away between listing and stat is skipped
     for path in server_log.parent.glob(server_log.name + "*"):
         with contextlib.suppress(FileNotFoundError):

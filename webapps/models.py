@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from panel.accounts.models import Via
 from webapps.domains import display_domain
-from webapps.node.outcome import Result, misrouted_warning, summary
+from webapps.node.outcome import Result, misrouted_warning, summary_of
 
 
 class WebApp(models.Model):
@@ -116,16 +116,7 @@ class ReloadEvent(models.Model):
 
     def summary(self) -> str:
         """What the reload did, in the words of ``webapps.node.outcome.summary``."""
-        return summary(
-            self.result,
-            self.backend,
-            duration_ms=self.duration_ms,
-            workers=self.workers,
-            generation=self.generation,
-            message=self.message,
-            log_tail=self.log_tail,
-            traffic_backend=self.traffic_backend if self.misrouted else "",
-        )
+        return summary_of(self)
 
 
 _RESULTS = {

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from webapps import node_client
-from webapps.node.outcome import Result, summary
+from webapps.node.outcome import Result, summary_of
 
 if TYPE_CHECKING:
     from webapps.models import WebApp
@@ -49,16 +49,7 @@ class ReloadResult:
 
     def summary(self) -> str:
         """The one sentence for this outcome (``webapps.node.outcome.summary``)."""
-        return summary(
-            self.result,
-            self.backend,
-            duration_ms=self.duration_ms,
-            workers=self.workers,
-            generation=self.generation,
-            message=self.message,
-            log_tail=self.log_tail,
-            traffic_backend=self.traffic_backend if self.misrouted else "",
-        )
+        return summary_of(self)
 
 
 class ReloadError(Exception):

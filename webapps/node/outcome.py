@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import re
+from typing import Any
 
 
 class Result(enum.StrEnum):
@@ -82,3 +83,19 @@ def summary(
     if traffic_backend and traffic_backend != backend:
         text += f"; {misrouted_warning(backend, traffic_backend)}"
     return text
+
+
+def summary_of(report: Any) -> str:
+    """``summary`` of a recorded reload: anything with a reload report's attributes (``result``,
+    ``backend``, ``duration_ms``, ``workers``, ``generation``, ``message``, ``log_tail``,
+    ``misrouted``, ``traffic_backend``), such as the panel's result and its stored event."""
+    return summary(
+        report.result,
+        report.backend,
+        duration_ms=report.duration_ms,
+        workers=report.workers,
+        generation=report.generation,
+        message=report.message,
+        log_tail=report.log_tail,
+        traffic_backend=report.traffic_backend if report.misrouted else "",
+    )

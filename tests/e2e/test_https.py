@@ -89,10 +89,11 @@ def test_an_app_gets_an_automatic_certificate_and_a_forced_renewal_reaches_both_
 
     info = wait_until(installed, 60, interval=0.1, what="the worker's order")
     root = platform.pebble.issuing_root()
-    wait_until(lambda: handshake(config.proxy_tls_port, domain, root), 20, what="served")
-    print(f"\nrequest -> certificate served: {time.monotonic() - started:.2f} s")
-    assert handshake(config.proxy_tls_port, domain, root) == info["serial"]
-    assert handshake(second_proxy, domain, root) == info["serial"]
+    for port in (config.proxy_tls_port, second_proxy):
+        # Each proxy follows the certificate documents on its own: wait for both.
+        wait_until(lambda p=port: handshake(p, domain, root) == info["serial"], 20,
+                   what=f"the certificate served on {port}")  # fmt: skip
+    print(f"\nrequest -> certificate served by both proxies: {time.monotonic() - started:.2f} s")
     assert info["cert_type"] == "letsencrypt-auto-renew" and info["next_renewal"]
 
     # The renewal's challenge goes to the second proxy; both serve the new certificate.

@@ -176,10 +176,17 @@ def test_an_apps_page_shows_its_logs_from_the_node_that_serves_it(platform, cast
     username, domain = next(iter(apps.items()))
     serving = routing_table(platform).backend_for(domain).name
     platform.via_proxy("GET", "/?from-the-log-test", host=domain)
-    page = signed_in(platform, cast, username).get(f"/user/{username}/webapps/{domain}/")
-    assert page.status == 200
+    session = signed_in(platform, cast, username)
+
+    def page_with_the_line():
+        # gunicorn writes the access line after answering, and the node copies it from a pipe:
+        # it lands in the log a moment after the response.
+        page = session.get(f"/user/{username}/webapps/{domain}/")
+        assert page.status == 200
+        return page if "GET /?from-the-log-test HTTP/1.1" in page.text else None
+
+    page = wait_until(page_with_the_line, 10, interval=0.2, what="the request in the app's log")
     assert f"on {serving}, last lines" in page.text
-    assert "GET /?from-the-log-test HTTP/1.1" in page.text
 
 
 @pytest.mark.timeout(600)

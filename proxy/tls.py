@@ -234,11 +234,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="env PANEL_HOST; default panel.localhost")  # fmt: skip
     parser.add_argument("--apps-domain", default=os.environ.get("APPS_DOMAIN", "apps.localhost"),
                         help="env APPS_DOMAIN; default apps.localhost")  # fmt: skip
+    parser.add_argument("--tls-port", type=int, default=int(os.environ.get("PROXY_TLS_PORT", 8443)),
+                        help="the proxy's HTTPS port, for the hint printed at the end "
+                             "(env PROXY_TLS_PORT; default 8443)")  # fmt: skip
     args = parser.parse_args(argv)
     paths = make_local_ca(args.dir, args.panel_host, args.apps_domain)
     print(f"certificate: {paths['cert']}\nkey: {paths['key']}\nCA: {paths['ca']}")
     print(
-        f"To trust it: curl --cacert {paths['ca']} https://{args.panel_host}:8443/ ; "
+        f"To trust it: curl --cacert {paths['ca']} https://{args.panel_host}:{args.tls_port}/ ; "
         f"for a browser, import {paths['ca']} as a certificate authority."
     )
     return 0

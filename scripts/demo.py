@@ -191,8 +191,8 @@ def write_procfile(config: PlatformConfig) -> Path:
 
 
 def run_honcho(config: PlatformConfig, procfile: Path) -> int:
-    """Run honcho until it exits; SIGTERM or SIGHUP to the demo stops it (and so every process)
-    the way Ctrl-C does, so that `kill` or a closed terminal leaves nothing running."""
+    """Run honcho until it exits; SIGINT, SIGTERM or SIGHUP to the demo stops it (and so every
+    process) the way Ctrl-C does, so that `kill` or a closed terminal leaves nothing running."""
     honcho = subprocess.Popen(
         [config.python, "-m", "honcho", "start", "-f", str(procfile), "-d", str(REPO_ROOT)],
         cwd=REPO_ROOT,
@@ -208,7 +208,10 @@ def run_honcho(config: PlatformConfig, procfile: Path) -> int:
         try:
             return honcho.wait()
         except KeyboardInterrupt:
-            # The terminal sent SIGINT to honcho as well; wait for it to stop its processes.
+            # Ctrl-C in a terminal reaches honcho too, but a SIGINT sent to the demo alone must
+            # stop everything as well: ask honcho (it terminates its processes once, however
+            # often it is asked) and wait for it.
+            honcho.send_signal(signal.SIGTERM)
             continue
 
 
@@ -262,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(manage(config, "seed_demo", f"--proxy-port={config.proxy_port}", *nodes))
         subprocess.run(
             [config.python, "-m", "proxy.tls", "--dir", str(config.tls_dir),
-             "--panel-host", config.panel_host, "--apps-domain", config.apps_domain],
+             "--panel-host", config.panel_host, "--apps-domain", config.apps_domain,
+             "--tls-port", str(config.proxy_tls_port)],
             cwd=REPO_ROOT, env=config.child_environment(), check=True, timeout=60,
         )  # fmt: skip
         base = f"http://{config.panel_host}:{config.proxy_port}"

@@ -45,6 +45,8 @@ from webapps.node.state import AppState, OnReload, OnRequest, Phase
 
 log = logging.getLogger(__name__)
 
+RETIRE_WAIT = 2.0  # seconds a reload waits for the old workers to exit (``_retired``)
+
 ERROR_TAIL_LINES = 30
 # What a failed start or reload reports: the error log's lines since it began, up to this much.
 # The app's own traceback comes first, before gunicorn's lines about giving up.
@@ -502,18 +504,20 @@ class Supervisor:
             self._kill_group(process, signal.SIGKILL)
 
     async def _retired(self, app: _App) -> None:
-        """Wait (bounded by the graceful timeout) until the previous generation's workers exit.
+        """Wait, briefly, until the previous generation's workers have exited.
 
         gunicorn's master signals them after forking the new ones, but on a busy machine the new
         workers can be ready before an old one has even run its signal handler; until then it may
-        accept a request and answer it with the old code. Only after they are gone does a reload
-        answer "reloaded", so every request sent after that answer runs the code on disk.
+        accept a request and answer it with the old code. So a reload answers "reloaded" once
+        they are gone. An old worker still busy with a long request after ``RETIRE_WAIT`` does not
+        hold the answer up: it has its signal by then, and a sync worker that has it accepts no
+        further request, so it finishes that one and exits.
         """
-        deadline = self.clock() + max(1, int(self.stop_timeout) - 2)
+        deadline = self.clock() + RETIRE_WAIT
         while any(_is_alive(pid, start) for pid, start in app.retiring):
             if self.clock() >= deadline:
-                app.server.line("reload: an old worker is still finishing its requests")
-                return
+                app.server.line("reload: an old worker is still finishing a request")
+                break
             await asyncio.sleep(0.01)
         app.retiring = ()
 

@@ -12,13 +12,14 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 
 from tests.support import child_env, free_port, repo_root, wait_until
 from tests.webapps.node import harness
-from tests.webapps.node.support import MANAGE, add_apps, write_app
+from tests.webapps.node.support import MANAGE, add_apps, answer_app, write_app
 from webapps.node import sandbox
 from webapps.node.control import call
 from webapps.node.spec import socket_path
@@ -224,3 +225,34 @@ def test_it_refuses_to_start_when_it_cannot_isolate_unless_told(nobody_env, shor
         allowed.terminate()
         allowed.wait(30)
         allowed.stdout.close()
+
+
+def _leaf_processes(pid: int) -> set[int]:
+    """The processes below ``pid`` that have no children: a sandboxed gunicorn's workers."""
+    below = [pid, *_descendants(pid)]
+    return {p for p in below if not Path(f"/proc/{p}/task/{p}/children").read_text().split()}
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` still runs: it exists and is not a zombie its parent has yet to reap."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_reload_in_the_sandbox_runs_the_new_code_once_the_old_workers_are_gone(platform):
+    harness.need_isolation()
+    source = write_app(platform.home, "carol", "carol.example", answer_app("one"))
+    add_apps(platform.env, {"carol": [("carol.example", str(source))]})
+    node = platform.node("b1", "--no-routes")
+    assert node.request("carol.example")[2] == "one"
+    old_workers = _leaf_processes(node.app("carol.example")["pid"])
+    assert len(old_workers) == 2  # the node's default: two workers
+    (source / "wsgi.py").write_text(textwrap.dedent(answer_app("two")))
+    answer = call(node.control_socket, {"op": "reload", "domain": "carol.example"}, timeout=60)
+
+    assert answer["status"] == "OK" and answer["result"] == "reloaded", answer
+    # The reload answers once the previous generation has exited: none of them can answer.
+    assert [p for p in old_workers if _running(p)] == []
+    assert {node.request("carol.example")[2] for _ in range(6)} == {"two"}

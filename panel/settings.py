@@ -280,6 +280,11 @@ AXES_COOLOFF_TIME = 0.25  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "panel.accounts.clientip.client_ip"
+# Back-off per username across addresses (panel.accounts.backoff): failures counted past this
+# many (each address counting at most AXES_FAILURE_LIMIT) make the next attempt wait 1 s,
+# doubling, at most SIGNIN_BACKOFF_MAX seconds.
+SIGNIN_BACKOFF_FREE = env_int("SIGNIN_BACKOFF_FREE", 2 * AXES_FAILURE_LIMIT, minimum=0)
+SIGNIN_BACKOFF_MAX = env_int("SIGNIN_BACKOFF_MAX", 60, minimum=1)
 
 # --- API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {

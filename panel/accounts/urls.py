@@ -12,6 +12,6 @@ account_patterns = [
 
 urlpatterns = [
     path("user/<str:username>/", include(account_patterns)),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", views.SignInView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
 ]

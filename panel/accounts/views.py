@@ -1,18 +1,32 @@
-"""The account page: create (shown once), list and revoke API tokens. Thin views: authorise,
-call one action, render."""
+"""Signing in, and the account page: create (shown once), list and revoke API tokens. Thin
+views: authorise, call one action, render."""
 
 from __future__ import annotations
 
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from panel.accounts import access, actions
-from panel.accounts.forms import TokenCreateForm
+from panel.accounts.forms import SignInForm, TokenCreateForm
 from panel.accounts.models import ApiToken, Via
 from panel.accounts.origin import Origin
+
+
+class SignInView(auth_views.LoginView):
+    """Django's sign-in page; an attempt the username's back-off refuses answers 429."""
+
+    form_class = SignInForm
+
+    def form_invalid(self, form: SignInForm) -> HttpResponse:
+        response = super().form_invalid(form)
+        if form.backoff_seconds:
+            response.status_code = 429
+            response["Retry-After"] = str(form.backoff_seconds)
+        return response
 
 
 def _origin(request: HttpRequest) -> Origin:

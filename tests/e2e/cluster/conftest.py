@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,9 +62,15 @@ def preflight() -> None:
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory) -> Iterator[Cluster]:
-    with cluster_bed(tmp_path_factory.mktemp("cluster")) as built:
-        yield built
+def cluster() -> Iterator[Cluster]:
+    # Not under pytest's basetemp: pytest makes that 0700 again at every session's start, and
+    # the panel runs on the nodes as a uid of its own that must reach the database in var_dir.
+    var_dir = Path(tempfile.mkdtemp(prefix="hbed-", dir="/tmp"))
+    try:
+        with cluster_bed(var_dir) as built:
+            yield built
+    finally:
+        shutil.rmtree(var_dir, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -501,6 +501,35 @@ class Bed:
         versions = self.proxy_versions(proxy)
         return min(versions) if versions else None
 
+    def refused(self, proxy: str, reason: str) -> int:
+        """Tables ``proxy``'s workers have refused for ``reason``, summed over the workers seen
+        (every read reaches one worker, several reads reach them all)."""
+        seen: dict[str, int] = {}
+        for _ in range(PROXY_WORKERS * 4):
+            for line in self.proxy_admin(proxy, "/metrics").body.decode().splitlines():
+                if line.startswith("proxy_route_tables_refused_total{") and (
+                    f'reason="{reason}"' in line
+                ):
+                    labels, value = line.rsplit(" ", 1)
+                    seen[labels] = int(float(value))
+        return sum(seen.values())
+
+    def node_version(self, node: str) -> int | None:
+        """The route table version node ``node`` follows, from its control socket's status (a
+        file on the shared file system: the socket is reached from any namespace)."""
+        path = self.var_dir / "run" / node / "control.sock"
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(5)
+            sock.connect(str(path))
+            sock.sendall(b'{"op": "status"}\n')
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        return json.loads(data)["routes"]["version"]
+
 
 class Load:
     """Idempotent traffic (GETs) for known domains through one proxy, from the client host,
@@ -552,20 +581,24 @@ class Load:
 CHANGER = """
 import sys
 from panel.accounts.origin import Origin
-from routing.pool.actions import do_set_weight
+from routing.pool.actions import do_set_weight, do_update_backend
 from routing.pool.tables import committed_table
 print("ready", flush=True)
 for line in sys.stdin:
-    name, weight = line.split()
-    do_set_weight(name, int(weight), actor=None, origin=Origin(via="cli"))
+    verb, name, value = line.rstrip("\\n").split(" ", 2)
+    origin = Origin(via="cli")
+    if verb == "weight":
+        do_set_weight(name, int(value), actor=None, origin=origin)
+    else:
+        do_update_backend(name, notes=value, actor=None, origin=origin)
     print(committed_table().version, flush=True)
 """
 
 
 class PoolChanger:
     """A Django process on the control host, started ahead, that commits a pool change (a
-    backend's weight) the moment it is asked and answers the new version: a change made "now",
-    not after a Python start-up."""
+    backend's weight, or its notes: a new version that moves no app) the moment it is asked and
+    answers the new version: a change made "now", not after a Python start-up."""
 
     def __init__(self, bed: Bed) -> None:
         assert bed.config is not None
@@ -587,11 +620,17 @@ class PoolChanger:
             raise RuntimeError("the pool changer did not answer")
         return result[0].strip()
 
-    def set_weight(self, name: str, weight: int) -> int:
+    def _change(self, verb: str, name: str, value: str) -> int:
         assert self.process.stdin is not None
-        self.process.stdin.write(f"{name} {weight}\n")
+        self.process.stdin.write(f"{verb} {name} {value}\n")
         self.process.stdin.flush()
         return int(self._line())
+
+    def set_weight(self, name: str, weight: int) -> int:
+        return self._change("weight", name, str(weight))
+
+    def set_notes(self, name: str, notes: str) -> int:
+        return self._change("notes", name, notes.replace("\n", " "))
 
     def close(self) -> None:
         if self.process.stdin is not None:

@@ -241,8 +241,11 @@ def test_a_node_host_cut_off(cluster: Cluster):
         sent=sum(load.sent for load in loads),
         failed=sum(len(load.failed) for load in loads),
         failed_per_proxy=[len(load.failed) for load in loads],
-        failures=[f"{load.proxy} {domain}: {problem}" for load in loads
-                  for _, domain, problem in load.failed],  # fmt: skip
+        failures=[
+            f"{load.proxy} {domain}: {problem}"
+            for load in loads
+            for _, domain, problem in load.failed
+        ],
         moved_after_cut_s=moved_after[-1],
         bound_s=NODE_LOST_TO_MOVED,
         each_app_per_proxy_s=moved_after,

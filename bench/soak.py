@@ -204,13 +204,13 @@ class Soak:
             by_domain.setdefault(domain, []).append(
                 (datetime.fromisoformat(created).timestamp(), backend)
             )
-        misrouted, in_a_move, not_done, duplicated = [], 0, 0, 0
+        misrouted, in_a_move, not_done, duplicated = [], 0, [], 0
         for reload in self.reloads:
             landed = [b for t, b in by_domain.get(reload["domain"], [])
                       if reload["sent"] <= t <= reload["answered"]]  # fmt: skip
             duplicated += int(len(landed) > 1)
             if not landed:
-                not_done += 1
+                not_done.append(reload)
                 continue
             if reload["before"] != reload["after"] or reload["before"] is None:
                 in_a_move += 1
@@ -232,7 +232,7 @@ class Soak:
             "requests_failed": sum(len(load.failed) for load in loads),
             "reloads": len(self.reloads),
             "reloads_web": sum(r["via"] == "web" for r in self.reloads),
-            "reloads_not_done": not_done,
+            "reloads_not_done": len(not_done),
             "reloads_in_a_move": in_a_move,
             "misrouted_reloads": len(misrouted),
             "duplicated_posts": duplicated,
@@ -241,6 +241,7 @@ class Soak:
             "final_versions": final,
             "errors": self.errors[:5],
             "misrouted_examples": misrouted[:3],
+            "not_done_examples": not_done[:3],
         }
 
 

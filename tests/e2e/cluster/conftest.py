@@ -67,8 +67,10 @@ def preflight() -> None:
             raise RuntimeError(f"the cluster bed needs {tool} (make sandbox-tools)")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster() -> Iterator[Cluster]:
+    # Package scope: the bed is removed once its tests are done, not kept running (ten hosts'
+    # processes) under the rest of the suite.
     # Without root there is no bed to build (CI runs as root); as root a missing tool is an
     # error (preflight), never a skip.
     if os.geteuid() != 0:

@@ -4,11 +4,16 @@ Redis master killed (it comes back as a replica), a node host cut off, a proxy c
 Redis, loss on the proxies' Redis link (each but the first lasting 10 s).
 
 Counted, and printed at the end:
-- misrouted reloads: a reload whose node (its ReloadEvent, found by the request id we sent) is
-  not where that app's traffic went, through the same proxy, just before and just after it
-  (a reload between two different answers, during a move, is counted as "in a move" instead);
-- duplicated POSTs: a request id with more than one ReloadEvent;
+- misrouted reloads: a reload whose node (its ReloadEvent) is not where that app's traffic
+  went, through the same proxy, just before and just after it (a reload between two different
+  answers, during a move, is counted as "in a move" instead);
+- duplicated POSTs: a reload with more than one ReloadEvent;
 - lost pool changes: committed versions that some proxy never reached by the end.
+
+A proxy does not believe a visitor's X-Request-ID, so a reload's events are found by time
+instead: each app is reloaded through one proxy only, one reload at a time, and the app's
+ReloadEvents made between a reload's sending and its answer are that reload's (the hosts share
+one clock).
 
     .venv/bin/python bench/soak.py [--seconds 150]     (as root: it builds network namespaces)
 """
@@ -23,7 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
+from datetime import datetime
 from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import urlencode
@@ -58,7 +63,7 @@ class WebSession:
             self.cookies.update({k: m.value for k, m in jar.items()})
         return reply
 
-    def post(self, path: str, data: dict[str, str], request_id: str = ""):
+    def post(self, path: str, data: dict[str, str]):
         host = self.cluster.panel_host
         headers = {
             "Content-Type": "application/x-www-form-urlencoded",
@@ -66,8 +71,6 @@ class WebSession:
             "Origin": f"http://{host}",
             "Referer": f"http://{host}/",
         }
-        if request_id:
-            headers["X-Request-ID"] = request_id
         data = {"csrfmiddlewaretoken": self.cookies.get("csrftoken", ""), **data}
         return self.request("POST", path, headers, urlencode(data).encode())
 
@@ -77,7 +80,8 @@ class Soak:
         self.cluster, self.bed, self.seconds = cluster, cluster.bed, seconds
         self.domains = list(cluster.apps.values())
         self.owner = {d: u for u, d in cluster.apps.items()}
-        self.reloads: list[dict] = []  # request id, proxy, domain, before, after, via
+        # proxy, domain, before, after, via, and when it was sent and answered (time.time())
+        self.reloads: list[dict] = []
         self.versions: list[int] = []
         self.faults: list[str] = []
         self.errors: list[str] = []
@@ -92,31 +96,35 @@ class Soak:
 
     def reloader(self, proxy: str) -> None:
         sessions: dict[str, WebSession] = {}
+        # Each app is reloaded through one proxy only, so its reloads never overlap.
+        mine = self.domains[PROXIES.index(proxy) :: len(PROXIES)]
         for i in itertools.count():
             if self.stop.is_set():
                 return
-            domain = self.domains[i % len(self.domains)]
+            domain = mine[i % len(mine)]
             user = self.owner[domain]
-            request_id = uuid.uuid4().hex
             via = "web" if i % 2 else "api"
             before = self.traffic_backend(proxy, domain)
+            sent = time.time()
             path = f"/user/{user}/webapps/{domain}/reload/"
             try:
                 if via == "api":
                     reply = self.bed.via(
                         proxy, "POST", "/api/v0" + path, vhost=self.cluster.panel_host,
-                        headers={"Authorization": f"Token {self.cluster.tokens[user]}",
-                                 "X-Request-ID": request_id}, timeout=30,
+                        headers={"Authorization": f"Token {self.cluster.tokens[user]}"},
+                        timeout=30,
                     )  # fmt: skip
                 else:
                     if user not in sessions:
                         sessions[user] = WebSession(self.cluster, proxy, user)
-                    reply = sessions[user].post(path, {}, request_id)
+                    reply = sessions[user].post(path, {})
                 status = reply.status
             except (OSError, RuntimeError) as exc:
                 status = repr(exc)
+            answered = time.time()
             after = self.traffic_backend(proxy, domain)
-            self.reloads.append({"id": request_id, "proxy": proxy, "domain": domain,
+            self.reloads.append({"sent": sent, "answered": answered, "proxy": proxy,
+                                 "domain": domain,
                                  "before": before, "after": after, "via": via,
                                  "status": status})  # fmt: skip
             time.sleep(0.2)  # a person's pace, and under the reload throttle
@@ -184,25 +192,30 @@ class Soak:
         return self.judge(loads)
 
     def judge(self, loads: list[Load]) -> dict:
-        ids = [r["id"] for r in self.reloads]
-        events = json.loads(self.bed.run_python(
+        rows = json.loads(self.bed.run_python(
             "import json\nfrom webapps.models import ReloadEvent\n"
-            f"ids = {ids!r}\n"
-            "rows = ReloadEvent.objects.filter(request_id__in=ids).values_list('request_id', "
-            "'backend')\nout = {}\nfor i, b in rows: out.setdefault(i, []).append(b)\n"
-            "print(json.dumps(out))"
+            f"domains = {sorted(set(self.domains))!r}\n"
+            "rows = ReloadEvent.objects.filter(webapp__domain__in=domains).order_by('id')"
+            ".values_list('webapp__domain', 'backend', 'created_at')\n"
+            "print(json.dumps([(d, b, c.isoformat()) for d, b, c in rows]))"
         ).splitlines()[-1])  # fmt: skip
-        misrouted, in_a_move, not_done = [], 0, 0
+        by_domain: dict[str, list[tuple[float, str]]] = {}
+        for domain, backend, created in rows:
+            by_domain.setdefault(domain, []).append(
+                (datetime.fromisoformat(created).timestamp(), backend)
+            )
+        misrouted, in_a_move, not_done, duplicated = [], 0, [], 0
         for reload in self.reloads:
-            landed = events.get(reload["id"], [])
+            landed = [b for t, b in by_domain.get(reload["domain"], [])
+                      if reload["sent"] <= t <= reload["answered"]]  # fmt: skip
+            duplicated += int(len(landed) > 1)
             if not landed:
-                not_done += 1
+                not_done.append(reload)
                 continue
             if reload["before"] != reload["after"] or reload["before"] is None:
                 in_a_move += 1
             elif landed[0] != reload["before"]:
                 misrouted.append({**reload, "landed": landed[0]})
-        duplicated = {i: len(b) for i, b in events.items() if len(b) > 1}
         last = max(self.versions) if self.versions else None
         final = {}
         if last is not None:
@@ -219,15 +232,16 @@ class Soak:
             "requests_failed": sum(len(load.failed) for load in loads),
             "reloads": len(self.reloads),
             "reloads_web": sum(r["via"] == "web" for r in self.reloads),
-            "reloads_not_done": not_done,
+            "reloads_not_done": len(not_done),
             "reloads_in_a_move": in_a_move,
             "misrouted_reloads": len(misrouted),
-            "duplicated_posts": len(duplicated),
+            "duplicated_posts": duplicated,
             "pool_changes": len(self.versions),
             "lost_pool_changes": len(lost),
             "final_versions": final,
             "errors": self.errors[:5],
             "misrouted_examples": misrouted[:3],
+            "not_done_examples": not_done[:3],
         }
 
 

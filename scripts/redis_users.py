@@ -133,13 +133,16 @@ def acl_lines(passwords: dict[str, str], prefix: str = DEFAULT_PREFIX) -> list[s
     return lines
 
 
-def write_acl_file(var_dir: Path, prefix: str = DEFAULT_PREFIX) -> Path:
-    """``VAR_DIR/redis/users.acl`` (0600) for ``redis-server --aclfile``."""
+def write_acl_file(
+    var_dir: Path, prefix: str = DEFAULT_PREFIX, extra: list[str] | tuple[str, ...] = ()
+) -> Path:
+    """``VAR_DIR/redis/users.acl`` (0600) for ``redis-server --aclfile``; ``extra`` lines
+    after the platform's (a replicated group's own users: ``scripts.sentinels.acl_lines``)."""
     passwords = ensure_passwords(var_dir)
     path = Path(var_dir) / "redis" / "users.acl"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        handle.write("\n".join(acl_lines(passwords, prefix)) + "\n")
+        handle.write("\n".join([*acl_lines(passwords, prefix), *extra]) + "\n")
     path.chmod(0o600)
     return path
 

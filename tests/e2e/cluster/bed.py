@@ -14,6 +14,13 @@ network server that the faults here do not exercise. The test process reaches th
 creating its sockets inside a namespace (``setns``), so a client's requests enter the bed where
 a visitor's would, through the front network.
 
+Redis runs with access control, as the demo's and the single-host suite's do: every process
+gets the URL of its own user (``PlatformConfig.child_environment(name)``), the replicas
+authenticate as ``replica`` and the sentinels as ``sentinel`` (scripts/sentinels.py). Readers
+(proxies, nodes) are given the route-table public key as a reader on another machine is
+(``ROUTES_TRUSTED_KEYS``); the publishers find the private key in the shared ``VAR_DIR``. The
+proxies' admin ports listen beyond loopback, so they require a bearer token.
+
 Faults are what an operator meets: a process killed (``kill``), a host's link down
 (``link``), loss (and, where the kernel has ``sch_netem``, latency) on a host's Redis link.
 ``Bed.destroy`` (also run at start, for a bed left by an interrupted run) kills every process
@@ -28,6 +35,7 @@ import dataclasses
 import http.client
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -37,6 +45,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from routing.keys import TRUSTED_KEYS_ENV, load_or_create_signing_key
+from routing.signing import public_key_text
+from scripts import redis_users
 from scripts.platform import REPO_ROOT, NodeSpec, PlatformConfig, process_table
 from scripts.sentinels import (
     MASTER_NAME,
@@ -46,6 +57,7 @@ from scripts.sentinels import (
     sentinel_conf,
     sentinel_url,
 )
+from scripts.sentinels import acl_lines as group_acl_lines
 from tests.support import wait_until
 
 PREFIX = "hbed-"  # every namespace of the bed; nothing else on the machine uses it
@@ -174,6 +186,12 @@ class Bed:
     var_dir: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     config: PlatformConfig | None = None
+    # The proxies' admin port token (they listen on their host's address, not loopback).
+    admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    # The replica's and the sentinels' Redis passwords (the platform's are in VAR_DIR/redis).
+    group_passwords: dict[str, str] = field(
+        default_factory=lambda: {u: secrets.token_urlsafe(24) for u in ("replica", "sentinel")}
+    )
 
     # --- the network ---------------------------------------------------------------------
     @staticmethod
@@ -285,20 +303,28 @@ class Bed:
     def sentinels(self) -> list[Instance]:
         return [Instance(address(h, "redis"), SENTINEL_PORT) for h in REDIS_HOSTS]
 
+    @property
+    def acl_file(self) -> Path:
+        return self.var_dir / "redis" / "users.acl"
+
     def start_redis(self, host: str, replica_of: Instance | None) -> None:
         data = self.var_dir / "redis" / host
         data.mkdir(parents=True, exist_ok=True)
+        # Every instance alike (any may be promoted): the same users, the replica's password.
         argv = redis_argv(self.redis_instance(host), data, replica_of=replica_of,
-                          protected_mode=False)  # fmt: skip
+                          acl_file=self.acl_file,
+                          replica_password=self.group_passwords["replica"])  # fmt: skip
         self.spawn(f"redis-{host}", host, argv, dict(os.environ), cwd=data)
 
     def start_redis_group(self) -> None:
+        redis_users.write_acl_file(self.var_dir, extra=group_acl_lines(self.group_passwords))
         master = self.redis_instance("r1")
         self.start_redis("r1", None)
         self.start_redis("r2", master)
         for host, sentinel in zip(REDIS_HOSTS, self.sentinels(), strict=True):
             conf = sentinel_conf(self.var_dir / "sentinel" / host / "sentinel.conf", sentinel,
                                  master, protected_mode=False,
+                                 sentinel_password=self.group_passwords["sentinel"],
                                  down_after_ms=SENTINEL_DOWN_AFTER_MS)  # fmt: skip
             self.spawn(f"sentinel-{host}", host, sentinel_argv(conf), dict(os.environ),
                        cwd=conf.parent)  # fmt: skip
@@ -358,41 +384,52 @@ class Bed:
 
     @property
     def redis_url(self) -> str:
+        """The group's URL without a user (the sentinels take none); with a role's user:
+        ``self.config.redis_url_for(role)``."""
         return sentinel_url(self.sentinels())
 
     # --- the platform --------------------------------------------------------------------
     def platform_config(self) -> PlatformConfig:
+        passwords = redis_users.ensure_passwords(self.var_dir)
         return PlatformConfig(
             var_dir=self.var_dir,
             redis_url=self.redis_url,
+            redis_urls=redis_users.urls(self.redis_url, passwords),
             database_url=f"sqlite:///{self.var_dir / 'db.sqlite3'}",
             nodes=tuple(NodeSpec(n, NODE_PORT) for n in NODES),
             republish_seconds=2,
         )
 
-    def environment(self, config: PlatformConfig, name: str) -> dict[str, str]:
-        env = config.child_environment()
-        env.update({
-            # Short enough that a lost host is skipped within the issue's 2 s.
-            "PROXY_CONNECT_TIMEOUT": "0.5",
-            "PROXY_DOWN_SECONDS": "2",
-            "PROXY_FAIL_THRESHOLD": "2",
-            "PROXY_WORKERS": str(PROXY_WORKERS),
-            "PROXY_NAME": name,
-        })  # fmt: skip
+    def environment(self, config: PlatformConfig, name: str, host: str) -> dict[str, str]:
+        """Process ``name`` of the table's environment (its own Redis user), on ``host``."""
+        env = config.child_environment(name)
+        if name == "proxy" or name.startswith("node-"):
+            # A reader on its own host: given the public key, as across machines.
+            public = load_or_create_signing_key(self.var_dir).public_key()
+            env[TRUSTED_KEYS_ENV] = public_key_text(public)
+        if name == "proxy":
+            env.update({
+                # Short enough that a lost host is skipped within the issue's 2 s.
+                "PROXY_CONNECT_TIMEOUT": "0.5",
+                "PROXY_DOWN_SECONDS": "2",
+                "PROXY_FAIL_THRESHOLD": "2",
+                "PROXY_WORKERS": str(PROXY_WORKERS),
+                "PROXY_NAME": host,
+                "PROXY_ADMIN_TOKEN": self.admin_token,
+            })  # fmt: skip
         return env
 
     def start_platform(self) -> None:
         base = self.config = self.platform_config()
         ctl = dataclasses.replace(base, host=address("ctl", "back"))
         for name in ("worker", "beat"):
-            self.spawn(name, "ctl", process_table(ctl)[name], self.environment(ctl, name))
+            self.spawn(name, "ctl", process_table(ctl)[name], self.environment(ctl, name, "ctl"))
         for node in NODES:
             config = dataclasses.replace(
                 base, host=address(node, "back"), nodes=(NodeSpec(node, NODE_PORT),)
             )
             argv = process_table(config)[f"node-{node}"]
-            self.spawn(f"node-{node}", node, argv, self.environment(config, node))
+            self.spawn(f"node-{node}", node, argv, self.environment(config, f"node-{node}", node))
         for proxy in PROXIES:
             config = dataclasses.replace(
                 base,
@@ -404,7 +441,7 @@ class Bed:
             argv = list(process_table(config)["proxy"])
             # Each proxy host keeps its own last good table.
             argv[argv.index("--state-file") + 1] = str(self.var_dir / f"{proxy}-routes.json")
-            self.spawn(f"proxy-{proxy}", proxy, argv, self.environment(config, proxy))
+            self.spawn(f"proxy-{proxy}", proxy, argv, self.environment(config, "proxy", proxy))
 
     def run_python(self, code: str, host: str = "ctl", timeout: float = 120.0) -> str:
         """Python with Django set up, on ``host`` (default the control host); its stdout."""
@@ -433,13 +470,18 @@ class Bed:
         return request("client", address(proxy, "front"), PROXY_PORT, method, path, vhost=vhost,
                     **kwargs)  # fmt: skip
 
+    def proxy_admin(self, proxy: str, path: str) -> Reply:
+        """GET ``path`` on ``proxy``'s admin port (one of its workers answers), with the token."""
+        return request("client", address(proxy, "front"), PROXY_ADMIN_PORT, "GET", path,
+                       vhost="admin", timeout=3,
+                       headers={"Authorization": f"Bearer {self.admin_token}"})  # fmt: skip
+
     def proxy_versions(self, proxy: str) -> list[int]:
         """The table version each worker of ``proxy`` holds, from its /metrics (every worker
         answers for itself; several reads reach them all)."""
         seen: dict[str, int] = {}
         for _ in range(PROXY_WORKERS * 4):
-            reply = request("client", address(proxy, "front"), PROXY_ADMIN_PORT, "GET", "/metrics",
-                         vhost="admin", timeout=3)  # fmt: skip
+            reply = self.proxy_admin(proxy, "/metrics")
             for line in reply.body.decode().splitlines():
                 if line.startswith(("proxy_route_table_version{", "proxy_route_table_version ")):
                     labels, value = line.rsplit(" ", 1)
@@ -451,14 +493,42 @@ class Bed:
         the table's ranking with the backends passive health holds down put last)."""
         chosen = set()
         for _ in range(PROXY_WORKERS * 3):
-            reply = request("client", address(proxy, "front"), PROXY_ADMIN_PORT, "GET",
-                            f"/route?host={domain}", vhost="admin", timeout=3)  # fmt: skip
+            reply = self.proxy_admin(proxy, f"/route?host={domain}")
             chosen.add(reply.json()["backend"])
         return chosen
 
     def proxy_version(self, proxy: str) -> int | None:
         versions = self.proxy_versions(proxy)
         return min(versions) if versions else None
+
+    def refused(self, proxy: str, reason: str) -> int:
+        """Tables ``proxy``'s workers have refused for ``reason``, summed over the workers seen
+        (every read reaches one worker, several reads reach them all)."""
+        seen: dict[str, int] = {}
+        for _ in range(PROXY_WORKERS * 4):
+            for line in self.proxy_admin(proxy, "/metrics").body.decode().splitlines():
+                if line.startswith("proxy_route_tables_refused_total{") and (
+                    f'reason="{reason}"' in line
+                ):
+                    labels, value = line.rsplit(" ", 1)
+                    seen[labels] = int(float(value))
+        return sum(seen.values())
+
+    def node_version(self, node: str) -> int | None:
+        """The route table version node ``node`` follows, from its control socket's status (a
+        file on the shared file system: the socket is reached from any namespace)."""
+        path = self.var_dir / "run" / node / "control.sock"
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(5)
+            sock.connect(str(path))
+            sock.sendall(b'{"op": "status"}\n')
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        return json.loads(data)["routes"]["version"]
 
 
 class Load:
@@ -511,20 +581,24 @@ class Load:
 CHANGER = """
 import sys
 from panel.accounts.origin import Origin
-from routing.pool.actions import do_set_weight
+from routing.pool.actions import do_set_weight, do_update_backend
 from routing.pool.tables import committed_table
 print("ready", flush=True)
 for line in sys.stdin:
-    name, weight = line.split()
-    do_set_weight(name, int(weight), actor=None, origin=Origin(via="cli"))
+    verb, name, value = line.rstrip("\\n").split(" ", 2)
+    origin = Origin(via="cli")
+    if verb == "weight":
+        do_set_weight(name, int(value), actor=None, origin=origin)
+    else:
+        do_update_backend(name, notes=value, actor=None, origin=origin)
     print(committed_table().version, flush=True)
 """
 
 
 class PoolChanger:
     """A Django process on the control host, started ahead, that commits a pool change (a
-    backend's weight) the moment it is asked and answers the new version: a change made "now",
-    not after a Python start-up."""
+    backend's weight, or its notes: a new version that moves no app) the moment it is asked and
+    answers the new version: a change made "now", not after a Python start-up."""
 
     def __init__(self, bed: Bed) -> None:
         assert bed.config is not None
@@ -546,11 +620,17 @@ class PoolChanger:
             raise RuntimeError("the pool changer did not answer")
         return result[0].strip()
 
-    def set_weight(self, name: str, weight: int) -> int:
+    def _change(self, verb: str, name: str, value: str) -> int:
         assert self.process.stdin is not None
-        self.process.stdin.write(f"{name} {weight}\n")
+        self.process.stdin.write(f"{verb} {name} {value}\n")
         self.process.stdin.flush()
         return int(self._line())
+
+    def set_weight(self, name: str, weight: int) -> int:
+        return self._change("weight", name, str(weight))
+
+    def set_notes(self, name: str, notes: str) -> int:
+        return self._change("notes", name, notes.replace("\n", " "))
 
     def close(self) -> None:
         if self.process.stdin is not None:
@@ -565,14 +645,32 @@ class PoolChanger:
 
 
 def stored_table(bed: Bed):
-    """The route table the Redis master holds, read from the control host."""
+    """The route table the Redis master holds (its signature verified), read from the control
+    host as a reader does."""
     from routing.connect import sync_client
-    from routing.publish import table_key
-    from routing.table import RouteTable
+    from routing.keys import trusted_keys_from
+    from routing.publish import signature_key, table_key
+    from routing.signing import verified_table
 
+    assert bed.config is not None
     with inside("ctl"):
-        client = sync_client(bed.redis_url, timeout=2)
+        client = sync_client(bed.config.redis_url_for("reader"), timeout=2)
         try:
-            return RouteTable.from_json(client.get(table_key()))
+            raw, line = client.mget([table_key(), signature_key()])
         finally:
             client.close()
+    return verified_table(raw, line, trusted_keys_from(bed.var_dir, None))[0]
+
+
+@contextlib.contextmanager
+def admin_client(bed: Bed) -> Iterator[object]:
+    """A client of the Redis master as the operator's ``admin`` user, from the control host
+    (its sockets are made there when first used, so commands go inside ``inside``)."""
+    from routing.connect import sync_client
+
+    assert bed.config is not None
+    client = sync_client(bed.config.redis_url_for("admin"), timeout=2)
+    try:
+        yield client
+    finally:
+        client.close()

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,16 +56,33 @@ class Cluster:
         return self.bed.config.panel_host
 
 
+ROOT_NEEDED = "the several-host bed needs root (network namespaces, veth pairs)"
+
+
 def preflight() -> None:
+    if os.geteuid() != 0:
+        raise RuntimeError(ROOT_NEEDED)
     for tool in ("ip", "nft"):
         if shutil.which(tool) is None:
             raise RuntimeError(f"the cluster bed needs {tool} (make sandbox-tools)")
 
 
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory) -> Iterator[Cluster]:
-    with cluster_bed(tmp_path_factory.mktemp("cluster")) as built:
-        yield built
+@pytest.fixture(scope="package")
+def cluster() -> Iterator[Cluster]:
+    # Package scope: the bed is removed once its tests are done, not kept running (ten hosts'
+    # processes) under the rest of the suite.
+    # Without root there is no bed to build (CI runs as root); as root a missing tool is an
+    # error (preflight), never a skip.
+    if os.geteuid() != 0:
+        pytest.skip(ROOT_NEEDED)
+    # Not under pytest's basetemp: pytest makes that 0700 again at every session's start, and
+    # the panel runs on the nodes as a uid of its own that must reach the database in var_dir.
+    var_dir = Path(tempfile.mkdtemp(prefix="hbed-", dir="/tmp"))
+    try:
+        with cluster_bed(var_dir) as built:
+            yield built
+    finally:
+        shutil.rmtree(var_dir, ignore_errors=True)
 
 
 @contextlib.contextmanager

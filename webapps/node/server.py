@@ -319,16 +319,26 @@ class NodeServer:
 
     async def _start_heartbeat(self) -> None:
         from proxy.front import fleet_report
-        from routing.fleet import Heartbeat, RateMeter
+        from routing.fleet import MAX_IN_FORCE, MAX_LINE, Heartbeat, RateMeter
 
         address = f"{self.config.host}:{self.config.port}"
         engine_report = functools.partial(
             fleet_report, self.engine, self.subscriber, address, RateMeter(), down=False
         )
 
+        isolation = {
+            "isolation": self.config.isolated is not None,
+            "in_force": [line[:MAX_LINE] for line in self.config.in_force[:MAX_IN_FORCE]],
+        }
+
         def report() -> dict:
-            # The fleet page's "misrouted reloads" column (decision 0048).
-            return {**engine_report(), "misrouted_reloads": self.node.misrouted_reloads}
+            # The fleet page's "misrouted reloads" column (decision 0048), and whether this
+            # node sandboxes its apps ("isolation: off" on the page when it does not).
+            return {
+                **engine_report(),
+                "misrouted_reloads": self.node.misrouted_reloads,
+                **isolation,
+            }
 
         self.heartbeat = Heartbeat(
             self.config.redis_url,

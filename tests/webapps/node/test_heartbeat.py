@@ -35,7 +35,11 @@ def test_a_node_reports_each_table_it_takes_and_leaves_on_stop(platform):
                 what=f"the node's heartbeat with version {version}",
             )
         assert (member.role, member.address, member.redis_connected) == ("node", b1.address, True)
+        # Whether it sandboxes its apps, as its start-up line says ("isolation: on (...)").
+        assert member.isolation is not None
+        assert member.in_force[0].startswith(f"isolation: {'on' if member.isolation else 'off'}")
+        assert f"node b1: {member.in_force[0]}" in b1.output.read_text()
         b1.stop()
-        assert client.get(key) is None
+        assert not client.get(key)  # absent, or the 1 ms tombstone of a stop
     finally:
         client.close()

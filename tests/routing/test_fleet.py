@@ -86,6 +86,7 @@ def test_the_reader_skips_records_that_are_malformed_or_misnamed(redis_client):
     redis_client.set(member_key("node", "b2", PREFIX), "not json")
     redis_client.set(member_key("node", "b3", PREFIX), good.to_json())  # claims to be b1
     redis_client.set("other:fleet:node:b4", good.to_json())
+    redis_client.set(member_key("node", "b5", PREFIX), "")  # a stop's tombstone: gone, not bad
     fleet = read_fleet(redis_client, PREFIX)
     assert (fleet.members, fleet.refused) == ((good,), 2)
 

@@ -255,11 +255,23 @@ def _json(status: int, doc: dict) -> Answer:
     return Answer(status, json.dumps(doc, indent=1).encode() + b"\n", b"application/json")
 
 
-def fleet_report(engine: Engine, subscriber, address: str, meter, *, down: bool = True) -> dict:
+def fleet_report(
+    engine: Engine, subscriber, address: str, meter, *, down: bool = True, certificates=None
+) -> dict:
     """This member's heartbeat fields (``routing.fleet.Member``) from its engine and subscriber;
-    ``down``: report the backends passive health holds down (a node's upstreams are its apps)."""
+    ``down``: report the backends passive health holds down (a node's upstreams are its apps);
+    ``certificates``: the TLS listener's ``CertificateStore`` (how many it holds, and the
+    nearest expiry), None without one."""
     stats = subscriber.stats
+    held = {}
+    if certificates is not None:
+        nearest = certificates.nearest_expiry()
+        held = {
+            "certificates": len(certificates.by_name),
+            "certs_not_after": None if nearest is None else nearest.timestamp(),
+        }
     return {
+        **held,
         "address": address,
         "version": stats.version,
         "table_age": None if stats.age is None else round(stats.age, 3),

@@ -179,9 +179,10 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
     )
 
 
-def certificate_watcher(args: argparse.Namespace, ssl_ctx, tls):
+def certificate_watcher(args: argparse.Namespace, ssl_ctx, tls, on_installed=None):
     """The watcher of the signed certificate bundle and challenge answers, and the SNI store
-    (None without a TLS listener: then only challenges are answered)."""
+    (None without a TLS listener: then only challenges are answered); ``on_installed()`` is
+    called after each bundle is installed."""
     from proxy.tls import CertificateStore
     from routing.certs import DocumentWatcher
     from routing.keys import trusted_keys_from
@@ -203,6 +204,8 @@ def certificate_watcher(args: argparse.Namespace, ssl_ctx, tls):
             return  # no HTTPS listener: nothing to present, nowhere to redirect to
         built, failed = await asyncio.to_thread(store.build, bundle)
         store.apply(bundle, built, failed)
+        if on_installed is not None:
+            on_installed()
 
     watcher = DocumentWatcher(
         args.redis,
@@ -247,7 +250,8 @@ async def run_worker(args: argparse.Namespace, worker: str, reuse_port: bool) ->
         on_change=lambda table: heartbeat.table_taken(table),
     )
     tls = TlsState(https_port=parse_listen(args.tls_listen)[1] if ssl_ctx is not None else None)
-    watcher, store = certificate_watcher(args, ssl_ctx, tls)
+    # The heartbeat reports the certificates held: written again as soon as they change.
+    watcher, store = certificate_watcher(args, ssl_ctx, tls, lambda: heartbeat.wake())
     # getattr through partial: no Python frame per request.
     front = FrontResolver(functools.partial(getattr, subscriber, "table"), args.panel_host, tls=tls)
     engine = Engine(front, engine_config(args))
@@ -268,7 +272,9 @@ async def run_worker(args: argparse.Namespace, worker: str, reuse_port: bool) ->
         args.redis,
         role="proxy",
         name=f"{args.name or socket.gethostname()}/{worker}",
-        report=functools.partial(fleet_report, engine, subscriber, args.listen, RateMeter()),
+        report=functools.partial(
+            fleet_report, engine, subscriber, args.listen, RateMeter(), certificates=store
+        ),
         prefix=args.redis_prefix,
     )
     await subscriber.start()

@@ -5,7 +5,8 @@ written with a TTL, so a member that dies or loses Redis disappears from the fle
 
     <prefix>fleet:<role>:<name>   ->  {"name", "role", "address", "version", "table_age",
                                        "redis_connected", "down", "rps", "taken_at", "at",
-                                       "misrouted_reloads"}
+                                       "misrouted_reloads", "isolation", "in_force",
+                                       "certificates", "certs_not_after"}
 
 Invariants:
 - ``role`` is ``proxy`` or ``node``; ``name`` is unique within a role (a proxy worker is
@@ -16,8 +17,12 @@ Invariants:
   times compare them with the panel's clock: operators keep clocks in sync (NTP).
 - A heartbeat is written every ``interval`` seconds and at once when the member takes a new
   table, with a TTL of ``ttl`` seconds (> ``interval``): absent means gone.
-- Readers only SCAN and MGET (bounded: ``MAX_MEMBERS``); writers only SET with EX and DEL their
-  own key. The Redis user of a reader needs ``~<prefix>fleet:*`` with ``+set +del`` for it.
+- A node says whether it sandboxes its apps (``isolation``, and its start-up lines in
+  ``in_force``); a proxy with a TLS listener how many certificates it holds and the earliest
+  ``not_after`` among them (``certs_not_after``, seconds since the epoch). None: not reported.
+- Readers only SCAN and MGET (bounded: ``MAX_MEMBERS``); writers only SET their own key (with
+  PX; a clean stop overwrites it with a 1 ms expiry instead of DEL). The Redis user of a member
+  needs ``+set`` on its own key and nothing else under ``<prefix>fleet:`` (``member_pattern``).
 
 Pure asyncio and redis-py, no Django.
 """
@@ -47,6 +52,8 @@ DEFAULT_TTL = 15.0
 MAX_MEMBERS = 10_000
 MAX_RECORD_BYTES = 64 * 1024
 MAX_DOWN = 1_000
+MAX_IN_FORCE = 8  # start-up lines a node reports, each at most MAX_LINE characters
+MAX_LINE = 500
 
 
 def fleet_pattern(prefix: str = DEFAULT_PREFIX) -> str:
@@ -57,9 +64,17 @@ def fleet_pattern(prefix: str = DEFAULT_PREFIX) -> str:
 def member_key(role: str, name: str, prefix: str = DEFAULT_PREFIX) -> str:
     if role not in ROLES:
         raise ValueError(f"role {role!r} is not one of {', '.join(ROLES)}")
-    if not name or len(name) > 200 or any(c.isspace() or c in "*?[]" for c in name):
+    # No glob characters (nor the escape): a key is also a literal ACL pattern (member_pattern).
+    if not name or len(name) > 200 or any(c.isspace() or c in "*?[]\\" for c in name):
         raise ValueError(f"member name {name!r} must be 1-200 characters, no spaces or globs")
     return f"{prefix}fleet:{role}:{name}"
+
+
+def member_pattern(role: str, name: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The keys the Redis user of member ``name`` may write: its own heartbeat, and for a proxy
+    (whose workers report as ``<name>/<worker>``) its workers' ones."""
+    key = member_key(role, name, prefix)
+    return f"{key}/*" if role == "proxy" else key
 
 
 class InvalidMember(ValueError):
@@ -81,10 +96,15 @@ class Member:
     taken_at: float | None = None
     at: float = 0.0
     misrouted_reloads: int | None = None
+    isolation: bool | None = None
+    in_force: tuple[str, ...] = ()
+    certificates: int | None = None
+    certs_not_after: float | None = None
 
     def to_json(self) -> str:
         doc = asdict(self)
         doc["down"] = list(self.down)
+        doc["in_force"] = list(self.in_force)
         return json.dumps(doc, separators=(",", ":"), sort_keys=True)
 
     @classmethod
@@ -110,6 +130,10 @@ class Member:
                 taken_at=_number(doc, "taken_at"),
                 at=_number(doc, "at") or 0.0,
                 misrouted_reloads=_int(doc, "misrouted_reloads"),
+                isolation=_optional_bool(doc, "isolation"),
+                in_force=_lines(doc),
+                certificates=_int(doc, "certificates"),
+                certs_not_after=_number(doc, "certs_not_after"),
             )
         except (TypeError, ValueError) as exc:
             raise InvalidMember(str(exc)) from None
@@ -157,6 +181,19 @@ def _bool(doc: dict, key: str) -> bool:
     return value
 
 
+def _optional_bool(doc: dict, key: str) -> bool | None:
+    return None if doc.get(key) is None else _bool(doc, key)
+
+
+def _lines(doc: dict) -> tuple[str, ...]:
+    value = doc.get("in_force", [])
+    if not isinstance(value, list) or len(value) > MAX_IN_FORCE:
+        raise InvalidMember(f"in_force must be a list of at most {MAX_IN_FORCE} lines")
+    if not all(isinstance(v, str) and len(v) <= MAX_LINE for v in value):
+        raise InvalidMember(f"in_force must hold lines (strings of at most {MAX_LINE} characters)")
+    return tuple(value)
+
+
 def _names(doc: dict) -> tuple[str, ...]:
     value = doc.get("down", [])
     if not isinstance(value, list) or len(value) > MAX_DOWN:
@@ -191,8 +228,8 @@ def read_fleet(client, prefix: str = DEFAULT_PREFIX) -> Fleet:
     for start in range(0, len(keys), 500):
         chunk = keys[start : start + 500]
         for key, value in zip(chunk, client.mget(chunk), strict=True):
-            if value is None:
-                continue  # expired between SCAN and MGET
+            if not value:
+                continue  # expired between SCAN and MGET, or a member's stop (see Heartbeat)
             try:
                 member = Member.from_json(value)
                 expected = member_key(member.role, member.name, prefix)
@@ -293,7 +330,9 @@ class Heartbeat:
     to the member's key every ``interval`` seconds and when ``table_taken`` is called.
 
     A Redis error is logged once per outage and retried at the next beat: a heartbeat never
-    stops or slows the member it reports on. ``stop()`` deletes the key (best effort).
+    stops or slows the member it reports on. ``stop()`` removes the record (best effort) by
+    overwriting it with an empty value that expires in 1 ms: a member's Redis user may SET its
+    own key and nothing else (no DEL).
     """
 
     def __init__(
@@ -325,6 +364,10 @@ class Heartbeat:
     def table_taken(self, table: Any = None) -> None:
         """Call when the member takes a new table: the next beat is written at once."""
         self.taken_at = time.time()
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Write the next beat at once (something the record reports has changed)."""
         self._wake.set()
 
     def record(self) -> Member:
@@ -375,7 +418,7 @@ class Heartbeat:
         client, self._client = self._client, None
         if client is not None:
             with contextlib.suppress(RedisError, OSError, TimeoutError):
-                await asyncio.wait_for(client.delete(self.key), self.timeout)
+                await asyncio.wait_for(client.set(self.key, b"", px=1), self.timeout)
             with contextlib.suppress(RedisError, OSError):
                 await client.aclose()
 
@@ -395,5 +438,6 @@ __all__ = [
     "fleet_pattern",
     "holds",
     "member_key",
+    "member_pattern",
     "read_fleet",
 ]

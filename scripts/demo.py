@@ -94,7 +94,9 @@ def start_private_redis(config: PlatformConfig) -> subprocess.Popen[bytes]:
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     binary = redis_server_binary()
     check_acl_support(binary)
-    acl = redis_users.write_acl_file(config.var_dir, os.environ.get("REDIS_PREFIX", "hosting:"))
+    acl = redis_users.write_acl_file(
+        config.var_dir, os.environ.get("REDIS_PREFIX", "hosting:"), config.members()
+    )
     process = subprocess.Popen(
         [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir",
          str(data_dir), "--save", "60 1", "--appendonly", "no", "--logfile", "redis.log",
@@ -242,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         config = dataclasses.replace(config, redis_url=url)
     else:
         redis = start_private_redis(config)
-        passwords = redis_users.ensure_passwords(config.var_dir)
+        passwords = redis_users.ensure_passwords(config.var_dir, config.members())
         config = dataclasses.replace(
             config, redis_urls=redis_users.urls(config.redis_url, passwords)
         )

@@ -50,12 +50,29 @@ class PlatformConfig:
     # The host cannot sandbox apps (not root, no bubblewrap): the nodes are told, in so many
     # words, that apps share their user, or they refuse to start.
     apps_share_node_user: bool = False
-    # Role -> URL (scripts.redis_users.urls): reader, publisher, panel, celery, admin.
+    # User -> URL (scripts.redis_users.urls): reader, publisher, panel, celery, admin, and one
+    # per fleet member (node-<name>, proxy-<name>: see members()).
     redis_urls: dict[str, str] | None = None
+    # The proxy's name in the fleet (PROXY_NAME): its Redis user is proxy-<name>.
+    proxy_name: str = "proxy"
 
     def redis_url_for(self, role: str) -> str:
         """The URL of ``role``'s Redis user (``redis_url`` when Redis has no users)."""
         return self.redis_urls[role] if self.redis_urls else self.redis_url
+
+    def members(self) -> tuple[tuple[str, str], ...]:
+        """The fleet's members, ``(role, name)``: each has a Redis user of its own."""
+        return (*(("node", n.name) for n in self.nodes), ("proxy", self.proxy_name))
+
+    def member_url(self, role: str, name: str) -> str:
+        """Member ``name``'s URL: its own user, which may write its heartbeat; the reader's
+        when Redis has none for it (it routes, but is missing from the fleet page)."""
+        from scripts.redis_users import member_user
+
+        user = member_user(role, name)
+        if self.redis_urls and user in self.redis_urls:
+            return self.redis_urls[user]
+        return self.redis_url_for("reader")
 
     # A local ACME server (scripts/pebble.py): its directory and the CA its listener uses.
     acme_directory: str = ""
@@ -118,12 +135,13 @@ def process_environment(config: PlatformConfig, name: str) -> dict[str, str]:
             env["ROUTES_REDIS_URL"] = config.redis_url_for("publisher")
         return env
     if name.startswith("node-"):
-        return {"NODE_REDIS_URL": config.redis_url_for("reader")}
+        return {"NODE_REDIS_URL": config.member_url("node", name.removeprefix("node-"))}
     if name == "proxy":
         # The proxy is no Django process: it needs neither the panel's Redis user nor the
         # database.
         return {
-            "PROXY_REDIS_URL": config.redis_url_for("reader"),
+            "PROXY_NAME": config.proxy_name,
+            "PROXY_REDIS_URL": config.member_url("proxy", config.proxy_name),
             "REDIS_URL": "",
             "DATABASE_URL": "",
         }

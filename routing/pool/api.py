@@ -223,6 +223,11 @@ class FleetView(StaffAPIView):
                 "backends": serializers.ListField(child=serializers.DictField()),
                 "unrouted_apps": serializers.IntegerField(),
                 "pending_moves": serializers.ListField(child=serializers.DictField()),
+                # Nodes running apps unsandboxed; proxies whose nearest certificate expiry is
+                # within the renewal window (renew_days_before days).
+                "isolation_off": serializers.ListField(child=serializers.CharField()),
+                "certificates_expiring": serializers.ListField(child=serializers.CharField()),
+                "renew_days_before": serializers.IntegerField(),
                 "error": serializers.CharField(allow_null=True),
             },
         ),

@@ -5,12 +5,18 @@ and what a change not yet everywhere moves. One status for the admin's fleet pag
 The members report themselves (``routing.fleet`` heartbeats in Redis); the current version is
 the database's (the committed pool). A member holding a later version (a newer table in Redis
 than the database, say after a restore) counts as holding it: versions only go up.
+
+Besides the table: whether each node sandboxes its apps ("isolation: off" when it runs them as
+its own user), and for each proxy with a TLS listener how many certificates it holds and the
+nearest expiry, flagged when that falls within the renewal window (``ACME_RENEW_DAYS_BEFORE``):
+a certificate that renews on time is replaced before it gets there.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -24,6 +30,19 @@ from webapps.routes import published_table
 
 # The fleet page lists at most this many pending moves by name; the counts cover all of them.
 MAX_LISTED_MOVES = 200
+DAY = 86_400.0
+
+
+def isolation_word(member: Member) -> str | None:
+    """``on`` or ``off`` for a node that reports it; None for a proxy or an older node."""
+    return None if member.isolation is None else ("on" if member.isolation else "off")
+
+
+def expiry_days(member: Member, now: float) -> float | None:
+    """Days from ``now`` to the member's nearest certificate expiry (negative: expired)."""
+    if member.certs_not_after is None:
+        return None
+    return round((member.certs_not_after - now) / DAY, 1)
 
 
 @dataclass(frozen=True)
@@ -51,6 +70,19 @@ class FleetStatus:
     pending_moves: tuple[Any, ...]
     error: str = ""  # Redis unreachable: the members cannot be read
     now: float = 0.0
+    renew_days: int = 30  # the renewal window: a nearer expiry is flagged
+
+    def expiring(self, member: Member) -> bool:
+        days = expiry_days(member, self.now)
+        return days is not None and days <= self.renew_days
+
+    @property
+    def isolation_off(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.members if m.isolation is False)
+
+    @property
+    def certificates_expiring(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.members if self.expiring(m))
 
     @property
     def members(self) -> tuple[Member, ...]:
@@ -72,6 +104,14 @@ class FleetStatus:
             "rps": m.rps,
             "last_seen": round(m.seen_ago(self.now), 1),
             "misrouted_reloads": m.misrouted_reloads,
+            "isolation": isolation_word(m),
+            "in_force": list(m.in_force),
+            "certificates": m.certificates,
+            "nearest_expiry": None
+            if m.certs_not_after is None
+            else datetime.fromtimestamp(m.certs_not_after, UTC).isoformat(timespec="seconds"),
+            "expires_in_days": expiry_days(m, self.now),
+            "expiring": self.expiring(m),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,6 +130,9 @@ class FleetStatus:
             ],
             "unrouted_apps": self.unrouted,
             "pending_moves": list(self.pending),
+            "isolation_off": list(self.isolation_off),
+            "certificates_expiring": list(self.certificates_expiring),
+            "renew_days_before": self.renew_days,
             "error": self.error or None,
         }
 
@@ -113,9 +156,24 @@ class FleetStatus:
                 line += f"  down: {', '.join(r['down'])}"
             if r["misrouted_reloads"] is not None:
                 line += f"  misrouted reloads {r['misrouted_reloads']}"
+            if r["isolation"] is not None:
+                line += f"  isolation: {r['isolation']}"
+            if r["certificates"] is not None:
+                line += f"  certificates {r['certificates']}"
+            if r["nearest_expiry"] is not None:
+                line += f", nearest expiry {r['nearest_expiry'][:10]} ({r['expires_in_days']:g} d)"
+                line += "  EXPIRING" if r["expiring"] else ""
             out.append(line)
         if not self.members and not self.error:
             out.append("  (no member has reported: no proxy or node runs against this Redis)")
+        if self.isolation_off:
+            names = ", ".join(self.isolation_off)
+            out.append(f"isolation: off (apps share the node's user) on {names}")
+        if self.certificates_expiring:
+            out.append(
+                f"certificates expiring within the renewal window ({self.renew_days} days) on "
+                f"{', '.join(self.certificates_expiring)}"
+            )
         out.append("apps per backend:")
         for b in self.bars:
             out.append(f"  {b.name:<12} {b.state:<9} {'#' * (b.percent // 5):<20} {b.apps}")
@@ -159,6 +217,7 @@ def fleet_status(version: int | None = None) -> FleetStatus:
         pending_moves=moves,
         error=error,
         now=time.time(),
+        renew_days=settings.ACME_RENEW_DAYS_BEFORE,
     )
 
 

@@ -159,11 +159,16 @@ class Platform:
         return min(versions) if versions else None
 
 
+NODE_NAMES = ("b1", "b2", "b3", "b4")
+# The fleet as make_config lays it out: each member has a Redis user of its own.
+MEMBERS = (*(("node", name) for name in NODE_NAMES), ("proxy", PlatformConfig.proxy_name))
+
+
 def start_redis(var_dir: Path) -> tuple[RedisServer, dict[str, str]]:
-    """The platform's Redis with access control, as the demo starts it: (server, role -> URL)."""
-    acl = redis_users.write_acl_file(var_dir)
+    """The platform's Redis with access control, as the demo starts it: (server, user -> URL)."""
+    acl = redis_users.write_acl_file(var_dir, members=MEMBERS)
     server = RedisServer(args=("--aclfile", str(acl))).start()
-    return server, redis_users.urls(server.url, redis_users.ensure_passwords(var_dir))
+    return server, redis_users.urls(server.url, redis_users.ensure_passwords(var_dir, MEMBERS))
 
 
 def make_config(
@@ -177,7 +182,7 @@ def make_config(
         proxy_port=free_port(),
         proxy_tls_port=free_port(),
         proxy_admin_port=free_port(),
-        nodes=tuple(NodeSpec(f"b{i}", free_port()) for i in range(1, 5)),
+        nodes=tuple(NodeSpec(name, free_port()) for name in NODE_NAMES),
         republish_seconds=2,
     )
 

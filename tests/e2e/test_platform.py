@@ -111,6 +111,28 @@ def assert_traffic_and_reloads_meet(
 
 
 @pytest.mark.timeout(900)
+def test_every_member_reports_itself_with_its_own_redis_user(platform, cast):
+    """Each node and the proxy write their heartbeats as their own Redis users (the plain
+    reader could not): the fleet status, read as the panel, lists every one of them holding the
+    current table, and each node says whether it sandboxes its apps, as its start-up line does."""
+    import os
+
+    names = {f"{n.name}" for n in platform.config.nodes} | {f"{platform.config.proxy_name}/0"}
+
+    def status() -> dict | None:
+        body = json.loads(platform.manage("routing", "status", "--json"))
+        reported = {m["name"] for m in body["members"]}
+        return body if body["converged"] and reported == names else None
+
+    body = wait_until(status, 60, interval=0.5, what=f"{sorted(names)} converged in the fleet")
+    nodes = [m for m in body["members"] if m["role"] == "node"]
+    isolated = os.geteuid() == 0  # CI and these machines: root, so isolation is on
+    assert {m["isolation"] for m in nodes} == {"on" if isolated else "off"}
+    assert all(m["in_force"][0].startswith(f"isolation: {m['isolation']}") for m in nodes)
+    proxy = next(m for m in body["members"] if m["role"] == "proxy")
+    assert proxy["isolation"] is None and proxy["certificates"] is not None
+
+
 def test_sign_in_and_reload_from_the_web_tab(platform, cast, apps):
     username, domain = next(iter(apps.items()))
     session = sign_in(platform, username, cast.password)

@@ -214,6 +214,30 @@ def test_metrics_carry_days_to_the_nearest_expiry(fleet, proxy):
     assert 'proxy_tls_certificates{worker="0"} 2' in metrics
 
 
+def test_the_heartbeat_counts_the_certificates_held_and_the_nearest_expiry(fleet, proxy):
+    from routing.fleet import read_fleet
+
+    def reported():
+        members = read_fleet(fleet.client, PREFIX).of("proxy")
+        return members[0] if members and members[0].certificates else None
+
+    soon = datetime.now(UTC) + timedelta(days=10, hours=1)
+    fleet.entries["soon.example"] = fleet.entry("soon.example", not_after=soon)
+    fleet.entries["later.example"] = fleet.entry("later.example")
+    wait_for_bundle(proxy, fleet.publish())
+    member = wait_until(reported, 10, what="a heartbeat with the certificates")
+    assert member.certificates == 2
+    # Certificates carry whole seconds: the nearest expiry is soon.example's.
+    assert member.certs_not_after == float(int(soon.timestamp()))
+
+    del fleet.entries["soon.example"]
+    wait_for_bundle(proxy, fleet.publish())
+    member = wait_until(
+        lambda: (m := reported()) and m.certificates == 1 and m, 10, what="one certificate"
+    )
+    assert member.certs_not_after > soon.timestamp() + 86_400
+
+
 def test_plain_http_of_a_forced_app_is_redirected_301_for_get_and_308_otherwise(fleet, proxy):
     fleet.force = {"shop.example"}
     wait_for_bundle(proxy, fleet.publish())

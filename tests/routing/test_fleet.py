@@ -18,6 +18,7 @@ from routing.fleet import (
     convergence,
     fleet_pattern,
     member_key,
+    member_pattern,
     read_fleet,
 )
 from routing.table import ALGORITHM, RouteTable
@@ -31,8 +32,16 @@ def test_a_record_round_trips_through_json():
     member = Member(
         name="p1/0", role="proxy", address="127.0.0.1:8080", version=12, table_age=0.5,
         redis_connected=True, down=("b2",), rps=3.5, taken_at=1.0, at=2.0, misrouted_reloads=0,
+        certificates=3, certs_not_after=1_800_000_000.0,
     )  # fmt: skip
     assert Member.from_json(member.to_json()) == member
+    node = Member(name="b1", role="node", isolation=False, in_force=("isolation: off (x)",))
+    assert Member.from_json(node.to_json()) == node
+    # An older member's record, without the fields added since, reads as "not reported".
+    old = Member.from_json(json.dumps({"name": "b2", "role": "node"}))
+    assert (old.isolation, old.in_force, old.certificates, old.certs_not_after) == (
+        None, (), None, None,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -45,6 +54,11 @@ def test_a_record_round_trips_through_json():
         ({"name": "x", "role": "node", "rps": "fast"}, "rps"),
         ({"name": "x", "role": "node", "down": "b1"}, "down"),
         ({"name": "x", "role": "node", "redis_connected": 1}, "redis_connected"),
+        ({"name": "x", "role": "node", "isolation": "off"}, "isolation"),
+        ({"name": "x", "role": "node", "in_force": "on"}, "in_force"),
+        ({"name": "x", "role": "node", "in_force": ["x" * 501]}, "in_force"),
+        ({"name": "x", "role": "proxy", "certificates": -2}, "certificates"),
+        ({"name": "x", "role": "proxy", "certs_not_after": "2027-01-01"}, "certs_not_after"),
     ],
 )
 def test_a_malformed_record_is_refused_naming_the_field(doc, problem):
@@ -59,6 +73,11 @@ def test_keys_have_one_pattern_and_refuse_globs_and_unknown_roles():
         member_key("db", "x", PREFIX)
     with pytest.raises(ValueError, match="glob"):
         member_key("node", "b*", PREFIX)
+    with pytest.raises(ValueError, match="glob"):
+        member_key("node", "b\\1", PREFIX)
+    # What a member's Redis user may write: its own key; a proxy's workers' keys.
+    assert member_pattern("node", "b1", PREFIX) == "t:fleet:node:b1"
+    assert member_pattern("proxy", "p1", PREFIX) == "t:fleet:proxy:p1/*"
 
 
 def test_the_reader_skips_records_that_are_malformed_or_misnamed(redis_client):
@@ -67,6 +86,7 @@ def test_the_reader_skips_records_that_are_malformed_or_misnamed(redis_client):
     redis_client.set(member_key("node", "b2", PREFIX), "not json")
     redis_client.set(member_key("node", "b3", PREFIX), good.to_json())  # claims to be b1
     redis_client.set("other:fleet:node:b4", good.to_json())
+    redis_client.set(member_key("node", "b5", PREFIX), "")  # a stop's tombstone: gone, not bad
     fleet = read_fleet(redis_client, PREFIX)
     assert (fleet.members, fleet.refused) == ((good,), 2)
 
@@ -114,7 +134,7 @@ def test_a_heartbeat_writes_expires_and_is_removed_on_stop(redis_server, redis_c
         )
         assert Member.from_json(redis_client.get(key)).taken_at == beat.taken_at
         await beat.stop()
-        assert redis_client.get(key) is None
+        assert not redis_client.get(key)  # absent, or the 1 ms tombstone of a stop
 
     asyncio.run(run())
 
@@ -180,7 +200,7 @@ def test_a_proxy_worker_reports_the_table_it_holds_and_leaves_on_stop(redis_serv
         assert member.address == f"127.0.0.1:{proxy.port}"
         assert member.taken_at is not None
         assert proxy.stop() == 0
-        assert client.get(key) is None
+        assert not client.get(key)  # absent, or the 1 ms tombstone of a stop
     finally:
         proxy.stop()
         client.close()

@@ -36,9 +36,11 @@ pid 1, and with it every process of the sandbox; the veth pair goes with its nam
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -321,22 +323,37 @@ def egress_slot(pool: str, slot: int) -> tuple[str, str, int]:
     return str(ipaddress.IPv4Address(base + 1)), str(ipaddress.IPv4Address(base + 2)), 30
 
 
-def egress_ruleset(pool: str, deny: tuple[str, ...] = ()) -> str:
+def egress_table(node: str) -> str:
+    """The nftables table of node ``node``'s egress rules: one per node, so that a node that
+    stops removes its own rules and never those another node on the same host relies on.
+    Characters nftables names do not take become ``_``, with a digest of the name appended."""
+    safe = re.sub(r"[^A-Za-z0-9_]", "_", node)[:64]
+    if safe != node:
+        safe += "_" + hashlib.sha256(node.encode()).hexdigest()[:8]
+    return f"{EGRESS_TABLE}_{safe}"
+
+
+def egress_ruleset(pool: str, deny: tuple[str, ...] = (), table: str = EGRESS_TABLE) -> str:
     """nftables rules (one atomic transaction) for sandboxes' outbound traffic.
 
     Sandboxes reach nothing on the node host itself (no packet from a sandbox interface is
     delivered locally: not the loopback services, not any address of the host), not each
     other, nothing in ``deny``; other destinations are reached through masquerading. Nothing
     from outside may open a connection into a sandbox.
+
+    The transaction replaces ``table`` whole (made empty first, then deleted, then written), so
+    rules left by an earlier run that was killed are replaced, never added to. The rules match
+    every sandbox interface of the host: with several nodes' tables, a packet is dropped if any
+    of them drops it (the union of their ``deny`` lists applies).
     """
     network = ipaddress.IPv4Network(pool)
     for cidr in deny:
         ipaddress.ip_network(cidr)  # ValueError names a bad entry
     sandboxes = f'iifname "{VETH_PREFIX}*"'
     lines = [
-        f"table inet {EGRESS_TABLE}",
-        f"delete table inet {EGRESS_TABLE}",
-        f"table inet {EGRESS_TABLE} {{",
+        f"table inet {table}",
+        f"delete table inet {table}",
+        f"table inet {table} {{",
         "  chain input {",
         "    type filter hook input priority filter - 10; policy accept;",
         f"    {sandboxes} drop",
@@ -363,23 +380,49 @@ def egress_ruleset(pool: str, deny: tuple[str, ...] = ()) -> str:
 
 
 def enable_egress(
-    pool: str = DEFAULT_EGRESS_POOL, deny: tuple[str, ...] = (), *, nft: str | None = None
-) -> None:
+    pool: str = DEFAULT_EGRESS_POOL,
+    deny: tuple[str, ...] = (),
+    *,
+    nft: str | None = None,
+    table: str = EGRESS_TABLE,
+) -> bool:
     """Install the egress rules in the node's network namespace and turn on IPv4 forwarding.
 
-    Run once when the node starts with egress on; ``disable_egress`` removes the rules.
+    Run once when the node starts with egress on; ``disable_egress`` removes the rules when it
+    stops. Returns whether ``table`` was there already (left by a run that was killed): it is
+    replaced in the same transaction.
     """
     nft = nft or which("nft")
     if nft is None:
         raise SandboxError("egress needs nftables (nft not found; make sandbox-tools)")
-    _run([nft, "-f", "-"], egress_ruleset(pool, deny))
+    left = egress_installed(table, nft=nft)
+    _run([nft, "-f", "-"], egress_ruleset(pool, deny, table))
     Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
+    return left
 
 
-def disable_egress(*, nft: str | None = None) -> None:
+def egress_installed(table: str = EGRESS_TABLE, *, nft: str | None = None) -> bool:
+    """Whether ``table`` exists in this network namespace."""
+    nft = nft or which("nft")
+    if nft is None:
+        return False
+    try:
+        result = subprocess.run(
+            [nft, "list", "table", "inet", table],
+            capture_output=True, timeout=10, env={}, cwd="/",
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SandboxError(f"{nft} failed: {exc}") from None
+    return result.returncode == 0
+
+
+def disable_egress(*, nft: str | None = None, table: str = EGRESS_TABLE) -> None:
+    """Remove ``table`` (nothing if it is not there). IPv4 forwarding is left on: it is the
+    host's setting, which other things may rely on; without sandboxes it forwards nothing of
+    theirs."""
     nft = nft or which("nft")
     if nft is not None:
-        _run([nft, "-f", "-"], f"table inet {EGRESS_TABLE}\ndelete table inet {EGRESS_TABLE}\n")
+        _run([nft, "-f", "-"], f"table inet {table}\ndelete table inet {table}\n")
 
 
 def _run(argv: list[str], stdin: str = "", timeout: float = 10.0) -> None:

@@ -266,6 +266,7 @@ class NodeServer:
         )
         self.subscriber = None
         self.heartbeat = None
+        self.egress_table: str | None = None  # the nftables table this node installed
         self._tasks: list[asyncio.Task] = []
         self._moving: set[str] = set()
 
@@ -276,9 +277,15 @@ class NodeServer:
     async def start(self) -> None:
         isolated = self.config.isolated
         if isolated is not None and isolated.egress:
-            # Left in place at shutdown: the rules match sandbox interfaces only, and other
-            # nodes on this host may be using them.
-            sandbox.enable_egress(isolated.egress_pool, self.config.egress_deny)
+            # This node's own table: removed when it stops (after its apps), replaced when a
+            # killed run left it behind; other nodes on this host keep theirs.
+            self.egress_table = sandbox.egress_table(self.config.name)
+            if sandbox.enable_egress(
+                isolated.egress_pool, self.config.egress_deny, table=self.egress_table
+            ):
+                log.info(
+                    "egress rules left by an earlier run replaced (inet %s)", self.egress_table
+                )
         await self.control.start()
         await self.engine.listen(self.config.host, self.config.port)
         self._tasks.append(asyncio.create_task(self.supervisor.reap_idle()))
@@ -319,16 +326,26 @@ class NodeServer:
 
     async def _start_heartbeat(self) -> None:
         from proxy.front import fleet_report
-        from routing.fleet import Heartbeat, RateMeter
+        from routing.fleet import MAX_IN_FORCE, MAX_LINE, Heartbeat, RateMeter
 
         address = f"{self.config.host}:{self.config.port}"
         engine_report = functools.partial(
             fleet_report, self.engine, self.subscriber, address, RateMeter(), down=False
         )
 
+        isolation = {
+            "isolation": self.config.isolated is not None,
+            "in_force": [line[:MAX_LINE] for line in self.config.in_force[:MAX_IN_FORCE]],
+        }
+
         def report() -> dict:
-            # The fleet page's "misrouted reloads" column (decision 0048).
-            return {**engine_report(), "misrouted_reloads": self.node.misrouted_reloads}
+            # The fleet page's "misrouted reloads" column (decision 0048), and whether this
+            # node sandboxes its apps ("isolation: off" on the page when it does not).
+            return {
+                **engine_report(),
+                "misrouted_reloads": self.node.misrouted_reloads,
+                **isolation,
+            }
 
         self.heartbeat = Heartbeat(
             self.config.redis_url,
@@ -374,6 +391,16 @@ class NodeServer:
         for task in self._tasks:
             task.cancel()
         await self.supervisor.stop_all()
+        # Only once every app has stopped (their interfaces went with them): a sandbox still
+        # running would be left without its rules. Should stop_all fail, the rules stay, and
+        # the next start replaces them.
+        if self.egress_table is not None:
+            try:
+                sandbox.disable_egress(table=self.egress_table)
+            except sandbox.SandboxError as exc:
+                log.warning("egress rules (inet %s) not removed: %s", self.egress_table, exc)
+            else:
+                self.egress_table = None
         await self.control.close()
         self.directory.close()
         self.resolver.guard.close()

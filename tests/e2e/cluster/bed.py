@@ -78,6 +78,8 @@ HOSTS: dict[str, tuple[int, tuple[str, ...]]] = {
 }
 PROXIES = ("p1", "p2")
 NODES = ("b1", "b2", "b3")
+# Each fleet member has a Redis user of its own (scripts.redis_users.member_user).
+MEMBERS = (*(("node", n) for n in NODES), *(("proxy", p) for p in PROXIES))
 REDIS_HOSTS = ("r1", "r2", "r3")
 PROXY_PORT, PROXY_TLS_PORT, PROXY_ADMIN_PORT, NODE_PORT = 8080, 8443, 8081, 9001
 REDIS_PORT, SENTINEL_PORT = 6379, 26379
@@ -317,7 +319,9 @@ class Bed:
         self.spawn(f"redis-{host}", host, argv, dict(os.environ), cwd=data)
 
     def start_redis_group(self) -> None:
-        redis_users.write_acl_file(self.var_dir, extra=group_acl_lines(self.group_passwords))
+        redis_users.write_acl_file(
+            self.var_dir, members=MEMBERS, extra=group_acl_lines(self.group_passwords)
+        )
         master = self.redis_instance("r1")
         self.start_redis("r1", None)
         self.start_redis("r2", master)
@@ -390,7 +394,7 @@ class Bed:
 
     # --- the platform --------------------------------------------------------------------
     def platform_config(self) -> PlatformConfig:
-        passwords = redis_users.ensure_passwords(self.var_dir)
+        passwords = redis_users.ensure_passwords(self.var_dir, MEMBERS)
         return PlatformConfig(
             var_dir=self.var_dir,
             redis_url=self.redis_url,
@@ -415,6 +419,8 @@ class Bed:
                 "PROXY_FAIL_THRESHOLD": "2",
                 "PROXY_WORKERS": str(PROXY_WORKERS),
                 "PROXY_NAME": host,
+                # Its own fleet member's user, which may write its heartbeat.
+                "PROXY_REDIS_URL": config.member_url("proxy", host),
                 "PROXY_ADMIN_TOKEN": self.admin_token,
             })  # fmt: skip
         return env

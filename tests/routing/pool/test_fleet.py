@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from io import StringIO
 from pathlib import Path
 
@@ -169,3 +170,78 @@ def test_after_a_pool_change_the_admin_follows_it_to_the_fleet(fleet, admin_clie
     page = admin_client.get(response["Location"]).content.decode()
     assert f"2/2 proxies and 2/2 nodes hold version {new}, 12 ms" in page
     assert 'http-equiv="refresh"' not in page
+
+
+@pytest.fixture
+def reported_isolation_and_certificates(fleet, report, settings):
+    """b1 sandboxes its apps, b2 does not; p1/0 holds a certificate due in 10 days (within the
+    30-day renewal window), p1/1 one due in 60; the nearest expiry of each."""
+    settings.ACME_RENEW_DAYS_BEFORE = 30
+    now = time.time()
+    soon, later = now + 10 * 86_400 + 600, now + 60 * 86_400 + 600
+    on = "isolation: on (bubblewrap sandbox per app process)"
+    report("node", "b1", fleet[0], isolation=True, in_force=(on,))
+    report("node", "b2", fleet[1], isolation=False, in_force=("isolation: off (not root)",))
+    report("proxy", "p1/0", fleet[0], certificates=3, certs_not_after=soon)
+    report("proxy", "p1/1", fleet[0], certificates=2, certs_not_after=later)
+    return soon, later
+
+
+def test_each_node_says_whether_it_isolates_its_apps(
+    reported_isolation_and_certificates, staff_api, admin_client
+):
+    body = staff_api.get("/api/v0/fleet/").json()
+    rows = {m["name"]: m for m in body["members"]}
+    assert (rows["b1"]["isolation"], rows["b2"]["isolation"]) == ("on", "off")
+    assert rows["b2"]["in_force"] == ["isolation: off (not root)"]
+    assert rows["p1/0"]["isolation"] is None  # a proxy runs no apps
+    assert body["isolation_off"] == ["b2"]
+    lines = status_lines()
+    assert any(line.split()[:2] == ["node", "b2"] and "isolation: off" in line for line in lines)
+    assert any(line.split()[:2] == ["node", "b1"] and "isolation: on" in line for line in lines)
+    assert "isolation: off (apps share the node's user) on b2" in lines
+    page = admin_client.get(FLEET_URL).content.decode()
+    assert "isolation: off on b2" in page
+    assert page.count('<span class="fleet-behind">isolation: off</span>') == 1
+    assert page.count('<span class="fleet-ok">isolation: on</span>') == 1
+
+
+def test_each_proxy_counts_its_certificates_and_the_nearest_expiring_is_flagged(
+    reported_isolation_and_certificates, staff_api, admin_client
+):
+    soon, _ = reported_isolation_and_certificates
+    body = staff_api.get("/api/v0/fleet/").json()
+    rows = {m["name"]: m for m in body["members"]}
+    assert (rows["p1/0"]["certificates"], rows["p1/1"]["certificates"]) == (3, 2)
+    assert (rows["p1/0"]["expires_in_days"], rows["p1/1"]["expires_in_days"]) == (10.0, 60.0)
+    assert (rows["p1/0"]["expiring"], rows["p1/1"]["expiring"]) == (True, False)
+    assert rows["p1/0"]["nearest_expiry"] == datetime.fromtimestamp(soon, UTC).isoformat(
+        timespec="seconds"
+    )
+    assert rows["b1"]["certificates"] is None  # nodes hold none
+    assert (body["certificates_expiring"], body["renew_days_before"]) == (["p1/0"], 30)
+    lines = status_lines()
+    day = datetime.fromtimestamp(soon, UTC).date().isoformat()
+    p10 = next(line for line in lines if line.split()[:2] == ["proxy", "p1/0"])
+    assert p10.endswith(f"certificates 3, nearest expiry {day} (10 d)  EXPIRING")
+    p11 = next(line for line in lines if line.split()[:2] == ["proxy", "p1/1"])
+    assert "certificates 2, nearest expiry" in p11 and "EXPIRING" not in p11
+    assert "certificates expiring within the renewal window (30 days) on p1/0" in lines
+    page = admin_client.get(FLEET_URL).content.decode()
+    assert "Certificates expiring within the renewal window (30 days) on p1/0." in page
+    assert f"3, nearest expiry {day}" in page
+    assert page.count('class="fleet-behind expiring"') == 1
+
+
+def test_a_member_that_reports_neither_shows_neither(fleet, staff_api):
+    body = staff_api.get("/api/v0/fleet/").json()
+    assert {(m["isolation"], m["certificates"], m["expiring"]) for m in body["members"]} == {
+        (None, None, False)
+    }
+    assert (body["isolation_off"], body["certificates_expiring"]) == ([], [])
+
+
+def status_lines() -> list[str]:
+    out = StringIO()
+    call_command("routing", "status", stdout=out)
+    return out.getvalue().splitlines()

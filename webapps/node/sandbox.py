@@ -49,6 +49,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from webapps.node import pythons
+
 # The environment variable that carries the launcher's configuration. Only the launcher (root)
 # reads it; it is removed before anything else runs.
 CONFIG_ENV = "HOSTING_SANDBOX_CONFIG"
@@ -190,13 +192,11 @@ def python_paths(python: str) -> tuple[str, ...]:
     exe = Path(python)
     paths: list[Path] = []
     venv = exe.parent.parent
-    cfg = venv / "pyvenv.cfg"
-    if cfg.is_file():
+    if (venv / "pyvenv.cfg").is_file():
         paths.append(venv)
-        for line in cfg.read_text().splitlines():
-            key, _, value = line.partition("=")
-            if key.strip() == "home" and value.strip():
-                paths.append(Path(value.strip()).resolve().parent)
+        home = pythons.pyvenv(venv).get("home", "")
+        if home:
+            paths.append(Path(home).resolve().parent)
     real = exe.resolve()
     paths.append(real.parent.parent)
     out: list[str] = []

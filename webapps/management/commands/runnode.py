@@ -168,6 +168,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         from webapps.node import launching, sandbox
+        from webapps.node import pythons as node_pythons
         from webapps.node.cgroups import Limits, MiB
         from webapps.node.server import NodeConfig, NodeServer
 
@@ -190,6 +191,18 @@ class Command(BaseCommand):
             )
         except (sandbox.IsolationUnavailable, ValueError, OSError) as exc:
             raise CommandError(str(exc)) from None
+        try:
+            pythons = node_pythons.pythons_for(settings.NODE_PYTHONS)
+        except ValueError as exc:
+            raise CommandError(f"NODE_PYTHONS: {exc}") from None
+        in_force = (*in_force, f"pythons: {node_pythons.describe(pythons)}")
+        missing = [v for v in settings.PYTHON_VERSIONS if v not in pythons]
+        if missing:
+            in_force = (
+                *in_force,
+                f"warning: PYTHON_VERSIONS offers {', '.join(missing)}, which this node does "
+                "not have (NODE_PYTHONS); apps asking for it will not start here",
+            )
         log_dir = _path(options["log_dir"]) or settings.VAR_DIR / "log" / name
         if isolated is not None:
             grant_panel_access(isolated.panel_uid, isolated.panel_gid, log_dir)
@@ -223,6 +236,7 @@ class Command(BaseCommand):
             max_workers=settings.NODE_MAX_WORKERS_PER_APP,
             max_threads=settings.NODE_MAX_THREADS_PER_APP,
             trusted_keys=() if options["no_routes"] else _trusted_keys(),
+            pythons=pythons,
         )
         try:
             server = NodeServer(config, lookup=webapp_spec)
@@ -264,6 +278,7 @@ def webapp_spec(domain: str) -> AppSpec | None:
         wsgi_entry=app.wsgi_entry,
         owner=app.owner.username,
         virtualenv_path=str(getattr(app, "virtualenv_path", "") or ""),
+        python_version=app.python_version,
         uid=app.owner.uid or 0,
         gid=app.owner.gid or 0,
         enabled=app.enabled,

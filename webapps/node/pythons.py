@@ -6,7 +6,7 @@
   sandbox only the real interpreter exists). The node's own interpreter always serves its own
   version unless the setting names another.
 - **Virtualenvs** say which Python made them in ``pyvenv.cfg`` (``home``, ``version`` or
-  ``version_info``); ``pyvenv`` reads it, for the start check and for the sandbox's mounts.
+  ``version_info``); ``sandbox.pyvenv`` reads it, for the sandbox's mounts and the start check.
 - **The server**: a virtualenv holds the app's packages only. The node copies its own gunicorn
   (and whatever gunicorn needs without extras) into a directory of its own, ``server_packages``,
   which a user app's interpreter appends to ``sys.path`` *after* everything its site found: the
@@ -28,6 +28,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+# The launcher (root) reads pyvenv.cfg to know what to mount, and imports nothing of ours
+# beyond its own module: the reader lives there.
+from webapps.node.sandbox import pyvenv
+
 VERSION_RE = re.compile(r"3\.[0-9]{1,2}")
 # Candidates looked for on PATH when NODE_PYTHONS is empty.
 DISCOVER_MINORS = range(8, 20)
@@ -35,7 +39,6 @@ PROBE_TIMEOUT = 10.0
 PROBE = "import sys; print('%d.%d' % sys.version_info[:2]); print(sys.executable)"
 # The distribution the node serves apps with; its name is also the copy's directory.
 SERVER = "gunicorn"
-_MAX_PYVENV_BYTES = 64 * 1024
 _REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
@@ -124,21 +127,6 @@ def describe(pythons: dict[str, str]) -> str:
 
 
 # --- virtualenvs -----------------------------------------------------------------------------
-def pyvenv(venv: Path) -> dict[str, str]:
-    """The keys of ``<venv>/pyvenv.cfg`` (lower-cased); {} when it is missing or unreadable."""
-    try:
-        with open(venv / "pyvenv.cfg", "rb") as stream:
-            text = stream.read(_MAX_PYVENV_BYTES).decode("utf-8", errors="replace")
-    except OSError:
-        return {}
-    values: dict[str, str] = {}
-    for line in text.splitlines():
-        key, equals, value = line.partition("=")
-        if equals:
-            values[key.strip().lower()] = value.strip()
-    return values
-
-
 def venv_version(venv: Path, cfg: dict[str, str] | None = None) -> str:
     """``3.N`` of the Python that made the virtualenv: pyvenv.cfg's ``version_info`` (virtualenv,
     uv) or ``version`` (``python -m venv``), else its ``lib/python3.N``; "" when nothing says."""

@@ -17,7 +17,8 @@ from pathlib import Path
 import gunicorn
 import pytest
 
-from tests.webapps.node.support import get_unix, write_app
+from tests.webapps.node import harness
+from tests.webapps.node.support import add_apps, get_unix, manage, write_app
 from webapps.node import pythons
 from webapps.node.outcome import Result
 from webapps.node.spec import AppSpec, SourceRefused, check_virtualenv
@@ -201,6 +202,44 @@ def test_a_python_version_the_node_does_not_have_fails_the_reload_listing_its_ow
     outcome = loop_thread.run(sup.reload(spec_for(source, python_version="3.99")))
     assert outcome.result == Result.FAILED
     assert f"Python 3.99 is not on this node; it has {OWN}" in outcome.message
+
+
+def _set_python(env, domain: str, **fields: str) -> None:
+    assignments = ", ".join(f"{k}={v!r}" for k, v in fields.items())
+    manage(
+        env,
+        "shell",
+        "-c",
+        f"from webapps.models import WebApp; "
+        f"WebApp.objects.filter(domain={domain!r}).update({assignments})",
+    )
+
+
+def test_an_isolated_node_serves_plain_virtualenvs_and_other_pythons_in_the_sandbox(platform):
+    harness.need_isolation()
+    version, interpreter = other_python()
+    platform.env["NODE_PYTHONS"] = f"{OWN}={sys.executable},{version}={interpreter}"
+    venv = make_venv(platform.home / "carol" / ".virtualenvs" / "site")
+    install_greeting(venv, "sandboxed")
+    sources = {
+        "carol.example": write_app(platform.home, "carol", "carol.example", REPORT_APP),
+        "carol-other.example": write_app(platform.home, "carol", "carol-other.example", REPORT_APP),
+    }
+    add_apps(platform.env, {"carol": [(d, str(s)) for d, s in sources.items()]})  # chowns home
+    _set_python(platform.env, "carol.example", virtualenv_path=str(venv), python_version=OWN)
+    _set_python(platform.env, "carol-other.example", python_version=version)
+    node = platform.node("b1", "--no-routes", "--no-egress")
+    assert (
+        f"pythons: {OWN} ({sys.executable}), {version} ({interpreter})" in node.output.read_text()
+    )
+    code, _, body = node.request("carol.example")
+    assert code == 200, body
+    seen = json.loads(body)
+    assert (seen["prefix"], seen["greeting"], seen["django"]) == (str(venv), "sandboxed", None)
+    assert seen["gunicorn"].startswith(str(node.run_dir / "server") + "/")
+    code, _, body = node.request("carol-other.example")
+    assert code == 200, body
+    assert json.loads(body)["version"] == version
 
 
 # --- the pure parts ----------------------------------------------------------------------------

@@ -110,6 +110,11 @@ NODE_CONTROL_SOCKET = env_str("NODE_CONTROL_SOCKET", "")
 # The Pythons a node runs apps with, "3.11=/usr/bin/python3.11,3.12=/opt/py/bin/python3.12";
 # empty: the node's own and every python3.N on its PATH (webapps/node/pythons.py).
 NODE_PYTHONS = env_pythons("NODE_PYTHONS")
+# What apps get from the platform when their virtualenv names it (the Django and Flask
+# templates): these distributions, as installed with the panel, copied by each node into
+# PLATFORM_PACKAGES_DIR/platform-<hash>/site-packages (decision 0088).
+PLATFORM_PACKAGES = env_list("PLATFORM_PACKAGES", ["Django", "Flask"])
+PLATFORM_PACKAGES_DIR = Path(env_str("PLATFORM_PACKAGES_DIR", str(VAR_DIR / "packages"))).resolve()
 # The Python versions the nodes have: the only ones an app may ask for (default: those of
 # NODE_PYTHONS when it is set, else this one).
 PYTHON_VERSIONS = env_list(

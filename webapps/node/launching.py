@@ -71,10 +71,13 @@ def plan_launch(
     isolated: Isolated | None,
     python: str,
     server_path: str = "",
+    shared: tuple[str, ...] = (),
 ) -> Plan:
     """The launch of ``argv`` (run by ``python``, with the node's gunicorn copy at
-    ``server_path``); ``SourceRefused`` for an app that may not run as it is, other
-    ``ValueError``/``OSError``/``RuntimeError`` when its sandbox cannot be prepared."""
+    ``server_path`` and the platform's package sets ``shared``, read-only in a sandbox).
+
+    ``SourceRefused`` for an app that may not run as it is, other ``ValueError``/``OSError``/
+    ``RuntimeError`` when its sandbox cannot be prepared."""
     directory = socket.parent
     if isolated is None:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -104,6 +107,7 @@ def plan_launch(
     read_only = (
         str(GUNICORN_CONF),
         *((server_path,) if server_path else ()),
+        *(p for p in shared if Path(p).is_dir()),
         *(p for p in sandbox.python_paths(python) if not Path(p).is_relative_to(home)),
     )
     box = sandbox.SandboxSpec(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import compileall
 import contextlib
+import hashlib
 import importlib.metadata
 import os
 import re
@@ -142,17 +143,21 @@ def venv_version(venv: Path, cfg: dict[str, str] | None = None) -> str:
     return ""
 
 
-# --- the server for virtualenvs without one ----------------------------------------------------
-def _distributions(name: str) -> list[importlib.metadata.Distribution]:
-    """``name``'s distribution and those it requires without extras, recursively."""
+# --- the server for virtualenvs without one, and the platform's package set ------------------
+def _distributions(names: list[str] | tuple[str, ...]) -> list[importlib.metadata.Distribution]:
+    """The distributions ``names`` and those they require without extras, recursively; a name
+    not installed here is left out."""
     seen: dict[str, importlib.metadata.Distribution] = {}
-    todo = [name]
+    todo = list(reversed(names))
     while todo:
         current = todo.pop()
         key = current.lower().replace("_", "-")
         if key in seen:
             continue
-        dist = importlib.metadata.distribution(current)
+        try:
+            dist = importlib.metadata.distribution(current)
+        except importlib.metadata.PackageNotFoundError:
+            continue
         seen[key] = dist
         for requirement in dist.requires or ():
             if "extra" in requirement.partition(";")[2]:
@@ -163,57 +168,101 @@ def _distributions(name: str) -> list[importlib.metadata.Distribution]:
     return list(seen.values())
 
 
-def server_packages(parent: Path, pythons: dict[str, str]) -> Path:
-    """A read-only copy of the node's gunicorn (and its requirements) under ``parent``, made once
-    per version: ``<parent>/gunicorn-<version>/site-packages``, byte-compiled by every
-    interpreter of ``pythons`` (the sandbox cannot write caches there).
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)  # same file system: no copy (the files are only ever read)
+    except OSError:
+        shutil.copyfile(source, target)
 
-    Its path has a ``site-packages`` part, so the hash-checked imports of ``gunicorn_conf``
-    treat it as a library. Only the files the distributions list are copied: nothing else of
-    the node's environment (Django, the panel's code) is importable from it.
-    """
-    dists = _distributions(SERVER)
-    target = parent / f"{SERVER}-{dists[0].version}" / "site-packages"
-    done = target.parent / "complete"
-    if done.is_file():
+
+def _package_set(parent: Path, label: str, dists, compile_with: tuple[str, ...]) -> Path:
+    """``<parent>/<label>/site-packages`` holding exactly the files of ``dists``, made once
+    (built aside, then renamed into place: a reader never sees half of it)."""
+    target = parent / label / "site-packages"
+    if (target.parent / "complete").is_file():
         return target
     parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".server-", dir=parent))
+    work = Path(tempfile.mkdtemp(prefix=".build-", dir=parent))
     try:
         packages = work / "site-packages"
         packages.mkdir()
         for dist in dists:
             for file in dist.files or ():
                 relative = Path(str(file))
-                if (
-                    relative.is_absolute()
-                    or ".." in relative.parts
-                    or "__pycache__" in relative.parts
-                ):
-                    continue  # scripts in bin/, stale caches
+                if relative.is_absolute() or ".." in relative.parts:
+                    continue  # scripts in bin/
+                if "__pycache__" in relative.parts or relative.suffix == ".pyc":
+                    continue  # compiled below, for every Python of the node
                 source = Path(str(dist.locate_file(file)))
                 if not source.is_file():
                     continue
                 (packages / relative).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source, packages / relative)
-        for executable in {sys.executable, *pythons.values()}:
+                _link_or_copy(source, packages / relative)
+        for executable in compile_with:
             if executable == sys.executable:
-                compileall.compile_dir(str(packages), quiet=2)
+                compileall.compile_dir(str(packages), quiet=2, workers=0)
             else:
                 subprocess.run(
-                    [executable, "-I", "-m", "compileall", "-q", str(packages)],
+                    [executable, "-I", "-m", "compileall", "-q", "-j", "0", str(packages)],
                     capture_output=True,
-                    timeout=120,
+                    timeout=300,
                     check=False,
                 )
-        for directory, _, files in os.walk(work):
-            os.chmod(directory, 0o755)
-            for name in files:
-                os.chmod(os.path.join(directory, name), 0o644)
-        (work / "complete").write_text("")
+        for directory, _, _ in os.walk(work):
+            os.chmod(directory, 0o755)  # files keep their own mode: 0644 from an installer
+        listing = "".join(f"{d.metadata['Name']}=={d.version}\n" for d in dists)
+        (work / "complete").write_text(listing)
         with contextlib.suppress(FileNotFoundError):
-            shutil.rmtree(target.parent)  # an incomplete copy of a node killed while making it
-        os.replace(work, target.parent)
+            if not (target.parent / "complete").is_file():
+                shutil.rmtree(target.parent)  # left half-made by a process that was killed
+        with contextlib.suppress(OSError):
+            os.rename(work, target.parent)  # another node of this host may have won: fine
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return target
+
+
+def server_packages(parent: Path, pythons: dict[str, str]) -> Path:
+    """A read-only copy of the node's gunicorn (and its requirements) under ``parent``, made once
+    per version: ``<parent>/gunicorn-<version>/site-packages``, byte-compiled by every
+    interpreter of ``pythons`` (the sandbox cannot write caches there).
+
+    Its path has a ``site-packages`` part, so the hash-checked imports of ``gunicorn_conf``
+    treat it as a library. Only the files the distributions list are there: nothing else of
+    the node's environment (Django, the panel's code) is importable from it.
+    """
+    dists = _distributions([SERVER])
+    if not dists:
+        raise RuntimeError(f"{SERVER} is not installed in the node's environment")
+    label = f"{SERVER}-{dists[0].version}"
+    return _package_set(parent, label, dists, (sys.executable, *pythons.values()))
+
+
+def platform_label(names: list[str] | tuple[str, ...]) -> str:
+    """The directory name of the platform package set of ``names`` as installed here:
+    ``platform-<hash of name==version, ...>``, so an upgrade makes a new set beside the old
+    one and a virtualenv keeps the set it was made with. "" when none is installed."""
+    dists = _distributions(names)
+    if not dists:
+        return ""
+    listing = ",".join(sorted(f"{d.metadata['Name'].lower()}=={d.version}" for d in dists))
+    return "platform-" + hashlib.blake2b(listing.encode(), digest_size=6).hexdigest()
+
+
+def platform_packages(parent: Path, names: list[str] | tuple[str, ...]) -> Path | None:
+    """The platform's package set (``PLATFORM_PACKAGES``: Django, Flask...) copied from the
+    node's environment into ``<parent>/<platform_label>/site-packages``, shared by the nodes of
+    a host; template virtualenvs name it in a ``.pth`` file (decision 0088). None when none of
+    ``names`` is installed."""
+    label = platform_label(names)
+    if not label:
+        return None
+    # Not byte-compiled here (seconds for Django, at every node start that makes it): an app
+    # compiles what it imports in memory; an operator may run compileall on it once.
+    return _package_set(parent, label, _distributions(names), ())
+
+
+def platform_site(parent: Path, names: list[str] | tuple[str, ...]) -> Path | None:
+    """Where ``platform_packages`` puts the set, without making it (the panel's view)."""
+    label = platform_label(names)
+    return parent / label / "site-packages" if label else None

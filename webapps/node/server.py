@@ -207,6 +207,8 @@ class NodeConfig:
     max_threads: int = 8
     # The Pythons apps may ask for: version -> interpreter (None: the node's own only)
     pythons: dict[str, str] | None = None
+    # The platform's package sets, shared by the nodes of a host (None: none)
+    platform_packages: Path | None = None
 
     @property
     def control_socket(self) -> Path:
@@ -231,6 +233,7 @@ class NodeServer:
             max_workers=config.max_workers,
             max_threads=config.max_threads,
             pythons=config.pythons,
+            platform_packages=config.platform_packages,
         )
         panel = panel_spec(
             node_name=config.name,

@@ -174,6 +174,7 @@ class Supervisor:
         max_workers: int = 8,
         max_threads: int = 8,
         pythons: dict[str, str] | None = None,
+        platform_packages: Path | None = None,
     ) -> None:
         self.run_dir = run_dir
         self.log_dir = log_dir
@@ -200,6 +201,9 @@ class Supervisor:
         (run_dir / "apps").mkdir(parents=True, exist_ok=True)
         log_dir.mkdir(parents=True, exist_ok=True)
         self.server_path = node_pythons.server_packages(run_dir / "server", self.pythons)
+        # The platform's package sets (PLATFORM_PACKAGES_DIR): read-only in every sandbox, for
+        # the virtualenvs that name one (the Django and Flask templates).
+        self.platform_packages = platform_packages
         self._kill_stale_groups()
 
     # --- public API ------------------------------------------------------------------------
@@ -458,6 +462,7 @@ class Supervisor:
                 isolated=self.isolated,
                 python=python,
                 server_path=str(self.server_path),
+                shared=(str(self.platform_packages),) if self.platform_packages else (),
             )
             process = await asyncio.create_subprocess_exec(
                 *plan.argv,

@@ -203,6 +203,13 @@ class Command(BaseCommand):
                 f"warning: PYTHON_VERSIONS offers {', '.join(missing)}, which this node does "
                 "not have (NODE_PYTHONS); apps asking for it will not start here",
             )
+        try:
+            platform = node_pythons.platform_packages(
+                settings.PLATFORM_PACKAGES_DIR, settings.PLATFORM_PACKAGES
+            )
+        except OSError as exc:
+            raise CommandError(f"PLATFORM_PACKAGES_DIR: {exc}") from None
+        in_force = (*in_force, f"platform packages: {platform or 'none'}")
         log_dir = _path(options["log_dir"]) or settings.VAR_DIR / "log" / name
         if isolated is not None:
             grant_panel_access(isolated.panel_uid, isolated.panel_gid, log_dir)
@@ -237,6 +244,7 @@ class Command(BaseCommand):
             max_threads=settings.NODE_MAX_THREADS_PER_APP,
             trusted_keys=() if options["no_routes"] else _trusted_keys(),
             pythons=pythons,
+            platform_packages=settings.PLATFORM_PACKAGES_DIR if platform else None,
         )
         try:
             server = NodeServer(config, lookup=webapp_spec)

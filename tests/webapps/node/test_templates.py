@@ -115,6 +115,23 @@ def test_the_django_template_serves_its_project_with_a_static_mapping(
     assert (source / "static" / "admin" / "css" / "base.css").is_file()
 
 
+def test_the_web_tab_offers_the_templates_and_makes_the_one_chosen(
+    on_node, owner_web, loop_thread
+):
+    sup, specs = on_node
+    page = owner_web.get("/user/IronHand/webapps/").content.decode()
+    for value in ("wsgi", "flask", "django"):
+        assert f'value="{value}"' in page
+    response = owner_web.post(
+        "/user/IronHand/webapps/", {"domain_name": "tab.example.com", "template": "flask"}
+    )
+    assert response.status_code == 302
+    webapp = WebApp.objects.get(domain="tab.example.com")
+    assert webapp.virtualenv_path.endswith("/.virtualenvs/tab.example.com")
+    specs[webapp.domain] = webapp_spec(webapp.domain)
+    assert serve(loop_thread, sup, specs, webapp.domain)[0] == 200
+
+
 def test_an_unknown_template_is_refused_naming_those_there_are(owner_api):
     response = owner_api.post(
         LIST, {"domain_name": "x.example.com", "template": "rails"}, format="json"

@@ -20,6 +20,7 @@ import pytest
 from tests.webapps.node import harness
 from tests.webapps.node.support import add_apps, get_unix, manage, write_app
 from webapps.node import pythons
+from webapps.node.control import call
 from webapps.node.outcome import Result
 from webapps.node.spec import AppSpec, SourceRefused, check_virtualenv
 from webapps.node.supervisor import AppUnavailable
@@ -240,6 +241,63 @@ def test_an_isolated_node_serves_plain_virtualenvs_and_other_pythons_in_the_sand
     code, _, body = node.request("carol-other.example")
     assert code == 200, body
     assert json.loads(body)["version"] == version
+
+
+def test_a_django_site_in_a_plain_virtualenv_deployed_through_the_api_serves_its_admin(platform):
+    """`python -m venv`, `pip install django`, `startproject`: no gunicorn anywhere in it."""
+    harness.need_isolation()
+    home = platform.home / "dora"
+    venv = make_venv(home / ".virtualenvs" / "mysite")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
+         "--quiet", "--disable-pip-version-check", f"Django=={django_version()}"],
+        check=True, timeout=300,
+    )  # fmt: skip
+    assert not list(site_packages(venv).glob("gunicorn*"))
+    source = home / "mysite"
+    source.mkdir()
+    clean = {"PATH": "/usr/bin:/bin", "HOME": str(home)}
+    python = str(venv / "bin" / "python")
+    subprocess.run(
+        [python, "-m", "django", "startproject", "mysite", str(source)],
+        check=True,
+        env=clean,
+        timeout=60,
+    )
+    with (source / "mysite" / "settings.py").open("a") as settings:
+        settings.write(
+            '\nALLOWED_HOSTS = ["dora.example"]\nDEBUG = False\nSTATIC_ROOT = BASE_DIR / "static"\n'
+        )
+    for command in (["migrate", "-v0"], ["collectstatic", "--noinput", "-v0"]):
+        subprocess.run(
+            [python, "manage.py", *command], cwd=source, check=True, env=clean, timeout=120
+        )
+    tokens = add_apps(platform.env, {"dora": []})  # the home becomes dora's
+    node = platform.node("b1", "--no-routes", "--no-egress")
+    api = "/api/v0/user/dora/webapps/"
+    headers = {"Authorization": f"Token {tokens['dora']}", "Content-Type": "application/json"}
+    for path, body in [
+        (api, {"domain_name": "dora.example", "source_directory": str(source),
+               "virtualenv_path": str(venv), "wsgi_entry": "mysite.wsgi:application",
+               "python_version": OWN}),
+        (f"{api}dora.example/static_files/", {"url": "/static/", "path": str(source / "static")}),
+    ]:  # fmt: skip
+        code, _, text = node.request("panel.localhost", path, "POST", headers, json.dumps(body))
+        assert code == 201, text
+    answer = call(node.control_socket, {"op": "reload", "domain": "dora.example"}, 30)
+    assert answer["status"] == "OK", answer
+    code, _, page = node.request("dora.example", "/admin/login/")
+    assert code == 200, page
+    assert "/static/admin/css/base.css" in page
+    code, headers, css = node.request("dora.example", "/static/admin/css/base.css")
+    assert code == 200 and headers["Content-Type"].startswith("text/css")
+    assert css == (source / "static" / "admin" / "css" / "base.css").read_text()
+
+
+def django_version() -> str:
+    import django
+
+    return django.__version__
 
 
 # --- the pure parts ----------------------------------------------------------------------------

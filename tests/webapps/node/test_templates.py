@@ -115,9 +115,7 @@ def test_the_django_template_serves_its_project_with_a_static_mapping(
     assert (source / "static" / "admin" / "css" / "base.css").is_file()
 
 
-def test_the_web_tab_offers_the_templates_and_makes_the_one_chosen(
-    on_node, owner_web, loop_thread
-):
+def test_the_web_tab_offers_the_templates_and_makes_the_one_chosen(on_node, owner_web, loop_thread):
     sup, specs = on_node
     page = owner_web.get("/user/IronHand/webapps/").content.decode()
     for value in ("wsgi", "flask", "django"):

@@ -173,6 +173,10 @@ class Command(BaseCommand):
         from webapps.node.server import NodeConfig, NodeServer
 
         name = options["name"]
+        try:  # checked before anything of the host is touched
+            pythons = node_pythons.pythons_for(settings.NODE_PYTHONS)
+        except ValueError as exc:
+            raise CommandError(f"NODE_PYTHONS: {exc}") from None
         try:
             isolated, in_force = launching.prepare(
                 name,
@@ -191,10 +195,6 @@ class Command(BaseCommand):
             )
         except (sandbox.IsolationUnavailable, ValueError, OSError) as exc:
             raise CommandError(str(exc)) from None
-        try:
-            pythons = node_pythons.pythons_for(settings.NODE_PYTHONS)
-        except ValueError as exc:
-            raise CommandError(f"NODE_PYTHONS: {exc}") from None
         in_force = (*in_force, f"pythons: {node_pythons.describe(pythons)}")
         missing = [v for v in settings.PYTHON_VERSIONS if v not in pythons]
         if missing:

@@ -81,3 +81,16 @@ def env_trusted_keys(name: str) -> str:
         except (ValueError, OSError) as exc:
             raise ImproperlyConfigured(f"{name}: {exc}") from None
     return raw
+
+
+def env_pythons(name: str) -> str:
+    """Versions and interpreters, ``3.11=/usr/bin/python3.11,...``, checked for form now (a
+    node checks that each one runs); "" when unset."""
+    from webapps.node.pythons import parse_pythons
+
+    raw = os.environ.get(name, "").strip()
+    try:
+        parse_pythons(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from None
+    return raw

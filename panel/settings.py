@@ -19,12 +19,14 @@ from panel.env import (
     env_file,
     env_int,
     env_list,
+    env_pythons,
     env_redis_url,
     env_str,
     env_trusted_keys,
 )
 from routing.addresses import DEFAULT_TRUSTED_PROXIES
 from routing.connect import kombu_broker
+from webapps.node.pythons import parse_pythons
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var"))).resolve()
@@ -105,8 +107,20 @@ NODE_REDIS_URL = env_redis_url("NODE_REDIS_URL", REDIS_URL)
 # (and the control socket it talks to); a panel outside any node reports that no node is here.
 WEBAPPS_RELOADER = env_str("WEBAPPS_RELOADER", "webapps.reload.NoNodeReloader")
 NODE_CONTROL_SOCKET = env_str("NODE_CONTROL_SOCKET", "")
-# The Python versions the nodes have: the only ones an app may ask for (default: this one).
-PYTHON_VERSIONS = env_list("PYTHON_VERSIONS", [f"{sys.version_info[0]}.{sys.version_info[1]}"])
+# The Pythons a node runs apps with, "3.11=/usr/bin/python3.11,3.12=/opt/py/bin/python3.12";
+# empty: the node's own and every python3.N on its PATH (webapps/node/pythons.py).
+NODE_PYTHONS = env_pythons("NODE_PYTHONS")
+# What apps get from the platform when their virtualenv names it (the Django and Flask
+# templates): these distributions, as installed with the panel, copied by each node into
+# PLATFORM_PACKAGES_DIR/platform-<hash>/site-packages (decision 0088).
+PLATFORM_PACKAGES = env_list("PLATFORM_PACKAGES", ["Django", "Flask"])
+PLATFORM_PACKAGES_DIR = Path(env_str("PLATFORM_PACKAGES_DIR", str(VAR_DIR / "packages"))).resolve()
+# The Python versions the nodes have: the only ones an app may ask for (default: those of
+# NODE_PYTHONS when it is set, else this one).
+PYTHON_VERSIONS = env_list(
+    "PYTHON_VERSIONS",
+    list(parse_pythons(NODE_PYTHONS)) or [f"{sys.version_info[0]}.{sys.version_info[1]}"],
+)
 
 # --- HTTPS per domain (docs/operations.md, "Certificates") ---------------------------------
 # The route-table signing key (ROUTES_SIGNING_KEY_FILE, above) also signs the proxies'

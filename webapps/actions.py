@@ -10,7 +10,9 @@ nothing is half-done.
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +23,10 @@ from django.db import IntegrityError, transaction
 from panel.accounts.actions import ActionError, audit
 from panel.accounts.models import AuditEvent, User
 from panel.accounts.origin import Origin
-from webapps import homes, throttle, tls
+from webapps import homes, starters, throttle, tls
 from webapps.domains import DomainError, DomainPolicy, clean_domain
 from webapps.models import Certificate, ReloadEvent, StaticFileMapping, WebApp
+from webapps.node import pythons
 from webapps.node.static import InvalidMapping, check_cache_control, check_url_prefix
 from webapps.reload import reload_app
 
@@ -181,8 +184,12 @@ def do_create_webapp(
     password_protection_enabled: bool = False,
     password_protection_username: object = None,
     password_protection_password: object = None,
+    template: object = None,
 ) -> WebApp:
-    """A new app; every field left out (None) takes its default."""
+    """A new app; every field left out (None) takes its default.
+
+    ``template`` (``webapps.starters.TEMPLATES``) writes a project into its source directory;
+    left out, an app in its default source directory gets the plain WSGI starter."""
     for name, value in (
         ("enabled", enabled),
         ("force_https", force_https),
@@ -201,14 +208,24 @@ def do_create_webapp(
         source = homes.default_source_directory(settings.HOME_ROOT, actor.username, canonical)
     else:
         source = _clean_path(actor, source_directory, "source_directory", "source directory")
-    entry = homes.DEFAULT_WSGI_ENTRY if wsgi_entry in (None, "") else _clean_wsgi_entry(wsgi_entry)
+    version = _clean_python_version(python_version)
+    venv = _clean_virtualenv(actor, virtualenv_path)
+    made = _starter(actor, canonical, source, template, default_source, version, bool(venv))
+    if made is not None and made.virtualenv and not venv:
+        venv = str(
+            homes.home_of(settings.HOME_ROOT, actor.username).resolve().joinpath(*made.virtualenv)
+        )
+    if wsgi_entry not in (None, ""):
+        entry = _clean_wsgi_entry(wsgi_entry)
+    else:
+        entry = made.wsgi_entry if made is not None else homes.DEFAULT_WSGI_ENTRY
     webapp = WebApp(
         owner=actor,
         domain=canonical,
         source_directory=str(source),
         wsgi_entry=entry,
-        python_version=_clean_python_version(python_version),
-        virtualenv_path=_clean_virtualenv(actor, virtualenv_path),
+        python_version=version,
+        virtualenv_path=venv,
         enabled=enabled,
         force_https=force_https,
         password_protection_enabled=password_protection_enabled,
@@ -233,31 +250,96 @@ def do_create_webapp(
             if force_https:
                 tls.publish_soon()
             starter = False
-            if default_source:
-                # Written inside the transaction so a failure rolls the app back; the write
-                # is idempotent (an existing wsgi.py is kept), so a retry is always safe.
-                try:
-                    starter = homes.write_starter_app(
-                        settings.HOME_ROOT,
-                        actor.username,
-                        canonical,
-                        uid=actor.uid or 0,
-                        gid=actor.gid or 0,
-                        node_socket=settings.NODE_CONTROL_SOCKET,
-                    )
-                except homes.PathError as exc:
-                    raise ActionError(
-                        f"cannot create {source}: {exc}", "source_directory"
-                    ) from None
-                except OSError as exc:
-                    raise ActionError(
-                        f"cannot create {source}: {exc.strerror}", "source_directory"
-                    ) from None
-            audit(actor, "webapp.create", AuditEvent.Outcome.OK, canonical, origin, starter=starter)
+            if made is not None:
+                # Written inside the transaction so a failure rolls the app back; the writes
+                # are idempotent (existing names are kept), so a retry is always safe.
+                starter = _write_starter(actor, webapp, made, source)
+            audit(
+                actor, "webapp.create", AuditEvent.Outcome.OK, canonical, origin,
+                starter=starter, template=made_name(template, default_source),
+            )  # fmt: skip
     except IntegrityError:
         # Two creates raced past the check above; the unique index decided.
         raise _taken(domain, canonical) from None
     return webapp
+
+
+def made_name(template: object, default_source: bool) -> str:
+    """The template an app is made from: the one asked for, else "wsgi" in the default source
+    directory (the starter), else "" (the owner's own code)."""
+    if template not in (None, ""):
+        return str(template)
+    return "wsgi" if default_source else ""
+
+
+def _template_interpreter(version: str) -> str:
+    """The node's interpreter of ``version`` that a template's virtualenv links to: from
+    ``NODE_PYTHONS``, else the panel's own base interpreter for its own version."""
+    configured = pythons.parse_pythons(settings.NODE_PYTHONS)
+    if version in configured:
+        return os.path.realpath(configured[version])
+    if version == pythons.own_version():
+        return os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    raise ActionError(
+        f"the panel does not know where the nodes' Python {version} is, to make the template's "
+        "virtualenv with it (NODE_PYTHONS)",
+        "python_version",
+    )
+
+
+def _starter(
+    actor: User,
+    domain: str,
+    source: Path,
+    template: object,
+    default_source: bool,
+    version: str,
+    own_venv: bool,
+) -> starters.Starter | None:
+    name = made_name(template, default_source)
+    if not name:
+        return None
+    try:
+        name = starters.check_template(name)
+        home = homes.home_of(settings.HOME_ROOT, actor.username).resolve()
+        version = version or pythons.own_version()
+        made = starters.starter(
+            name,
+            domain=domain,
+            source=source.relative_to(home).parts,
+            interpreter="" if name == "wsgi" else _template_interpreter(version),
+            python_version=version,
+            platform_site=pythons.platform_site(
+                settings.PLATFORM_PACKAGES_DIR, settings.PLATFORM_PACKAGES
+            ),
+        )
+    except starters.StarterError as exc:
+        raise ActionError(str(exc), "template") from None
+    if own_venv and made.virtualenv:  # the owner's virtualenv instead of the template's
+        inside = made.virtualenv
+        kept = tuple(e for e in made.entries if e.parts[: len(inside)] != inside)
+        made = starters.Starter(kept, made.wsgi_entry, (), made.static)
+    return made
+
+
+def _write_starter(actor: User, webapp: WebApp, made: starters.Starter, source: Path) -> bool:
+    home = homes.home_of(settings.HOME_ROOT, actor.username).resolve()
+    try:
+        written = homes.write_home_entries(
+            settings.HOME_ROOT,
+            actor.username,
+            made.entries,
+            uid=actor.uid or 0,
+            gid=actor.gid or 0,
+            node_socket=settings.NODE_CONTROL_SOCKET,
+        )
+    except homes.PathError as exc:
+        raise ActionError(f"cannot create {source}: {exc}", "source_directory") from None
+    except OSError as exc:
+        raise ActionError(f"cannot create {source}: {exc.strerror}", "source_directory") from None
+    for url, parts in made.static:
+        StaticFileMapping.objects.create(webapp=webapp, url=url, path=str(home.joinpath(*parts)))
+    return bool(written)
 
 
 def _taken(typed: object, canonical: str) -> ActionError:

@@ -14,19 +14,42 @@ def _python_choices(current: str = "") -> list[tuple[str, str]]:
     return [("", "the node's own"), *((v, f"Python {v}") for v in offered)]
 
 
+TEMPLATE_CHOICES = [
+    ("wsgi", "Plain WSGI (a wsgi.py to start from)"),
+    ("flask", "Flask (a Flask app and its virtualenv)"),
+    ("django", "Django (a project, its virtualenv and /static/)"),
+    ("", "My own code (nothing written but a starter wsgi.py in a new directory)"),
+]
+
+
 class WebAppCreateForm(forms.Form):
     domain_name = forms.CharField(max_length=300, label="Domain")
+    template = forms.ChoiceField(
+        choices=TEMPLATE_CHOICES,
+        initial="wsgi",
+        required=False,
+        label="Start from",
+        widget=forms.RadioSelect,
+        help_text="Written into the source directory (files already there are kept).",
+    )
     source_directory = forms.CharField(
         max_length=4096,
         required=False,
-        help_text="Leave empty for a new directory named after the domain in your home, "
-        "with a starter wsgi.py.",
+        help_text="Leave empty for a new directory named after the domain in your home.",
     )
     wsgi_entry = forms.CharField(
-        max_length=200, required=False, initial="wsgi:application", label="WSGI entry"
+        max_length=200,
+        required=False,
+        label="WSGI entry",
+        help_text="Leave empty for the template's (wsgi:application; Django: "
+        "mysite.wsgi:application).",
     )
     python_version = forms.ChoiceField(required=False, label="Python version")
-    virtualenv_path = forms.CharField(max_length=4096, required=False)
+    virtualenv_path = forms.CharField(
+        max_length=4096,
+        required=False,
+        help_text="Leave empty for the template's own (Flask and Django: ~/.virtualenvs/<domain>).",
+    )
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

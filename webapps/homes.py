@@ -16,6 +16,7 @@ saves, the node can start.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from webapps.node import homefs
@@ -24,12 +25,14 @@ from webapps.node.spec import DEFAULT_WSGI_ENTRY, InvalidWsgiEntry, check_wsgi_e
 
 __all__ = [
     "DEFAULT_WSGI_ENTRY",
+    "HomeEntry",
     "PathError",
     "clean_static_directory",
     "clean_wsgi_entry",
     "default_source_directory",
     "home_of",
     "resolve_inside_home",
+    "write_home_entries",
     "write_starter_app",
 ]
 
@@ -129,6 +132,66 @@ def clean_wsgi_entry(raw: object) -> str:
         raise PathError(str(exc)) from None
 
 
+@dataclass(frozen=True)
+class HomeEntry:
+    """One thing to create in a home: a file with ``content``, a symbolic link to ``link_to``,
+    or (``directory``) a directory. ``parts``: its path from the home, one name each."""
+
+    parts: tuple[str, ...]
+    content: str = ""
+    link_to: str | None = None
+    directory: bool = False
+
+
+def write_home_entries(
+    home_root: Path,
+    username: str,
+    entries: list[HomeEntry] | tuple[HomeEntry, ...],
+    *,
+    uid: int = 0,
+    gid: int = 0,
+    node_socket: str = "",
+) -> int:
+    """Create each entry unless its name exists (kept as it is); how many were made.
+
+    Written as the owner (``uid``/``gid``) and never through a symlink: one planted anywhere on
+    the way raises ``PathError``. ``node_socket``: the node's control socket, which writes them
+    when this process is not root.
+    """
+    made = 0
+    try:
+        for entry in entries:
+            if node_socket and os.geteuid() != 0:
+                request: dict = {"op": "home_file", "owner": username, "uid": uid, "gid": gid}
+                request["path"] = list(entry.parts)
+                if entry.directory:
+                    request["directory"] = True
+                elif entry.link_to is not None:
+                    request["link_to"] = entry.link_to
+                else:
+                    request["content"] = entry.content
+                answer = call(node_socket, request, timeout=10.0)
+                if answer.get("status") != "OK":
+                    raise PathError(str(answer.get("message") or f"unexpected answer: {answer}"))
+                made += bool(answer.get("written"))
+            elif entry.directory:
+                made += homefs.make_directory(home_root, username, entry.parts, uid=uid, gid=gid)
+            elif entry.link_to is not None:
+                made += homefs.make_symlink(
+                    home_root, username, entry.parts, entry.link_to, uid=uid, gid=gid
+                )
+            else:
+                made += homefs.write_new_file(
+                    Path(home_root), username, entry.parts, entry.content.encode(),
+                    uid=uid, gid=gid,
+                )  # fmt: skip
+    except homefs.HomePathRefused as exc:
+        raise PathError(str(exc)) from None
+    except ControlError as exc:
+        raise PathError(f"the node could not write into the home: {exc}") from None
+    return made
+
+
 def write_starter_app(
     home_root: Path,
     username: str,
@@ -139,29 +202,9 @@ def write_starter_app(
 ) -> bool:
     """Create ``~/<directories...>/wsgi.py`` (a starter app) unless one is there; True if written.
 
-    Written as the owner (``uid``/``gid``) and never through a symlink: one planted anywhere on
-    the way raises ``PathError`` and nothing is written. ``node_socket``: the node's control
-    socket, which writes it when this process is not root.
+    As ``write_home_entries``: as the owner, never through a symlink.
     """
-    parts = [*directories, "wsgi.py"]
-    try:
-        if node_socket and os.geteuid() != 0:
-            request = {
-                "op": "home_file",
-                "owner": username,
-                "uid": uid,
-                "gid": gid,
-                "path": parts,
-                "content": STARTER_WSGI,
-            }
-            answer = call(node_socket, request, timeout=10.0)
-            if answer.get("status") != "OK":
-                raise PathError(str(answer.get("message") or f"unexpected answer: {answer}"))
-            return bool(answer.get("written"))
-        return homefs.write_new_file(
-            Path(home_root), username, parts, STARTER_WSGI.encode(), uid=uid, gid=gid
-        )
-    except homefs.HomePathRefused as exc:
-        raise PathError(str(exc)) from None
-    except ControlError as exc:
-        raise PathError(f"the node could not write the starter app: {exc}") from None
+    entry = HomeEntry((*directories, "wsgi.py"), STARTER_WSGI)
+    return bool(
+        write_home_entries(home_root, username, [entry], uid=uid, gid=gid, node_socket=node_socket)
+    )

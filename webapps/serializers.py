@@ -66,6 +66,13 @@ class WebAppInputSerializer(StrictInputSerializer):
 
 class WebAppCreateSerializer(WebAppInputSerializer):
     domain_name = StrictCharField(max_length=300)
+    template = StrictCharField(
+        required=False,
+        allow_blank=True,
+        max_length=16,
+        help_text="A project written into the source directory: wsgi, flask or django "
+        "(default: the wsgi starter in the default source directory).",
+    )
     source_directory = StrictCharField(required=False, allow_blank=True, max_length=4096)
     wsgi_entry = StrictCharField(required=False, allow_blank=True, max_length=200)
 

@@ -74,11 +74,12 @@ def webapp_list(request: HttpRequest, username: str) -> HttpResponse:
                 wsgi_entry=form.cleaned_data["wsgi_entry"],
                 python_version=form.cleaned_data["python_version"],
                 virtualenv_path=form.cleaned_data["virtualenv_path"],
+                template=form.cleaned_data["template"],
             )
         except actions.ActionError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
         else:
-            messages.success(request, f"Created {webapp.domain_display}.")
+            messages.success(request, f"Created {webapp.domain_display}: press Reload to start it.")
             return redirect("webapp-list", username=request.user.username)
     webapps = list(WebApp.objects.filter(owner=request.user).select_related("owner"))
     status = 400 if request.method == "POST" else 200

@@ -2,11 +2,14 @@
 PythonAnywhere's web app object, and the bad input fuzzing found."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
 from panel.accounts.models import AuditEvent
+from tests.support import child_env, repo_root
 from webapps.models import WebApp
 
 pytestmark = pytest.mark.django_db
@@ -185,6 +188,30 @@ def test_the_default_python_versions_are_the_nodes_own():
     own = f"{sys.version_info[0]}.{sys.version_info[1]}"
 
     assert [own] == panel.settings.PYTHON_VERSIONS
+
+
+def _settings_in_child(**env: str) -> subprocess.CompletedProcess:
+    code = "import panel.settings as s; print(','.join(s.PYTHON_VERSIONS))"
+    child = child_env(DJANGO_SETTINGS_MODULE="panel.settings", **env)
+    child.pop("PYTHON_VERSIONS", None)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=repo_root(), env=child, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_the_python_versions_offered_default_to_those_the_nodes_are_given():
+    done = _settings_in_child(
+        NODE_PYTHONS="3.12=/opt/py/bin/python3.12, 3.13=/opt/py/bin/python3.13"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "3.12,3.13"
+
+
+def test_a_malformed_node_pythons_setting_stops_the_panel_naming_the_entry():
+    done = _settings_in_child(NODE_PYTHONS="3.12:/usr/bin/python3.12")
+    assert done.returncode != 0
+    assert "NODE_PYTHONS: '3.12:/usr/bin/python3.12' is not <version>=<interpreter>" in done.stderr
 
 
 # --- a PATCH that changes nothing ------------------------------------------------------------

@@ -125,3 +125,78 @@ def write_new_file(
         return True
     finally:
         os.close(fd)
+
+
+def make_symlink(
+    home_root: Path,
+    username: str,
+    parts: list[str] | tuple[str, ...],
+    target: str,
+    *,
+    uid: int = 0,
+    gid: int = 0,
+) -> bool:
+    """Create the symbolic link ``~/<parts...>`` -> ``target`` unless the name exists (False).
+
+    The directories on the way are walked and made as in ``write_new_file``; the link itself
+    is the owner's. What it points to is not followed, now or here: a link is only a name, and
+    the owner could make any link of their own (a virtualenv's ``bin/python``).
+    """
+    if not parts:
+        raise HomePathRefused("no link name given")
+    if not isinstance(target, str) or not target or "\0" in target:
+        raise HomePathRefused(f"{target!r} is not a link target")
+    names = [_check_part(p) for p in parts]
+    fd = open_home(home_root, username, uid=uid, gid=gid)
+    shown = f"~{username.lower()}"
+    try:
+        for name in names[:-1]:
+            shown += "/" + name
+            child = _open_child_dir(fd, name, shown, uid=uid, gid=gid)
+            os.close(fd)
+            fd = child
+        try:
+            os.symlink(target, names[-1], dir_fd=fd)
+        except FileExistsError:
+            return False
+        if os.geteuid() == 0 and uid > 0:
+            os.chown(names[-1], uid, gid, dir_fd=fd, follow_symlinks=False)
+        return True
+    finally:
+        os.close(fd)
+
+
+def make_directory(
+    home_root: Path,
+    username: str,
+    parts: list[str] | tuple[str, ...],
+    *,
+    uid: int = 0,
+    gid: int = 0,
+) -> bool:
+    """Create the directory ``~/<parts...>`` (and those on the way) as the owner; False when it
+    was there already. A symlink on the way raises ``HomePathRefused``."""
+    if not parts:
+        raise HomePathRefused("no directory name given")
+    names = [_check_part(p) for p in parts]
+    fd = open_home(home_root, username, uid=uid, gid=gid)
+    shown = f"~{username.lower()}"
+    try:
+        for name in names[:-1]:
+            shown += "/" + name
+            child = _open_child_dir(fd, name, shown, uid=uid, gid=gid)
+            os.close(fd)
+            fd = child
+        try:
+            os.mkdir(names[-1], DIR_MODE, dir_fd=fd)
+        except FileExistsError:
+            made = False
+        else:
+            made = True
+        shown += "/" + names[-1]
+        os.close(_open_child_dir(fd, names[-1], shown, uid=uid, gid=gid))  # not a link
+        if made and os.geteuid() == 0 and uid > 0:
+            os.chown(names[-1], uid, gid, dir_fd=fd, follow_symlinks=False)
+        return made
+    finally:
+        os.close(fd)

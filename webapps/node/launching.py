@@ -21,7 +21,7 @@ from pathlib import Path
 
 from webapps.node import homefs, sandbox
 from webapps.node.cgroups import Limits, OwnerGroups
-from webapps.node.spec import GUNICORN_CONF, AppSpec, SourceRefused, owner_home, python_for
+from webapps.node.spec import GUNICORN_CONF, AppSpec, SourceRefused, owner_home
 
 
 @dataclass(frozen=True)
@@ -69,9 +69,15 @@ def plan_launch(
     home_root: Path,
     fds: tuple[int, ...],
     isolated: Isolated | None,
+    python: str,
+    server_path: str = "",
+    shared: tuple[str, ...] = (),
 ) -> Plan:
-    """The launch of ``argv``; ``SourceRefused`` for an app that may not run as it is, other
-    ``ValueError``/``OSError``/``RuntimeError`` when its sandbox cannot be prepared."""
+    """The launch of ``argv`` (run by ``python``, with the node's gunicorn copy at
+    ``server_path`` and the platform's package sets ``shared``, read-only in a sandbox).
+
+    ``SourceRefused`` for an app that may not run as it is, other ``ValueError``/``OSError``/
+    ``RuntimeError`` when its sandbox cannot be prepared."""
     directory = socket.parent
     if isolated is None:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -100,7 +106,9 @@ def plan_launch(
     cgroups = isolated.groups.ensure(group) if isolated.groups is not None else ()
     read_only = (
         str(GUNICORN_CONF),
-        *(p for p in sandbox.python_paths(python_for(spec)) if not Path(p).is_relative_to(home)),
+        *((server_path,) if server_path else ()),
+        *(p for p in shared if Path(p).is_dir()),
+        *(p for p in sandbox.python_paths(python) if not Path(p).is_relative_to(home)),
     )
     box = sandbox.SandboxSpec(
         uid=uid,

@@ -148,23 +148,38 @@ class Node:
         )
 
     def _home_file(self, request: dict) -> dict:
-        """Create a file in a user's home as its owner, never through a symlink (the panel's
-        starter app when the panel itself may not write into homes)."""
+        """Create a file (``link_to``: a symbolic link; ``directory``: a directory) in a user's
+        home as its owner,
+        never through a symlink (the panel's starter apps when the panel itself may not write
+        into homes)."""
         owner, path, content = request.get("owner"), request.get("path"), request.get("content")
+        link_to = request.get("link_to")  # a symbolic link instead of a file
         uid, gid = request.get("uid", 0), request.get("gid", 0)
         if not isinstance(owner, str) or not owner:
             raise BadRequest("'owner' must be a username")
         if not isinstance(path, list) or not all(isinstance(p, str) for p in path):
             raise BadRequest("'path' must be a list of names")
-        if not isinstance(content, str):
+        directory = request.get("directory", False) is True  # a directory instead of a file
+        if link_to is None and not directory and not isinstance(content, str):
             raise BadRequest("'content' must be a string")
+        if link_to is not None and not isinstance(link_to, str):
+            raise BadRequest("'link_to' must be a string")
         for value in (uid, gid):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise BadRequest("'uid' and 'gid' must be non-negative integers")
         try:
-            written = homefs.write_new_file(
-                self.supervisor.home_root, owner, path, content.encode(), uid=uid, gid=gid
-            )
+            if directory:
+                written = homefs.make_directory(
+                    self.supervisor.home_root, owner, path, uid=uid, gid=gid
+                )
+            elif link_to is not None:
+                written = homefs.make_symlink(
+                    self.supervisor.home_root, owner, path, link_to, uid=uid, gid=gid
+                )
+            else:
+                written = homefs.write_new_file(
+                    self.supervisor.home_root, owner, path, content.encode(), uid=uid, gid=gid
+                )
         except homefs.HomePathRefused as exc:
             return {"status": "ERROR", "backend": self.name, "message": str(exc)}
         except OSError as exc:

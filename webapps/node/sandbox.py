@@ -78,7 +78,8 @@ FORWARDED = (
     signal.SIGWINCH,
 )
 START_TIMEOUT = 10.0  # bwrap reporting its child
-_INFO_MAX = 4096  # bwrap's info JSON is a few dozen bytes
+_INFO_MAX = 4096
+_MAX_PYVENV_BYTES = 64 * 1024  # bwrap's info JSON is a few dozen bytes
 
 
 class SandboxError(RuntimeError):
@@ -183,6 +184,21 @@ def host_layout() -> HostLayout:
     return HostLayout(tuple(symlinks), tuple(directories))
 
 
+def pyvenv(venv: Path) -> dict[str, str]:
+    """The keys of ``<venv>/pyvenv.cfg`` (lower-cased); {} when it is missing or unreadable."""
+    try:
+        with open(venv / "pyvenv.cfg", "rb") as stream:
+            text = stream.read(_MAX_PYVENV_BYTES).decode("utf-8", errors="replace")
+    except OSError:
+        return {}
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        key, equals, value = line.partition("=")
+        if equals:
+            values[key.strip().lower()] = value.strip()
+    return values
+
+
 def python_paths(python: str) -> tuple[str, ...]:
     """The directories an interpreter needs to run: its virtualenv and its base installation.
 
@@ -192,13 +208,11 @@ def python_paths(python: str) -> tuple[str, ...]:
     exe = Path(python)
     paths: list[Path] = []
     venv = exe.parent.parent
-    cfg = venv / "pyvenv.cfg"
-    if cfg.is_file():
+    if (venv / "pyvenv.cfg").is_file():
         paths.append(venv)
-        for line in cfg.read_text().splitlines():
-            key, _, value = line.partition("=")
-            if key.strip() == "home" and value.strip():
-                paths.append(Path(value.strip()).resolve().parent)
+        home = pyvenv(venv).get("home", "")
+        if home:
+            paths.append(Path(home).resolve().parent)
     real = exe.resolve()
     paths.append(real.parent.parent)
     out: list[str] = []

@@ -205,6 +205,10 @@ class NodeConfig:
     egress_deny: tuple[str, ...] = ()  # networks sandboxes may not reach (the control plane's)
     max_workers: int = 8
     max_threads: int = 8
+    # The Pythons apps may ask for: version -> interpreter (None: the node's own only)
+    pythons: dict[str, str] | None = None
+    # The platform's package sets, shared by the nodes of a host (None: none)
+    platform_packages: Path | None = None
 
     @property
     def control_socket(self) -> Path:
@@ -228,6 +232,8 @@ class NodeServer:
             isolated=config.isolated,
             max_workers=config.max_workers,
             max_threads=config.max_threads,
+            pythons=config.pythons,
+            platform_packages=config.platform_packages,
         )
         panel = panel_spec(
             node_name=config.name,

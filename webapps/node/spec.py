@@ -12,10 +12,11 @@ import hashlib
 import keyword
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from webapps.node import gunicorn_conf
+from webapps.node import gunicorn_conf, pythons
 
 # gunicorn settings every app gets; it runs in the app's own Python (maybe a virtualenv), so it
 # uses the standard library only.
@@ -34,6 +35,13 @@ _IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
 WSGI_ENTRY_PATTERN = rf"{_IDENTIFIER}(?:\.{_IDENTIFIER})*:{_IDENTIFIER}"
 WSGI_ENTRY_RE = re.compile(WSGI_ENTRY_PATTERN)
 WSGI_ENTRY_HELP = f"module:callable, for example {DEFAULT_WSGI_ENTRY} or mysite.wsgi:app"
+# How a user app's interpreter starts gunicorn: the node's server directory (the argument after
+# the code) goes to the *end* of sys.path, after everything site found, so the app's own
+# packages (a gunicorn of its virtualenv too) come first and the node's copy only fills in.
+SERVER_BOOT = (
+    "import sys; sys.path.append(sys.argv.pop(1)); sys.argv[0] = 'gunicorn'; "
+    "from gunicorn.app.wsgiapp import run; run()"
+)
 # Linux limits a unix socket path to 107 bytes.
 MAX_SOCKET_PATH = 107
 # A file name is at most 255 bytes; the longest log suffix is ".access.log".
@@ -114,6 +122,9 @@ class AppSpec:
     wsgi_entry: str = DEFAULT_WSGI_ENTRY
     owner: str = ""  # username; the source must lie in HOME_ROOT/<owner lower-cased>/
     virtualenv_path: str = ""
+    # "3.12": run under the node's Python 3.12 (``pythons``), and a virtualenv must be made with
+    # it; "": the virtualenv's own Python, or the node's.
+    python_version: str = ""
     # The panel itself runs as a system app: the node's Python and environment, no home check.
     system: bool = False
     extra_env: tuple[tuple[str, str], ...] = field(default=())
@@ -202,9 +213,32 @@ def check_source(spec: AppSpec, home_root: Path) -> Path:
                 f"refused to start: virtualenv {venv} resolves to {venv_resolved}, "
                 f"outside the owner's home {home}"
             )
-        if not (venv_resolved / "bin" / "python").exists():
-            raise SourceRefused(f"virtualenv {venv} has no bin/python")
+        check_virtualenv(venv_resolved, spec.python_version, shown=venv)
     return resolved
+
+
+def check_virtualenv(venv: Path, asked: str, *, shown: Path | None = None) -> None:
+    """``SourceRefused`` naming the problem when the virtualenv cannot run the app: made with
+    another Python than ``asked`` (pyvenv.cfg), or with a Python this machine does not have."""
+    shown = shown or venv
+    cfg = pythons.pyvenv(venv)
+    made_with = pythons.venv_version(venv, cfg)
+    if asked and made_with and made_with != asked:
+        raise SourceRefused(
+            f"refused to start: virtualenv {shown} was made with Python {made_with}, but the "
+            f"app asks for Python {asked}; make it anew with python{asked} -m venv {shown}, "
+            f"or set the app's Python version to {made_with}"
+        )
+    python = venv / "bin" / "python"
+    if not python.exists():  # a dangling link: its base interpreter is not on this machine
+        base = cfg.get("home", "")
+        if python.is_symlink() or base:
+            with_what = f"Python {made_with or '?'} from {base or python.readlink()}"
+            raise SourceRefused(
+                f"refused to start: virtualenv {shown} was made with {with_what}, which this "
+                f"node does not have; make it anew with one of the node's Pythons"
+            )
+        raise SourceRefused(f"virtualenv {shown} has no bin/python")
 
 
 def owner_home(spec: AppSpec, home_root: Path) -> Path:
@@ -218,9 +252,25 @@ def _home(spec: AppSpec, home_root: Path) -> Path:
     return (home_root / spec.owner.lower()).resolve()
 
 
-def python_for(spec: AppSpec) -> str:
-    if spec.virtualenv_path and not spec.system:
+def python_for(spec: AppSpec, available: Mapping[str, str] | None = None) -> str:
+    """The interpreter of the app's process: its virtualenv's, else the node's Python of its
+    ``python_version`` (``available``: version -> interpreter), else the node's own.
+
+    ``SourceRefused`` for a version the node does not have.
+    """
+    if spec.system:
+        return sys.executable
+    if spec.virtualenv_path:
         return str(Path(spec.virtualenv_path) / "bin" / "python")
+    if spec.python_version:
+        if available is None:
+            available = {pythons.own_version(): sys.executable}
+        if spec.python_version not in available:
+            raise SourceRefused(
+                f"refused to start: Python {spec.python_version} is not on this node; it has "
+                f"{', '.join(available) or 'none'}"
+            )
+        return available[spec.python_version]
     return sys.executable
 
 
@@ -231,9 +281,19 @@ def gunicorn_argv(
     access_fd: int,
     timeout: int,
     graceful_timeout: int,
+    python: str = "",
+    server_path: str = "",
 ) -> list[str]:
+    """gunicorn's command line under ``python`` (default ``python_for(spec)``). With
+    ``server_path`` (``pythons.server_packages``), a user app's interpreter adds it to the end of
+    ``sys.path`` before it starts gunicorn (``SERVER_BOOT``), so a virtualenv without gunicorn
+    runs on the node's."""
+    python = python or python_for(spec)
+    start = (
+        ["-c", SERVER_BOOT, server_path] if server_path and not spec.system else ["-m", "gunicorn"]
+    )
     argv = [
-        python_for(spec), "-m", "gunicorn",
+        python, *start,
         "--config", str(GUNICORN_CONF),
         "--bind", f"unix:{socket}",
         "--workers", str(spec.workers),

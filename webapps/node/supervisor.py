@@ -23,12 +23,14 @@ import dataclasses
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from webapps.node import logs as applogs
+from webapps.node import pythons as node_pythons
 from webapps.node.launching import Isolated, plan_launch
 from webapps.node.outcome import Result
 from webapps.node.sandbox import LAUNCH_FAILED
@@ -39,6 +41,7 @@ from webapps.node.spec import (
     app_env,
     check_source,
     gunicorn_argv,
+    python_for,
     socket_path,
 )
 from webapps.node.state import AppState, OnReload, OnRequest, Phase
@@ -172,6 +175,8 @@ class Supervisor:
         isolated: Isolated | None = None,
         max_workers: int = 8,
         max_threads: int = 8,
+        pythons: dict[str, str] | None = None,
+        platform_packages: Path | None = None,
     ) -> None:
         self.run_dir = run_dir
         self.log_dir = log_dir
@@ -192,8 +197,15 @@ class Supervisor:
         self._apps: dict[str, _App] = {}
         self._tasks: set[asyncio.Task] = set()
         self._closing = False  # stop_all began: nothing may start any more
+        # The interpreters an app's python_version picks from (default: the node's own), and
+        # the node's gunicorn for virtualenvs that have none (``webapps.node.pythons``).
+        self.pythons = dict(pythons or {node_pythons.own_version(): sys.executable})
         (run_dir / "apps").mkdir(parents=True, exist_ok=True)
         log_dir.mkdir(parents=True, exist_ok=True)
+        self.server_path = node_pythons.server_packages(run_dir / "server", self.pythons)
+        # The platform's package sets (PLATFORM_PACKAGES_DIR): read-only in every sandbox, for
+        # the virtualenvs that name one (the Django and Flask templates).
+        self.platform_packages = platform_packages
         self._kill_stale_groups()
 
     # --- public API ------------------------------------------------------------------------
@@ -237,6 +249,13 @@ class Supervisor:
         """Gracefully restart the app's process with fresh code, if it runs here."""
         started = self.clock()
         app = self._apps.get(spec.name)
+        if app is None or app.state.phase not in _SERVING:
+            # Nothing to restart here; settings that cannot start are said now, not at the
+            # next request (a virtualenv of another Python, a missing directory...).
+            refused = self._refusal(spec)
+            if refused:
+                self._app(spec).error.line(refused)
+                return self._failed(started, refused, self.error_tail(spec.name))
         if app is None:
             return _not_running()
         if app.spec != spec and app.state.phase in (Phase.RUNNING, Phase.RELOADING):
@@ -357,6 +376,15 @@ class Supervisor:
     def _unavailable(self, app: _App) -> AppUnavailable:
         return AppUnavailable(app.spec.name, app.state.last_error or "it failed", self._err(app))
 
+    def _refusal(self, spec: AppSpec) -> str:
+        """Why the app may not start as it is set up now ("" when it may)."""
+        try:
+            check_source(spec, self.home_root)
+            python_for(spec, self.pythons)
+        except SourceRefused as exc:
+            return str(exc)
+        return ""
+
     def _spawn_task(self, coro) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
@@ -393,9 +421,11 @@ class Supervisor:
         spec = app.spec
         try:
             cwd = check_source(spec, self.home_root)
+            python = python_for(spec, self.pythons)
         except SourceRefused as exc:
             app.error.line(str(exc))
             app.server.line(str(exc))
+            app.capture = bytearray(f"{exc}\n".encode())  # what this start wrote to the log
             if app.state.phase == Phase.STARTING:
                 app.state.on_start_failed(self.clock(), str(exc))
             app.notify()
@@ -413,6 +443,8 @@ class Supervisor:
                 access_fd=w_acc,
                 timeout=self.request_timeout,
                 graceful_timeout=max(1, int(self.stop_timeout) - 2),
+                python=python,
+                server_path=str(self.server_path),
             )
             env = app_env(
                 spec,
@@ -430,6 +462,9 @@ class Supervisor:
                 home_root=self.home_root,
                 fds=(w_acc, w_ready, generation_fd),
                 isolated=self.isolated,
+                python=python,
+                server_path=str(self.server_path),
+                shared=(str(self.platform_packages),) if self.platform_packages else (),
             )
             process = await asyncio.create_subprocess_exec(
                 *plan.argv,

@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import uuid
 from pathlib import Path
@@ -79,6 +80,10 @@ def get_unix_response(
 
 # Real node processes
 
+# The platform's package set (PLATFORM_PACKAGES), shared by the nodes of one host: one for every
+# test's nodes, made by the first (sets are named by the versions in them, so it never goes stale).
+PLATFORM_PACKAGES_DIR = Path(tempfile.gettempdir()) / f"hosting-test-packages-{os.getuid()}"
+
 MANAGE = str(repo_root() / "manage.py")
 
 
@@ -96,6 +101,7 @@ def platform_env(workdir: Path, database: Path, **extra: str) -> dict[str, str]:
         REDIS_PREFIX=f"test-{uuid.uuid4().hex[:8]}:",
         DJANGO_SETTINGS_MODULE="panel.settings",
         LOG_LEVEL="WARNING",
+        PLATFORM_PACKAGES_DIR=str(PLATFORM_PACKAGES_DIR),
         **extra,
     )
 

@@ -56,3 +56,12 @@ def test_sigterm_stops_every_app_process(one_node):
 def test_a_bad_option_is_refused_naming_the_value(args, problem):
     with pytest.raises(CommandError, match=re.escape(problem)):
         call_command("runnode", *args)
+
+
+def test_a_node_python_that_does_not_run_stops_the_node_naming_it(settings):
+    settings.NODE_PYTHONS = "3.12=/nonexistent/bin/python3.12"
+    problem = (
+        "NODE_PYTHONS: the interpreter of Python 3.12, /nonexistent/bin/python3.12, does not run"
+    )
+    with pytest.raises(CommandError, match=re.escape(problem)):
+        call_command("runnode", "--name", "b1")

@@ -168,10 +168,15 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         from webapps.node import launching, sandbox
+        from webapps.node import pythons as node_pythons
         from webapps.node.cgroups import Limits, MiB
         from webapps.node.server import NodeConfig, NodeServer
 
         name = options["name"]
+        try:  # checked before anything of the host is touched
+            pythons = node_pythons.pythons_for(settings.NODE_PYTHONS)
+        except ValueError as exc:
+            raise CommandError(f"NODE_PYTHONS: {exc}") from None
         try:
             isolated, in_force = launching.prepare(
                 name,
@@ -190,6 +195,21 @@ class Command(BaseCommand):
             )
         except (sandbox.IsolationUnavailable, ValueError, OSError) as exc:
             raise CommandError(str(exc)) from None
+        in_force = (*in_force, f"pythons: {node_pythons.describe(pythons)}")
+        missing = [v for v in settings.PYTHON_VERSIONS if v not in pythons]
+        if missing:
+            in_force = (
+                *in_force,
+                f"warning: PYTHON_VERSIONS offers {', '.join(missing)}, which this node does "
+                "not have (NODE_PYTHONS); apps asking for it will not start here",
+            )
+        try:
+            platform = node_pythons.platform_packages(
+                settings.PLATFORM_PACKAGES_DIR, settings.PLATFORM_PACKAGES
+            )
+        except OSError as exc:
+            raise CommandError(f"PLATFORM_PACKAGES_DIR: {exc}") from None
+        in_force = (*in_force, f"platform packages: {platform or 'none'}")
         log_dir = _path(options["log_dir"]) or settings.VAR_DIR / "log" / name
         if isolated is not None:
             grant_panel_access(isolated.panel_uid, isolated.panel_gid, log_dir)
@@ -223,6 +243,8 @@ class Command(BaseCommand):
             max_workers=settings.NODE_MAX_WORKERS_PER_APP,
             max_threads=settings.NODE_MAX_THREADS_PER_APP,
             trusted_keys=() if options["no_routes"] else _trusted_keys(),
+            pythons=pythons,
+            platform_packages=settings.PLATFORM_PACKAGES_DIR if platform else None,
         )
         try:
             server = NodeServer(config, lookup=webapp_spec)
@@ -264,6 +286,7 @@ def webapp_spec(domain: str) -> AppSpec | None:
         wsgi_entry=app.wsgi_entry,
         owner=app.owner.username,
         virtualenv_path=str(getattr(app, "virtualenv_path", "") or ""),
+        python_version=app.python_version,
         uid=app.owner.uid or 0,
         gid=app.owner.gid or 0,
         enabled=app.enabled,

@@ -57,6 +57,8 @@ class NodeResolver:
         )
         self.inflight: Counter[str] = Counter()
         self._drained: dict[str, asyncio.Event] = {}
+        # The supervisor stops an app to make room only when nothing is in flight for it.
+        node.supervisor.busy = lambda name: self.inflight.get(name, 0) > 0
 
     def __call__(self, head, client: Client) -> Route | Coroutine[Any, Any, Route]:
         """A ``Route`` at once when nothing must wait (the common case), else a coroutine.
@@ -122,7 +124,7 @@ class NodeResolver:
         try:
             sock = await self.node.supervisor.socket_for(spec)
         except AppUnavailable as exc:
-            return self._answer(502, pages.app_unavailable(exc.name, exc.reason))
+            return self._answer(exc.status, pages.app_unavailable(exc.name, exc.reason))
         return self._forward(key, sock)
 
     def _forward(self, key: str, sock: str) -> Route:
@@ -152,6 +154,7 @@ class NodeResolver:
         self.inflight[key] -= 1
         if self.inflight[key] <= 0:
             del self.inflight[key]
+            self.node.supervisor.request_done(key)
             event = self._drained.pop(key, None)
             if event is not None:
                 event.set()
@@ -205,6 +208,9 @@ class NodeConfig:
     egress_deny: tuple[str, ...] = ()  # networks sandboxes may not reach (the control plane's)
     max_workers: int = 8
     max_threads: int = 8
+    # User apps with a process at once (the least recently used idle one is stopped for a new
+    # one); None: no cap.
+    max_running: int | None = 50
 
     @property
     def control_socket(self) -> Path:
@@ -228,6 +234,7 @@ class NodeServer:
             isolated=config.isolated,
             max_workers=config.max_workers,
             max_threads=config.max_threads,
+            max_running=config.max_running,
         )
         panel = panel_spec(
             node_name=config.name,

@@ -103,9 +103,7 @@ def admit(*, position: int, holding: int, stopping: int, cap: int | None) -> Adm
     return Admit.EVICT
 
 
-def victim(
-    running: Iterable[tuple[str, float, bool]], *, allow_busy: bool = False
-) -> str | None:
+def victim(running: Iterable[tuple[str, float, bool]], *, allow_busy: bool = False) -> str | None:
     """The app to stop for a slot, of ``(name, last_used, busy)`` for every RUNNING app that may
     be stopped: the least recently used idle one; a busy one (requests in flight) only when
     ``allow_busy`` and none is idle. None when there is none to stop."""
@@ -146,9 +144,7 @@ class AppState:
 
     def wants_start(self, now: float) -> bool:
         """A request now would start a process (``on_request`` would answer START)."""
-        return self.phase == Phase.STOPPED or (
-            self.phase == Phase.BACKOFF and now >= self.retry_at
-        )
+        return self.phase == Phase.STOPPED or (self.phase == Phase.BACKOFF and now >= self.retry_at)
 
     # --- requests ------------------------------------------------------------------------
     def on_request(self, now: float) -> OnRequest:

@@ -475,8 +475,8 @@ class Supervisor:
             )
             if chosen is not None:
                 self.evictions += 1
-                self._stop_soon(self._apps[chosen], f"making room for {name} (at most "
-                                f"{self.max_running} apps run at once; least recently used)")  # fmt: skip
+                reason = f"making room for {name} (least recently used of {self.max_running})"
+                self._stop_soon(self._apps[chosen], reason)
         return False
 
     def _stop_soon(self, app: _App, reason: str) -> None:

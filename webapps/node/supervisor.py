@@ -391,6 +391,9 @@ class Supervisor:
                     "generation": app.state.generation,
                     "failures": app.state.failures,
                     "last_error": app.state.last_error,
+                    # workers of the current generation that have imported the app (a start
+                    # serves from the first one; the others join as they are ready)
+                    "workers_ready": len(app.serving) if pid else 0,
                     "rss_bytes": rss,  # summed over its processes (shared pages counted in each)
                     "processes": processes,
                     "idle_seconds": round(max(0.0, self.clock() - app.state.last_used), 1)

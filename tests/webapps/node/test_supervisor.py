@@ -29,6 +29,14 @@ def spec_for(source, owner="alice", **kw) -> AppSpec:
     return AppSpec(name=source.name, source_directory=str(source), owner=owner, **kw)
 
 
+def every_worker_ready(sup, spec: AppSpec) -> None:
+    def ready():
+        (app,) = [a for a in sup.status() if a["name"] == spec.name]
+        return app["workers_ready"] == spec.workers
+
+    wait_until(ready, what=f"every worker of {spec.name}")
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -122,6 +130,9 @@ def test_an_import_error_on_reload_reports_the_traceback_and_fixing_it_recovers(
     source = write_app(home_root, "alice", "bad.apps.test", answer_app("good"))
     spec = spec_for(source)
     loop_thread.run(sup.socket_for(spec))
+    # A start serves from its first worker: let the second import the good code too (one that
+    # imported the broken code would stop gunicorn before the reload, as it does on any boot).
+    every_worker_ready(sup, spec)
     write_app(home_root, "alice", "bad.apps.test", BROKEN)
     outcome = loop_thread.run(sup.reload(spec))
     assert not outcome.ok

@@ -7,11 +7,12 @@ Sets up, in a temporary directory, ``--apps`` tiny WSGI apps of one owner and st
 (``NodeServer`` in a process of its own, the event loop runnode uses, a static app lookup: no
 database) that may run ``--cap`` of them at once, its apps as the node's own user.
 
-1. **Cold start.** ``--cold`` times, interleaved: the first request through the node to an app
-   that has never run (from sending it to the full answer), beside the peer: the same app's
-   gunicorn, run as a user would (``python -m gunicorn --workers 2 --bind unix:... wsgi:application``
-   in the app's directory, the node's worker count and class), timed from its exec until its first
-   answer (polled every millisecond). Prints p50/p99 of both and the ratio (target <= 1.3x).
+1. **Cold start.** ``--cold`` times, interleaved (alternating which goes first): the first
+   request through the node to an app that has never run (from sending it to the full answer),
+   beside the peer: the same app's gunicorn run as a user would (``python -m gunicorn --workers 2
+   --bind unix:... wsgi:application`` in the app's directory: the node's worker count and
+   class), timed from its exec until its first answer (polled every millisecond). Prints
+   p50/p99 of both and the ratio (target <= 1.3x).
 2. **Many apps.** ``--clients`` threads send requests round-robin over every app (each from its
    own offset, one connection per request) for ``--duration`` seconds. With more apps than the
    cap, round-robin is LRU's worst case: nearly every request is a cold start, and the node must

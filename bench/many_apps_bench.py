@@ -133,7 +133,9 @@ def gunicorn_first_answer(source: Path, workdir: Path, workers: int) -> float:
                 raise RuntimeError("the peer gunicorn did not answer")
             time.sleep(0.001)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)  # its other worker may still be booting
+        # Measured: kill it (its other worker may still be booting, and one that gets SIGTERM
+        # before it installed its handlers keeps a graceful stop waiting for 30 s).
+        os.killpg(process.pid, signal.SIGKILL)
         process.wait(20)
 
 

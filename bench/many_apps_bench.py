@@ -45,12 +45,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.support import free_port, port_open, wait_until  # noqa: E402
-from tests.webapps.node.support import write_app  # noqa: E402
+from tests.webapps.node.support import give_home, write_app  # noqa: E402
 from webapps.node.control import call  # noqa: E402
 from webapps.node.spec import AppSpec  # noqa: E402
 from webapps.node.supervisor import process_rss  # noqa: E402
 
 OWNER = "bencher"
+UID = 1_500_002  # the owner's uid with --isolated
 MiB = 1024 * 1024
 APP = """
     def application(environ, start_response):
@@ -67,6 +68,13 @@ def serve(config_file: str) -> int:
 
     cfg = json.loads(Path(config_file).read_text())
     specs = {domain: AppSpec(**fields) for domain, fields in cfg["apps"].items()}
+    isolated, in_force = None, ("isolation: off",)
+    if cfg["isolated"]:
+        from webapps.node import launching
+
+        isolated, in_force = launching.prepare(
+            "many", apps_share_node_user=False, panel_uid=999_999, panel_gid=999_999
+        )
     config = NodeConfig(
         name="many",
         host="127.0.0.1",
@@ -78,6 +86,8 @@ def serve(config_file: str) -> int:
         base_dir=ROOT,
         idle_timeout=None,
         max_running=cfg["cap"],
+        isolated=isolated,
+        in_force=in_force,
     )
     server = NodeServer(config, lookup=specs.get)
     try:
@@ -175,6 +185,12 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=40, help="seconds of round-robin load")
     parser.add_argument("--clients", type=int, default=8, help="concurrent client threads")
     parser.add_argument("--cold", type=int, default=20, help="cold starts to time (each side)")
+    parser.add_argument(
+        "--isolated",
+        action="store_true",
+        help="run the apps in their owner's sandbox, as a node does as root (default: as the "
+        "node's user, which is what the peer gunicorn runs as)",
+    )
     parser.add_argument("--serve", metavar="CONFIG", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -188,13 +204,17 @@ def main() -> int:
             domain = f"app{i}.many.bench" if i < args.apps else f"cold{i - args.apps}.many.bench"
             source = write_app(home, OWNER, domain, APP)
             apps[domain] = {"name": domain, "source_directory": str(source), "owner": OWNER}
+            if args.isolated:
+                apps[domain].update(uid=UID, gid=UID)
             if i >= args.apps:
                 cold.append((domain, source))
+        if args.isolated:
+            give_home(home / OWNER, UID)
         port = free_port()
         config = workdir / "node.json"
         config.write_text(json.dumps({
             "port": port, "apps": apps, "cap": args.cap, "run_dir": str(workdir / "r"),
-            "log_dir": str(workdir / "l"), "home_root": str(home),
+            "log_dir": str(workdir / "l"), "home_root": str(home), "isolated": args.isolated,
         }))  # fmt: skip
         output = (workdir / "node.out").open("w")
         node = subprocess.Popen(
@@ -204,7 +224,9 @@ def main() -> int:
         wait_until(lambda: port_open("127.0.0.1", port), 30, what="the bench node")
         control = str(workdir / "r" / "control.sock")
         workers = AppSpec(name="x", source_directory="/").workers
-        print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+        mode = "isolated (a sandbox per app)" if args.isolated else "run as the node's user"
+        load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+        print(f"load average at start: {load}; apps {mode}")
 
         # 1. cold starts, interleaved with the peer's
         ours, peer = [], []

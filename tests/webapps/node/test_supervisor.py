@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import wait_until
-from tests.webapps.node.support import answer_app, get_unix, write_app
+from tests.webapps.node.support import answer_app, every_worker_ready, get_unix, write_app
 from webapps.node.logs import DEFAULT_KEEP, tail
 from webapps.node.spec import AppSpec
 from webapps.node.supervisor import AppUnavailable
@@ -27,14 +27,6 @@ BROKEN = """
 
 def spec_for(source, owner="alice", **kw) -> AppSpec:
     return AppSpec(name=source.name, source_directory=str(source), owner=owner, **kw)
-
-
-def every_worker_ready(sup, spec: AppSpec) -> None:
-    def ready():
-        (app,) = [a for a in sup.status() if a["name"] == spec.name]
-        return app["workers_ready"] == spec.workers
-
-    wait_until(ready, what=f"every worker of {spec.name}")
 
 
 def alive(pid: int) -> bool:
@@ -132,7 +124,7 @@ def test_an_import_error_on_reload_reports_the_traceback_and_fixing_it_recovers(
     loop_thread.run(sup.socket_for(spec))
     # A start serves from its first worker: let the second import the good code too (one that
     # imported the broken code would stop gunicorn before the reload, as it does on any boot).
-    every_worker_ready(sup, spec)
+    every_worker_ready(lambda: sup.status()[0], spec.workers)
     write_app(home_root, "alice", "bad.apps.test", BROKEN)
     outcome = loop_thread.run(sup.reload(spec))
     assert not outcome.ok

@@ -287,6 +287,7 @@ def test_stopping_the_supervisor_leaves_no_process(supervisor_factory, home_root
     for domain in ("a.apps.test", "b.apps.test"):
         source = write_app(home_root, "alice", domain, answer_app(domain))
         loop_thread.run(sup.socket_for(spec_for(source)))
+        every_worker_ready(lambda domain=domain: _app(sup, domain))
     pids = [a["pid"] for a in sup.status()]
     workers = [w for pid in pids for w in _children(pid)]
     assert len(workers) == 4
@@ -295,6 +296,10 @@ def test_stopping_the_supervisor_leaves_no_process(supervisor_factory, home_root
     while time.monotonic() < deadline and any(alive(p) for p in pids + workers):
         time.sleep(0.05)
     assert [p for p in pids + workers if alive(p)] == []
+
+
+def _app(sup, name: str) -> dict:
+    return next(a for a in sup.status() if a["name"] == name)
 
 
 def _children(pid: int) -> list[int]:

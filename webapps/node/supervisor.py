@@ -442,6 +442,10 @@ class Supervisor:
                 )
             await self._wait(app.changed, deadline - self.clock())
 
+    def _app_changed(self) -> None:
+        if self._queue:  # only starts waiting for a slot look at other apps' changes
+            self._wake_slots()
+
     def _wake_slots(self) -> None:
         self._slots.set()
         self._slots = asyncio.Event()
@@ -497,7 +501,7 @@ class Supervisor:
                 access=applogs.RotatingLog(self.log_file(spec.name, "access"), self.log_max_bytes),
                 error=applogs.RotatingLog(self.log_file(spec.name, "error"), self.log_max_bytes),
                 server=applogs.RotatingLog(self.log_file(spec.name, "server"), self.log_max_bytes),
-                on_change=self._wake_slots,
+                on_change=self._app_changed,
             )
             self._apps[spec.name] = app
         return app

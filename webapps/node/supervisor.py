@@ -352,6 +352,12 @@ class Supervisor:
         await asyncio.gather(
             *(self._stop(app, "node shutting down") for app in self._apps.values())
         )
+        # Apps that were already on their way out (stopped for room, idle, failed to start) end
+        # in tasks of their own: let those see their process exit before they are cancelled.
+        deadline = self.clock() + self.stop_timeout + 5.0
+        for app in self._apps.values():
+            while app.process is not None and self.clock() < deadline:
+                await self._wait(app.changed, min(0.5, deadline - self.clock()))
         for task in list(self._tasks):
             task.cancel()
         for app in self._apps.values():

@@ -22,6 +22,16 @@ from webapps.node.spec import AppSpec
 
 CAP = 2
 APPS = 8
+# An app whose requests wait until a file named "gate" appears beside its code.
+GATED = """
+    import os, time
+    def application(environ, start_response):
+        gate = os.path.join(os.path.dirname(__file__), "gate")
+        while not os.path.exists(gate):
+            time.sleep(0.01)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"slow done"]
+"""
 
 
 def node_with(short_tmp, home_root, loop_thread, apps: dict[str, AppSpec], **options):
@@ -36,7 +46,7 @@ def node_with(short_tmp, home_root, loop_thread, apps: dict[str, AppSpec], **opt
         base_dir=Path.cwd(),
         idle_timeout=None,
         start_timeout=options.pop("start_timeout", 20.0),
-        stop_timeout=5.0,
+        stop_timeout=options.pop("stop_timeout", 5.0),
         **options,
     )
 
@@ -161,20 +171,7 @@ def _full(server, name):
 
 
 def test_a_busy_app_is_not_stopped_while_an_idle_one_can_be(make_node, home_root):
-    slow = write_app(
-        home_root,
-        "alice",
-        "slow.many.test",
-        """
-        import os, time
-        def application(environ, start_response):
-            gate = os.path.join(os.path.dirname(__file__), "gate")
-            while not os.path.exists(gate):
-                time.sleep(0.01)
-            start_response("200 OK", [("Content-Type", "text/plain")])
-            return [b"slow done"]
-        """,
-    )
+    slow = write_app(home_root, "alice", "slow.many.test", GATED)
     apps = {"slow.many.test": AppSpec(name="slow.many.test", source_directory=str(slow),
                                       owner="alice")}  # fmt: skip
     for name in ("idle", "third"):
@@ -194,6 +191,36 @@ def test_a_busy_app_is_not_stopped_while_an_idle_one_can_be(make_node, home_root
     (slow / "gate").write_text("")
     first.join(30)
     assert pending == [(200, "slow done")]
+
+
+def test_when_every_running_app_stays_busy_the_oldest_is_stopped_gracefully(make_node, home_root):
+    slow = write_app(home_root, "alice", "slow.many.test", GATED)
+    other = write_app(home_root, "alice", "other.many.test", answer_app("other"))
+    apps = {
+        "slow.many.test": AppSpec(name="slow.many.test", source_directory=str(slow), owner="alice"),
+        "other.many.test": AppSpec(
+            name="other.many.test", source_directory=str(other), owner="alice"
+        ),
+    }
+    config, server = make_node(apps, max_running=1, stop_timeout=6.0)  # graceful: 4 s
+    answers: dict[str, tuple[int, str]] = {}
+    first = threading.Thread(target=lambda: answers.update(slow=get(config.port, "slow.many.test")))
+    first.start()
+    wait_until(lambda: server.resolver.inflight.get("slow.many.test"), what="a request in flight")
+    second = threading.Thread(
+        target=lambda: answers.update(other=get(config.port, "other.many.test"))
+    )
+    second.start()
+    # After the stop timeout with the only running app busy, that app is asked to stop...
+    wait_until(lambda: _phase(server, "slow.many.test") == "stopping", 20, what="slow stopping")
+    (slow / "gate").write_text("")  # ...and its request in flight still finishes
+    first.join(30)
+    second.join(30)
+    assert answers == {"slow": (200, "slow done"), "other": (200, "other")}
+
+
+def _phase(server, name):
+    return next(a["phase"] for a in server.supervisor.status() if a["name"] == name)
 
 
 def test_requests_during_a_cold_start_wait_for_the_first_worker(make_node, home_root):

@@ -310,6 +310,14 @@ class Supervisor:
             return self._reloaded(
                 started, app, app.state.generation, "restarted with the new settings"
             )
+        if app.state.phase == Phase.RUNNING and len(app.serving) < self._bounded(spec).workers:
+            # A start serves from its first worker; the others may still be importing. Let them
+            # finish before the HUP, so that one failing (the code changed meanwhile) is this
+            # reload's failure, reported with its traceback, not a crash after it.
+            try:
+                await self._every_worker(app, started + self.reload_timeout)
+            except AppUnavailable as exc:
+                return self._failed(started, exc.reason, self._captured(app))
         app.spec = spec
         decision = app.state.on_reload()
         if decision == OnReload.NOT_RUNNING:

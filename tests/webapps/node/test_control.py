@@ -239,6 +239,7 @@ def test_a_failed_reload_names_the_exception_in_its_summary(node_control, home_r
     sup, specs, path, _ = node_control
     spec = add_app(specs, home_root, "fails.apps.test", "v1")
     loop_thread.run(sup.socket_for(spec))
+    every_worker_ready(lambda: sup.status()[0], spec.workers)
     write_app(home_root, "carol", "fails.apps.test", "import nonexistent_module_xyz\n")
     answer = client.reload("fails.apps.test", socket_path=str(path))
     assert (answer["status"], answer["result"]) == ("ERROR", "failed")

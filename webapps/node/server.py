@@ -193,6 +193,9 @@ class NodeConfig:
     reload_timeout: float = 30.0
     stop_timeout: float = 15.0
     request_timeout: int = 60
+    # User apps with a process at once (the least recently used idle one is stopped for a new
+    # one); None: no cap.
+    max_running: int | None = 50
     cache_seconds: float = 2.0
     expose_name: bool = True
     trusted_proxies: tuple[str, ...] = DEFAULT_TRUSTED_PROXIES
@@ -208,9 +211,6 @@ class NodeConfig:
     egress_deny: tuple[str, ...] = ()  # networks sandboxes may not reach (the control plane's)
     max_workers: int = 8
     max_threads: int = 8
-    # User apps with a process at once (the least recently used idle one is stopped for a new
-    # one); None: no cap.
-    max_running: int | None = 50
 
     @property
     def control_socket(self) -> Path:
@@ -231,10 +231,10 @@ class NodeServer:
             reload_timeout=config.reload_timeout,
             stop_timeout=config.stop_timeout,
             request_timeout=config.request_timeout,
+            max_running=config.max_running,
             isolated=config.isolated,
             max_workers=config.max_workers,
             max_threads=config.max_threads,
-            max_running=config.max_running,
         )
         panel = panel_spec(
             node_name=config.name,

@@ -178,6 +178,7 @@ class Supervisor:
         reload_timeout: float = 30.0,
         stop_timeout: float = 15.0,
         request_timeout: int = 60,
+        max_running: int | None = None,
         coalesce_window: float = 0.05,
         log_max_bytes: int = applogs.DEFAULT_MAX_BYTES,
         base_env: dict[str, str] | None = None,
@@ -185,7 +186,6 @@ class Supervisor:
         isolated: Isolated | None = None,
         max_workers: int = 8,
         max_threads: int = 8,
-        max_running: int | None = None,
     ) -> None:
         self.run_dir = run_dir
         self.log_dir = log_dir

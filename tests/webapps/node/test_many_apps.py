@@ -44,7 +44,7 @@ def node_with(short_tmp, home_root, loop_thread, apps: dict[str, AppSpec], **opt
         home_root=home_root,
         panel_host="panel.test",
         base_dir=Path.cwd(),
-        idle_timeout=None,
+        idle_timeout=options.pop("idle_timeout", None),
         start_timeout=options.pop("start_timeout", 20.0),
         stop_timeout=options.pop("stop_timeout", 5.0),
         **options,
@@ -217,6 +217,30 @@ def test_when_every_running_app_stays_busy_the_oldest_is_stopped_gracefully(make
     first.join(30)
     second.join(30)
     assert answers == {"slow": (200, "slow done"), "other": (200, "other")}
+
+
+def test_an_app_busy_past_the_idle_timeout_is_not_stopped_as_idle(make_node, home_root):
+    slow = write_app(home_root, "alice", "long.many.test", GATED)
+    apps = {"long.many.test": AppSpec(name="long.many.test", source_directory=str(slow),
+                                      owner="alice")}  # fmt: skip
+    config, server = make_node(apps, idle_timeout=0.5)
+    answers = []
+    first = threading.Thread(target=lambda: answers.append(get(config.port, "long.many.test")))
+    first.start()
+    wait_until(lambda: server.resolver.inflight.get("long.many.test"), what="a request in flight")
+
+    def idle_for(seconds: float) -> bool:
+        (app,) = server.supervisor.status()
+        return (app["idle_seconds"] or 0) >= seconds
+
+    # Unused (no new request) for three times the idle timeout, but busy: still running.
+    wait_until(lambda: idle_for(1.5), what="three idle timeouts without a new request")
+    assert _phase(server, "long.many.test") == "running"
+    (slow / "gate").write_text("")
+    first.join(30)
+    assert answers == [(200, "slow done")]
+    # Once nothing is in flight, the idle stop applies.
+    wait_until(lambda: _phase(server, "long.many.test") == "stopped", 20, what="the idle stop")
 
 
 def _phase(server, name):

@@ -3,9 +3,10 @@
     .venv/bin/python bench/many_apps_bench.py [--apps 200] [--cap 50] [--duration 40]
                                               [--clients 8] [--cold 20]
 
-Sets up, in a temporary directory, ``--apps`` tiny WSGI apps of one owner and starts a node
-(``NodeServer`` in a process of its own, the event loop runnode uses, a static app lookup: no
-database) that may run ``--cap`` of them at once, its apps as the node's own user.
+Sets up, in a temporary directory, ``--apps`` tiny WSGI apps, each of its own owner, and starts
+a node (``NodeServer`` in a process of its own, the event loop runnode uses, a static app
+lookup: no database) that may run ``--cap`` of them at once, its apps as the node's own user
+(``--isolated``: each in its owner's sandbox, as a node does as root).
 
 1. **Cold start.** ``--cold`` times, interleaved (alternating which goes first): the first
    request through the node to an app that has never run (from sending it to the full answer),
@@ -30,6 +31,7 @@ import asyncio
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -50,8 +52,9 @@ from webapps.node.control import call  # noqa: E402
 from webapps.node.spec import AppSpec  # noqa: E402
 from webapps.node.supervisor import process_rss  # noqa: E402
 
-OWNER = "bencher"
-UID = 1_500_002  # the owner's uid with --isolated
+# Every app has an owner of its own, as on a host of many users: an isolated node's limits are
+# per owner (NODE_OWNER_MEMORY_MB, NODE_OWNER_PIDS), and 50 apps of one owner would pass them.
+UID_BASE = 1_500_100  # owner i's uid with --isolated
 MiB = 1024 * 1024
 APP = """
     def application(environ, start_response):
@@ -202,14 +205,14 @@ def main() -> int:
         apps, cold = {}, []
         for i in range(args.apps + args.cold):
             domain = f"app{i}.many.bench" if i < args.apps else f"cold{i - args.apps}.many.bench"
-            source = write_app(home, OWNER, domain, APP)
-            apps[domain] = {"name": domain, "source_directory": str(source), "owner": OWNER}
+            owner = f"owner{i}"
+            source = write_app(home, owner, domain, APP)
+            apps[domain] = {"name": domain, "source_directory": str(source), "owner": owner}
             if args.isolated:
-                apps[domain].update(uid=UID, gid=UID)
+                apps[domain].update(uid=UID_BASE + i, gid=UID_BASE + i)
+                give_home(home / owner, UID_BASE + i)
             if i >= args.apps:
                 cold.append((domain, source))
-        if args.isolated:
-            give_home(home / OWNER, UID)
         port = free_port()
         config = workdir / "node.json"
         config.write_text(json.dumps({
@@ -268,7 +271,8 @@ def main() -> int:
                     errors.append(f"{domain}: {exc!r}")
                     continue
                 if (status, body) != (200, domain.encode()):
-                    errors.append(f"{domain}: {status} {body[:200]!r}")
+                    why = re.search(rb"could not answer: (.*?)</p>", body)
+                    errors.append(f"{domain}: {status} {(why.group(1) if why else body[:200])!r}")
                 else:
                     answered[k] += 1
 

@@ -90,6 +90,9 @@ NODE_OWNER_PIDS = env_int("NODE_OWNER_PIDS", 256, minimum=4)
 NODE_OWNER_CPU_WEIGHT = env_int("NODE_OWNER_CPU_WEIGHT", 100, minimum=1)
 NODE_MAX_WORKERS_PER_APP = env_int("NODE_MAX_WORKERS_PER_APP", 4, minimum=1)
 NODE_MAX_THREADS_PER_APP = env_int("NODE_MAX_THREADS_PER_APP", 8, minimum=1)
+# User apps a node runs at once (runnode --max-running-apps; 0: no cap): a start past it stops
+# the least recently used idle app first.
+NODE_MAX_RUNNING_APPS = env_int("NODE_MAX_RUNNING_APPS", 50, minimum=0)
 MAX_APPS_PER_USER = env_int("MAX_APPS_PER_USER", 20, minimum=1)
 RELOAD_THROTTLE_PER_MINUTE = env_int("RELOAD_THROTTLE_PER_MINUTE", 40, minimum=1)
 ROUTES_REPUBLISH_SECONDS = env_int("ROUTES_REPUBLISH_SECONDS", 30, minimum=1)

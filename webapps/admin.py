@@ -1,18 +1,45 @@
 """Admin: staff can see every app and reload, read-only (state changes go through
-webapps.actions, which the admin does not bypass)."""
+webapps.actions, which the admin does not bypass). Each app also shows what the panel's own node
+runs of it: its phase and the memory of its processes (``webapps.node_client.apps_here``)."""
 
+from django.conf import settings
 from django.contrib import admin
 
 from panel.accounts.admin import ReadOnlyAdmin
+from webapps import node_client
 from webapps.models import ReloadEvent, WebApp
+
+MiB = 1024 * 1024
+
+
+def on_this_node(domain: str) -> str:
+    """One line on the app's process on the panel's own node (a node of its own has no other)."""
+    if not settings.NODE_CONTROL_SOCKET:
+        return "the panel runs on no node"
+    try:
+        app = node_client.apps_here().get(domain)
+    except node_client.ControlError as exc:
+        return f"node {settings.NODE_NAME} not reachable ({exc})"
+    if app is None:
+        return "not started on this node"
+    phase = str(app.get("phase", "?"))
+    rss = app.get("rss_bytes")
+    if rss is None:
+        return phase
+    return f"{phase}, {rss / MiB:.1f} MiB in {app.get('processes', 0)} processes"
 
 
 @admin.register(WebApp)
 class WebAppAdmin(ReadOnlyAdmin):
-    list_display = ["domain", "owner", "enabled", "wsgi_entry", "updated_at"]
+    list_display = ["domain", "owner", "enabled", "wsgi_entry", "updated_at", "on_node"]
     list_filter = ["enabled"]
     search_fields = ["domain", "owner__username"]
     list_select_related = ["owner"]
+    readonly_fields = ["on_node"]
+
+    @admin.display(description="on this node")
+    def on_node(self, obj: WebApp) -> str:
+        return on_this_node(obj.domain)
 
 
 @admin.register(ReloadEvent)

@@ -5,12 +5,15 @@ imports no Django). It speaks the node's control protocol (``webapps.node.contro
 
 ``app_logs(domain, backend=...)`` gives the last lines of an app's access, error and server logs
 as the node that serves it has them, for the Web tab; ``reload(domain)`` asks the node to reload
-an app (``webapps.reload.NodeReloader`` wraps it).
+an app (``webapps.reload.NodeReloader`` wraps it); ``apps_here()`` what the panel's own node runs:
+each app's phase and the memory of its processes (the admin shows it).
 """
 
 from __future__ import annotations
 
 import base64
+import threading
+import time
 from pathlib import Path
 
 from django.conf import settings
@@ -26,6 +29,7 @@ __all__ = [
     "RELOAD_TIMEOUT",
     "ControlError",
     "app_logs",
+    "apps_here",
     "delete_log",
     "log_files",
     "read_log",
@@ -59,6 +63,41 @@ def app_logs(
     log_dir = settings.VAR_DIR / "log" / backend
     name = canonical_host(domain)
     return {kind: tail(log_path(log_dir, name, kind), lines) for kind in LOG_KINDS}
+
+
+STATUS_CACHE_SECONDS = 2.0
+_status_cache: dict[str, tuple[float, dict[str, dict] | ControlError]] = {}
+_status_lock = threading.Lock()
+
+
+def apps_here(*, socket_path: str | None = None) -> dict[str, dict]:
+    """Every app the panel's own node knows, by canonical domain: ``{"phase", "pid",
+    "rss_bytes", "processes", ...}`` as in its ``status`` answer (``webapps.node.control``).
+
+    Cached for ``STATUS_CACHE_SECONDS`` per socket, a failure too, so a page listing many apps
+    asks once. Raises ``ControlError`` when the node cannot be asked.
+    """
+    path = str(socket_path if socket_path is not None else settings.NODE_CONTROL_SOCKET)
+    now = time.monotonic()
+    with _status_lock:
+        hit = _status_cache.get(path)
+    if hit is None or hit[0] <= now:
+        try:
+            answer = _ask({"op": "status"}, path)
+            apps = answer.get("apps")
+            if not isinstance(apps, list):
+                raise ControlError(f"unexpected answer: {str(answer)[:200]}")
+            found: dict[str, dict] | ControlError = {
+                str(a["name"]): dict(a) for a in apps if isinstance(a, dict) and "name" in a
+            }
+        except ControlError as exc:
+            found = exc
+        hit = (now + STATUS_CACHE_SECONDS, found)
+        with _status_lock:
+            _status_cache[path] = hit
+    if isinstance(hit[1], ControlError):
+        raise hit[1]
+    return hit[1]
 
 
 def reload(domain: str, *, socket_path: str | None = None) -> dict:

@@ -16,7 +16,8 @@ One request per connection, one JSON object per line each way. Requests:
     {"op": "log_delete", "domain": d, "kind": k, "index": i}  (index 0 is emptied, not removed)
         -> {"status": "OK", "backend", "domain", "deleted": true|false}
     {"op": "status"}
-        -> {"status": "OK", "backend": "<node>", "apps": [{"name", "phase", "pid", ...}]}
+        -> {"status": "OK", "backend": "<node>", "apps": [{"name", "phase", "pid", "rss_bytes",
+            ...}], "capacity": {"max_running", "running", ...}, "rss_bytes": n, ...}
 
     {"op": "home_file", "owner": "<username>", "uid": n, "gid": n, "path": ["<dir>", "<file>"],
      "content": "<text>"}

@@ -15,6 +15,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import os
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -37,7 +38,7 @@ from webapps.node.logs import (
 )
 from webapps.node.outcome import Result, misrouted_warning, summary
 from webapps.node.spec import AppSpec
-from webapps.node.supervisor import ReloadOutcome, Supervisor
+from webapps.node.supervisor import ReloadOutcome, Supervisor, process_rss
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,8 @@ class Node:
                 "isolation": self.isolation,
                 "in_force": list(self.in_force),
                 "apps": self.supervisor.status(),
+                "capacity": self.supervisor.capacity(),
+                "rss_bytes": process_rss(os.getpid()),
                 "reloads": self.reload_counts(),
             }
             if self.route_stats is not None:

@@ -57,6 +57,8 @@ class NodeResolver:
         )
         self.inflight: Counter[str] = Counter()
         self._drained: dict[str, asyncio.Event] = {}
+        # The supervisor stops an app to make room only when nothing is in flight for it.
+        node.supervisor.busy = lambda name: self.inflight.get(name, 0) > 0
 
     def __call__(self, head, client: Client) -> Route | Coroutine[Any, Any, Route]:
         """A ``Route`` at once when nothing must wait (the common case), else a coroutine.
@@ -122,7 +124,7 @@ class NodeResolver:
         try:
             sock = await self.node.supervisor.socket_for(spec)
         except AppUnavailable as exc:
-            return self._answer(502, pages.app_unavailable(exc.name, exc.reason))
+            return self._answer(exc.status, pages.app_unavailable(exc.name, exc.reason))
         return self._forward(key, sock)
 
     def _forward(self, key: str, sock: str) -> Route:
@@ -152,6 +154,7 @@ class NodeResolver:
         self.inflight[key] -= 1
         if self.inflight[key] <= 0:
             del self.inflight[key]
+            self.node.supervisor.request_done(key)
             event = self._drained.pop(key, None)
             if event is not None:
                 event.set()
@@ -190,6 +193,9 @@ class NodeConfig:
     reload_timeout: float = 30.0
     stop_timeout: float = 15.0
     request_timeout: int = 60
+    # User apps with a process at once (the least recently used idle one is stopped for a new
+    # one); None: no cap.
+    max_running: int | None = 50
     cache_seconds: float = 2.0
     expose_name: bool = True
     trusted_proxies: tuple[str, ...] = DEFAULT_TRUSTED_PROXIES
@@ -229,6 +235,7 @@ class NodeServer:
             reload_timeout=config.reload_timeout,
             stop_timeout=config.stop_timeout,
             request_timeout=config.request_timeout,
+            max_running=config.max_running,
             isolated=config.isolated,
             max_workers=config.max_workers,
             max_threads=config.max_threads,

@@ -30,11 +30,17 @@ older generation is never counted as fresh and an owner can tell which load serv
 
 Invariants: at most one process per app; a request never spawns a process while one exists;
 the failure count resets once a process has run for ``STABLE_SECONDS``.
+
+A node runs at most ``cap`` user apps at once (``admit`` and ``victim``, below): an app holds a
+slot from the moment its start is decided until its process has exited (STARTING, RUNNING,
+RELOADING, STOPPING), so a start that would pass the cap first stops the least recently used
+idle app and waits until that process is gone. Apps waiting for a slot queue in arrival order.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 BACKOFF_BASE = 0.5  # seconds before the first retry
@@ -49,6 +55,10 @@ class Phase(enum.StrEnum):
     RELOADING = "reloading"
     STOPPING = "stopping"
     BACKOFF = "backoff"
+
+
+# Phases in which an app has a process, or one is being spawned for it: each holds a slot.
+HOLDING = frozenset({Phase.STARTING, Phase.RUNNING, Phase.RELOADING, Phase.STOPPING})
 
 
 class OnRequest(enum.Enum):
@@ -73,6 +83,39 @@ def backoff_delay(failures: int) -> float:
     return min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (failures - 1))
 
 
+class Admit(enum.Enum):
+    START = "start"  # a slot is free for this app: start it now
+    WAIT = "wait"  # a slot is being freed (an app is stopping) and it is this app's: wait
+    EVICT = "evict"  # the caller must stop one app (``victim``) to make room, then wait
+
+
+def admit(*, position: int, holding: int, stopping: int, cap: int | None) -> Admit:
+    """Whether the app at ``position`` (0: first) of the queue of apps waiting for a slot may
+    start, when ``holding`` apps hold slots, ``stopping`` of them on their way out.
+
+    The first ``cap - holding`` of the queue take the free slots, the next ``stopping`` the
+    slots being freed; any further one needs an app stopped for it.
+    """
+    if cap is None or holding + position < cap:
+        return Admit.START
+    if holding + position < cap + stopping:
+        return Admit.WAIT
+    return Admit.EVICT
+
+
+def victim(running: Iterable[tuple[str, float, bool]], *, allow_busy: bool = False) -> str | None:
+    """The app to stop for a slot, of ``(name, last_used, busy)`` for every RUNNING app that may
+    be stopped: the least recently used idle one; a busy one (requests in flight) only when
+    ``allow_busy`` and none is idle. None when there is none to stop."""
+    candidates = list(running)
+    idle = [(last_used, name) for name, last_used, busy in candidates if not busy]
+    if idle:
+        return min(idle)[1]
+    if allow_busy and candidates:
+        return min((last_used, name) for name, last_used, _ in candidates)[1]
+    return None
+
+
 class InvalidTransition(RuntimeError):
     """An event that the current phase does not allow: a bug in the shell, never user input."""
 
@@ -93,6 +136,15 @@ class AppState:
     def _expect(self, *phases: Phase) -> None:
         if self.phase not in phases:
             raise InvalidTransition(f"event not allowed in phase {self.phase}")
+
+    @property
+    def holding(self) -> bool:
+        """It has a process, or one is being spawned: it holds one of the node's slots."""
+        return self.phase in HOLDING
+
+    def wants_start(self, now: float) -> bool:
+        """A request now would start a process (``on_request`` would answer START)."""
+        return self.phase == Phase.STOPPED or (self.phase == Phase.BACKOFF and now >= self.retry_at)
 
     # --- requests ------------------------------------------------------------------------
     def on_request(self, now: float) -> OnRequest:

@@ -3,7 +3,17 @@
 Each app runs as ``gunicorn`` in its own process group, bound to a unix socket under the run
 directory, with its output piped into size-bounded logs (``webapps.node.logs``). A worker
 announces itself through a pipe once it has imported the app (``gunicorn_conf.post_worker_init``)
-so starts and reloads wait for workers that really answer, not just for the socket.
+so starts and reloads wait for workers that really answer, not just for the socket. A start is
+ready once its first worker has imported the app (requests queue in the socket's backlog for
+it); a reload once every new worker has.
+
+At most ``max_running`` user apps have a process at once (the panel, a system app, is not
+counted): a start that would pass it stops the least recently used idle app first and waits for
+that process to exit (the rules are ``state.admit`` and ``state.victim``). Which apps are idle
+the HTTP side says (``busy``, requests in flight through the node); an app is never stopped
+mid-request while another could be, and only after ``stop_timeout`` of waiting with every
+running app busy is the least recently used busy one stopped (gracefully: its in-flight
+requests finish).
 
 Reload is gunicorn's graceful HUP: new workers load the code, the old ones finish their
 in-flight requests; requests arriving meanwhile wait in the socket's backlog. When the new code
@@ -44,7 +54,7 @@ from webapps.node.spec import (
     python_for,
     socket_path,
 )
-from webapps.node.state import AppState, OnReload, OnRequest, Phase
+from webapps.node.state import Admit, AppState, OnReload, OnRequest, Phase, admit, victim
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +71,15 @@ _SERVING = (Phase.RUNNING, Phase.RELOADING)
 
 
 class AppUnavailable(Exception):
-    """The app cannot serve now; the HTTP side answers 502 naming the app and its error log."""
+    """The app cannot serve now; the HTTP side answers ``status`` (502: it failed, 504: it was
+    not ready in time) with a page naming the app and its error log."""
 
-    def __init__(self, name: str, reason: str, error_log: Path) -> None:
+    def __init__(self, name: str, reason: str, error_log: Path, status: int = 502) -> None:
         super().__init__(f"{name}: {reason}")
         self.name = name
         self.reason = reason
         self.error_log = error_log
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -105,11 +117,14 @@ class _App:
     capture: bytearray = field(default_factory=bytearray)
     generation_fd: int = -1  # the file the process reads its generation from
     group: str | None = None  # the owner's cgroup its running process is in
+    on_change: Callable[[], None] | None = None  # the supervisor's: slots may have changed
 
     def notify(self) -> None:
         """Wake everyone waiting for this app's state to change."""
         self.changed.set()
         self.changed = asyncio.Event()
+        if self.on_change is not None:
+            self.on_change()
 
 
 class _LogPipe(asyncio.Protocol):
@@ -168,6 +183,7 @@ class Supervisor:
         reload_timeout: float = 30.0,
         stop_timeout: float = 15.0,
         request_timeout: int = 60,
+        max_running: int | None = None,
         coalesce_window: float = 0.05,
         log_max_bytes: int = applogs.DEFAULT_MAX_BYTES,
         base_env: dict[str, str] | None = None,
@@ -194,6 +210,18 @@ class Supervisor:
         self.isolated = isolated
         self.max_workers = max_workers
         self.max_threads = max_threads
+        if max_running is not None and max_running < 1:
+            raise ValueError(f"max_running must be at least 1 (or None: no cap), not {max_running}")
+        self.max_running = max_running  # user apps with a process at once; None: no cap
+        # Whether requests for an app are in flight (the HTTP side sets it; it calls
+        # ``request_done`` when an app's last one ends, so a start waiting for a slot looks again).
+        self.busy: Callable[[str], bool] = lambda name: False
+        self.starts = 0  # processes spawned
+        self.evictions = 0  # apps stopped to make room for another
+        self.peak_running = 0  # the most user apps that held slots at once
+        # Apps waiting for a slot, in arrival order: name -> the requests waiting for it.
+        self._queue: dict[str, set[object]] = {}
+        self._slots = asyncio.Event()
         self._apps: dict[str, _App] = {}
         self._tasks: set[asyncio.Task] = set()
         self._closing = False  # stop_all began: nothing may start any more
@@ -226,24 +254,56 @@ class Supervisor:
         Raises ``AppUnavailable`` when it cannot start, crashed a moment ago, or is too slow.
         """
         app = self._app(spec)
-        deadline = self.clock() + self.start_timeout + self.stop_timeout
-        while True:
-            if self._closing:
-                raise AppUnavailable(spec.name, "the node is shutting down", self._err(app))
-            decision = app.state.on_request(self.clock())
-            if decision == OnRequest.FORWARD:
-                return str(app.socket)
-            if decision == OnRequest.FAIL:
-                raise self._unavailable(app)
-            if decision == OnRequest.START:
-                app.spec = spec
-                self._spawn_task(self._start(app))
-            remaining = deadline - self.clock()
-            if remaining <= 0:
-                raise AppUnavailable(spec.name, "it did not become ready in time", self._err(app))
-            changed = app.changed
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), remaining)
+        capped = self.max_running is not None and not spec.system
+        began = self.clock()
+        # A start may first wait for another app to stop (up to twice the stop timeout when
+        # every running app is busy), then for its own first worker.
+        deadline = began + self.start_timeout + self.stop_timeout * (3 if capped else 1)
+        token = object()
+        try:
+            while True:
+                if self._closing:
+                    raise AppUnavailable(spec.name, "the node is shutting down", self._err(app))
+                now = self.clock()
+                remaining = deadline - now
+                if capped and app.state.wants_start(now):
+                    self._queue.setdefault(spec.name, set()).add(token)
+                    room = self._make_room(spec.name, allow_busy=now - began >= self.stop_timeout)
+                    if not room:
+                        if remaining <= 0:
+                            raise AppUnavailable(
+                                spec.name,
+                                f"the server already runs as many apps as it may "
+                                f"({self.max_running}) and none could be stopped in time",
+                                self._err(app),
+                                status=504,
+                            )
+                        if now - began < self.stop_timeout:
+                            remaining = min(remaining, began + self.stop_timeout - now)
+                        await self._wait(self._slots, remaining)
+                        continue
+                wait_on = app.changed
+                decision = app.state.on_request(now)
+                if decision == OnRequest.FORWARD:
+                    return str(app.socket)
+                if decision == OnRequest.FAIL:
+                    raise self._unavailable(app)
+                if decision == OnRequest.START:
+                    self._queue.pop(spec.name, None)
+                    app.spec = spec
+                    self._spawn_task(self._start(app))
+                    self._count_running()
+                if remaining <= 0:
+                    raise AppUnavailable(
+                        spec.name, "it did not become ready in time", self._err(app), status=504
+                    )
+                await self._wait(wait_on, remaining)
+        finally:
+            waiting = self._queue.get(spec.name)
+            if waiting is not None:
+                waiting.discard(token)
+                if not waiting:
+                    del self._queue[spec.name]
 
     async def reload(self, spec: AppSpec) -> ReloadOutcome:
         """Gracefully restart the app's process with fresh code, if it runs here."""
@@ -265,11 +325,20 @@ class Supervisor:
             await self._stop(app, "settings changed")
             try:
                 await self.socket_for(spec)
+                await self._every_worker(app, started + self.reload_timeout)
             except AppUnavailable as exc:
                 return self._failed(started, exc.reason, self._captured(app))
             return self._reloaded(
                 started, app, app.state.generation, "restarted with the new settings"
             )
+        if app.state.phase == Phase.RUNNING and len(app.serving) < self._bounded(spec).workers:
+            # A start serves from its first worker; the others may still be importing. Let them
+            # finish before the HUP, so that one failing (the code changed meanwhile) is this
+            # reload's failure, reported with its traceback, not a crash after it.
+            try:
+                await self._every_worker(app, started + self.reload_timeout)
+            except AppUnavailable as exc:
+                return self._failed(started, exc.reason, self._captured(app))
         app.spec = spec
         decision = app.state.on_reload()
         if decision == OnReload.NOT_RUNNING:
@@ -297,6 +366,11 @@ class Supervisor:
         app.server.line(f"reloaded in {outcome.duration_ms} ms (generation {generation})")
         return outcome
 
+    def request_done(self, name: str) -> None:
+        """The last request in flight for ``name`` ended: a start waiting for a slot may stop it."""
+        if self._queue:
+            self._wake_slots()
+
     async def stop(self, name: str, reason: str) -> None:
         app = self._apps.get(name)
         if app is not None:
@@ -307,6 +381,12 @@ class Supervisor:
         await asyncio.gather(
             *(self._stop(app, "node shutting down") for app in self._apps.values())
         )
+        # Apps that were already on their way out (stopped for room, idle, failed to start) end
+        # in tasks of their own: let those see their process exit before they are cancelled.
+        deadline = self.clock() + self.stop_timeout + 5.0
+        for app in self._apps.values():
+            while app.process is not None and self.clock() < deadline:
+                await self._wait(app.changed, min(0.5, deadline - self.clock()))
         for task in list(self._tasks):
             task.cancel()
         for app in self._apps.values():
@@ -323,7 +403,7 @@ class Supervisor:
             now = self.clock()
             for app in list(self._apps.values()):
                 timeout = None if app.spec.system else self.idle_timeout
-                if app.state.is_idle(now, timeout):
+                if app.state.is_idle(now, timeout) and not self.busy(app.spec.name):
                     self._spawn_task(self._stop(app, f"idle for {self.idle_timeout:g}s"))
 
     def running(self) -> list[str]:
@@ -332,18 +412,42 @@ class Supervisor:
         ]
 
     def status(self) -> list[dict]:
-        return [
-            {
-                "name": name,
-                "phase": str(app.state.phase),
-                "pid": app.process.pid if app.process and app.process.returncode is None else None,
-                "restarts": app.state.restarts,
-                "generation": app.state.generation,
-                "failures": app.state.failures,
-                "last_error": app.state.last_error,
-            }
-            for name, app in sorted(self._apps.items())
-        ]
+        """Every app the node has seen; a running one with the memory of its process tree."""
+        answer = []
+        for name, app in sorted(self._apps.items()):
+            pid = app.process.pid if app.process and app.process.returncode is None else None
+            rss, processes = tree_rss(pid) if pid else (None, 0)
+            answer.append(
+                {
+                    "name": name,
+                    "phase": str(app.state.phase),
+                    "pid": pid,
+                    "restarts": app.state.restarts,
+                    "generation": app.state.generation,
+                    "failures": app.state.failures,
+                    "last_error": app.state.last_error,
+                    # workers of the current generation that have imported the app (a start
+                    # serves from the first one; the others join as they are ready)
+                    "workers_ready": len(app.serving) if pid else 0,
+                    "rss_bytes": rss,  # summed over its processes (shared pages counted in each)
+                    "processes": processes,
+                    "idle_seconds": round(max(0.0, self.clock() - app.state.last_used), 1)
+                    if app.state.last_used
+                    else None,
+                }
+            )
+        return answer
+
+    def capacity(self) -> dict:
+        """How many user apps hold slots, against the cap, and how often starts made room."""
+        return {
+            "max_running": self.max_running,
+            "running": self._holding(),
+            "peak_running": self.peak_running,
+            "waiting": len(self._queue),
+            "starts": self.starts,
+            "evictions": self.evictions,
+        }
 
     def log_file(self, name: str, kind: str) -> Path:
         return applogs.log_path(self.log_dir, name, kind)
@@ -352,6 +456,77 @@ class Supervisor:
         return applogs.tail(self.log_file(name, "error"), lines)
 
     # --- internals -------------------------------------------------------------------------
+    @staticmethod
+    async def _wait(event: asyncio.Event, timeout: float) -> None:
+        if timeout > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout)
+
+    async def _every_worker(self, app: _App, deadline: float) -> None:
+        """Wait until every worker of the app's current generation has reported ready."""
+        workers = self._bounded(app.spec).workers
+        while len(app.serving) < workers:
+            if app.state.phase not in _SERVING:
+                raise self._unavailable(app)
+            if self.clock() >= deadline:
+                raise AppUnavailable(
+                    app.spec.name,
+                    f"only {len(app.serving)} of {workers} workers answered in time",
+                    self._err(app),
+                    status=504,
+                )
+            await self._wait(app.changed, deadline - self.clock())
+
+    def _app_changed(self) -> None:
+        if self._queue:  # only starts waiting for a slot look at other apps' changes
+            self._wake_slots()
+
+    def _wake_slots(self) -> None:
+        self._slots.set()
+        self._slots = asyncio.Event()
+
+    def _holding(self) -> int:
+        return sum(1 for a in self._apps.values() if a.state.holding and not a.spec.system)
+
+    def _count_running(self) -> None:
+        self.peak_running = max(self.peak_running, self._holding())
+
+    def _make_room(self, name: str, *, allow_busy: bool) -> bool:
+        """True when ``name`` may start now; else stops an app for it when its turn asks so.
+
+        Synchronous from the look to the stop: no request is forwarded to the app chosen
+        between finding it idle and it being STOPPING.
+        """
+        apps = [a for a in self._apps.values() if not a.spec.system]
+        decision = admit(
+            position=list(self._queue).index(name),
+            holding=sum(1 for a in apps if a.state.holding),
+            stopping=sum(1 for a in apps if a.state.phase == Phase.STOPPING),
+            cap=self.max_running,
+        )
+        if decision == Admit.START:
+            return True
+        if decision == Admit.EVICT:
+            chosen = victim(
+                (
+                    (a.spec.name, a.state.last_used, self.busy(a.spec.name))
+                    for a in apps
+                    if a.state.phase == Phase.RUNNING
+                ),
+                allow_busy=allow_busy,
+            )
+            if chosen is not None:
+                self.evictions += 1
+                reason = f"making room for {name} (least recently used of {self.max_running})"
+                self._stop_soon(self._apps[chosen], reason)
+        return False
+
+    def _stop_soon(self, app: _App, reason: str) -> None:
+        """Begin stopping ``app`` now (it is STOPPING when this returns), finish in a task."""
+        process = self._begin_stop(app, reason)
+        if process is not None:
+            self._spawn_task(self._finish_stop(app, process))
+
     def _app(self, spec: AppSpec) -> _App:
         app = self._apps.get(spec.name)
         if app is None:
@@ -361,6 +536,7 @@ class Supervisor:
                 access=applogs.RotatingLog(self.log_file(spec.name, "access"), self.log_max_bytes),
                 error=applogs.RotatingLog(self.log_file(spec.name, "error"), self.log_max_bytes),
                 server=applogs.RotatingLog(self.log_file(spec.name, "server"), self.log_max_bytes),
+                on_change=self._app_changed,
             )
             self._apps[spec.name] = app
         return app
@@ -500,6 +676,7 @@ class Supervisor:
             self._kill_group(process, signal.SIGKILL)
             await process.wait()
             return
+        self.starts += 1
         app.process = process
         app.generation_fd = generation_fd
         app.group = plan.group
@@ -562,9 +739,14 @@ class Supervisor:
         phase = app.state.phase
         counting = phase == Phase.STARTING or (phase == Phase.RELOADING and app.state.signalled)
         if not counting or pid in app.old_pids or generation != app.state.generation:
+            app.notify()  # a restart with new settings waits for every worker
             return
         app.ready_count += 1
-        if app.ready_count < self._bounded(app.spec).workers:
+        # A cold start serves once one worker has the app (the socket queues requests for it;
+        # the others join as they are ready); a reload only once every new worker has, so that
+        # no old worker is left to answer.
+        needed = 1 if phase == Phase.STARTING else self._bounded(app.spec).workers
+        if app.ready_count < needed:
             return
         queued = app.state.on_ready(self.clock())
         done = [(t, f) for t, f in app.waiters if t <= app.state.restarts]
@@ -635,17 +817,26 @@ class Supervisor:
         app.notify()
 
     async def _stop(self, app: _App, reason: str) -> None:
+        process = self._begin_stop(app, reason)
+        if process is not None:
+            await self._finish_stop(app, process)
+
+    def _begin_stop(self, app: _App, reason: str) -> asyncio.subprocess.Process | None:
+        """The synchronous half of a stop: STOPPING now; the process to signal, if any."""
         process = app.process
         if not app.state.on_stop():
             app.notify()
-            return
+            return None
         app.server.line(f"stopping: {reason}")
         app.notify()
         if process is None or process.returncode is not None:
             if app.state.phase == Phase.STOPPING:
                 app.state.on_exited(self.clock(), "")
             app.notify()
-            return
+            return None
+        return process
+
+    async def _finish_stop(self, app: _App, process: asyncio.subprocess.Process) -> None:
         # gunicorn's graceful stop: workers finish their in-flight requests, then exit.
         with contextlib.suppress(ProcessLookupError):
             os.kill(process.pid, signal.SIGTERM)
@@ -764,6 +955,33 @@ def _descendant_pids(pid: int) -> list[tuple[int, int]]:
             todo.append(child)
             found.append((child, _innermost_pid(child)))
     return found
+
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def tree_rss(pid: int) -> tuple[int | None, int]:
+    """``(bytes, processes)``: the resident memory of ``pid`` and every process below it, summed
+    (``/proc/<pid>/statm``), and how many they are; ``(None, 0)`` when ``pid`` is gone.
+
+    Forked workers share their master's pages until they write them, so the sum counts those
+    once per process: an upper bound of what stopping the app frees.
+    """
+    total, count = 0, 0
+    for one in (pid, *(host for host, _ in _descendant_pids(pid))):
+        resident = process_rss(one)
+        if resident is not None:
+            total += resident
+            count += 1
+    return (total, count) if count else (None, 0)
+
+
+def process_rss(pid: int) -> int | None:
+    """The resident memory of one process in bytes, or None when it is gone."""
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE_SIZE
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _innermost_pid(pid: int) -> int:

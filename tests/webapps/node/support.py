@@ -48,6 +48,18 @@ def answer_app(text: str) -> str:
     """
 
 
+def every_worker_ready(app_status, workers: int = 2) -> None:
+    """Wait until every worker of an app's process has imported it: a start answers from its
+    first worker, and one still importing when the code is changed loads the change (broken
+    code stops gunicorn before any reload). ``app_status()``: the app's ``status`` entry."""
+
+    def ready():
+        app = app_status()
+        return app is not None and app["workers_ready"] >= workers
+
+    wait_until(ready, what="every worker of the app")
+
+
 class UnixHTTPConnection(http.client.HTTPConnection):
     def __init__(self, path: str, timeout: float = 10.0) -> None:
         super().__init__("localhost", timeout=timeout)

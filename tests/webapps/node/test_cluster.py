@@ -17,7 +17,7 @@ from routing.fleet import Member, member_key
 from routing.keys import load_or_create_signing_key
 from routing.publish import publish_table
 from tests.support import LoopThread, free_port, wait_until
-from tests.webapps.node.support import add_apps, answer_app, write_app
+from tests.webapps.node.support import add_apps, answer_app, every_worker_ready, write_app
 from webapps.node.control import call
 
 PANEL = "panel.localhost"
@@ -62,6 +62,11 @@ def api_reload(node, token: str):
     return status, json.loads(body)
 
 
+def lifecycle(app: dict) -> dict:
+    """What a restart changes in an app's status (its memory and idle time vary anyway)."""
+    return {k: app[k] for k in ("phase", "pid", "restarts", "generation", "failures")}
+
+
 def test_traffic_and_reload_land_on_the_same_node_and_only_it_restarts(cluster, platform):
     nodes, publish, token = cluster
     table = publish(1)
@@ -81,7 +86,7 @@ def test_traffic_and_reload_land_on_the_same_node_and_only_it_restarts(cluster, 
     code, headers, body = nodes[serving].request(TYPED)
     assert (code, headers["X-Backend"], body) == (200, serving, "v2")
     assert nodes[serving].app(DOMAIN)["restarts"] == before[serving]["restarts"] + 1
-    assert nodes[other].app(DOMAIN) == before[other]  # same pid, no restart
+    assert lifecycle(nodes[other].app(DOMAIN)) == lifecycle(before[other])  # same pid, no restart
     assert nodes[other].request(TYPED)[2] == "v1"
 
 
@@ -90,6 +95,7 @@ def test_a_reload_with_broken_code_reports_the_traceback_and_a_fix_recovers(clus
     table = publish(1)
     node = nodes[table.backend_for(DOMAIN).name]
     assert node.request(TYPED)[0] == 200
+    every_worker_ready(lambda: node.app(DOMAIN))
     write_app(platform.home, "IronHand", DOMAIN, "import json\nraise ValueError('no config')\n")
 
     status, answer = api_reload(node, token)

@@ -13,7 +13,14 @@ import sys
 import pytest
 
 from tests.support import wait_until
-from tests.webapps.node.support import answer_app, domain_served_by, get_unix, table_of, write_app
+from tests.webapps.node.support import (
+    answer_app,
+    domain_served_by,
+    every_worker_ready,
+    get_unix,
+    table_of,
+    write_app,
+)
 from webapps import node_client as client
 from webapps.node.control import ControlError, ControlServer, call
 from webapps.node.directory import AppDirectory
@@ -44,6 +51,7 @@ def test_a_reload_with_broken_code_answers_error_with_the_traceback(
     sup, specs, path, _ = node_control
     spec = add_app(specs, home_root, "broken.apps.test", "v1")
     loop_thread.run(sup.socket_for(spec))
+    every_worker_ready(lambda: sup.status()[0], spec.workers)
     write_app(home_root, "carol", "broken.apps.test", "import nonexistent_module_xyz\n")
     answer = client.reload("broken.apps.test", socket_path=str(path))
     assert answer["status"] == "ERROR"
@@ -231,6 +239,7 @@ def test_a_failed_reload_names_the_exception_in_its_summary(node_control, home_r
     sup, specs, path, _ = node_control
     spec = add_app(specs, home_root, "fails.apps.test", "v1")
     loop_thread.run(sup.socket_for(spec))
+    every_worker_ready(lambda: sup.status()[0], spec.workers)
     write_app(home_root, "carol", "fails.apps.test", "import nonexistent_module_xyz\n")
     answer = client.reload("fails.apps.test", socket_path=str(path))
     assert (answer["status"], answer["result"]) == ("ERROR", "failed")

@@ -12,7 +12,13 @@ import pytest
 
 from tests.support import wait_until
 from tests.webapps.node import harness
-from tests.webapps.node.support import answer_app, get_unix, give_home, write_app
+from tests.webapps.node.support import (
+    answer_app,
+    every_worker_ready,
+    get_unix,
+    give_home,
+    write_app,
+)
 from webapps.node import launching
 from webapps.node.sandbox import Isolation, IsolationUnavailable
 from webapps.node.spec import AppSpec
@@ -81,6 +87,7 @@ def test_it_runs_an_app_as_its_owners_uid_with_a_socket_only_the_owner_reaches(
     assert (directory.st_uid, stat.S_IMODE(directory.st_mode)) == (UID, 0o700)
     sock_dir = Path(sock).parent.stat()
     assert (sock_dir.st_uid, stat.S_IMODE(sock_dir.st_mode)) == (UID, 0o700)
+    every_worker_ready(lambda: isolated_supervisor.status()[0], 2)  # held to the bound of 2
     (app,) = isolated_supervisor.status()
     workers = [
         p

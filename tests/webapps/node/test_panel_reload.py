@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CLI
-from tests.webapps.node.support import domain_served_by, get_unix, get_unix_response, table_of
+from tests.webapps.node.support import (
+    domain_served_by,
+    every_worker_ready,
+    get_unix,
+    get_unix_response,
+    table_of,
+)
 from tests.webapps.node.test_fresh_code import (
     MODULE_APP,
     plain_python_imports,
@@ -143,7 +149,9 @@ def test_the_api_says_which_exception_a_failed_reload_raised(
 ):
     sup, specs, _ = on_node
     webapp, source = module_app
-    loop_thread.run(sup.socket_for(hosted(specs, webapp)))
+    spec = hosted(specs, webapp)
+    loop_thread.run(sup.socket_for(spec))
+    every_worker_ready(lambda: next(a for a in sup.status() if a["name"] == spec.name))
     (source / "appversion.py").write_text("import nonexistent_module_xyz\n")
     response = owner_api.post(URL)
     body = response.json()
@@ -171,6 +179,7 @@ def test_the_web_tab_shows_each_outcome_in_the_nodes_words(
     assert re.fullmatch(
         r"Reloaded on b7 in \d+ ms \(2 workers, generation 2\)", reload()["summary"]
     )
+    every_worker_ready(lambda: next(a for a in sup.status() if a["name"] == spec.name))
     (source / "appversion.py").write_text("import nonexistent_module_xyz\n")
     failed = reload()
     assert failed["ok"] is False

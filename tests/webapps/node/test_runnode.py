@@ -51,6 +51,8 @@ def test_sigterm_stops_every_app_process(one_node):
         (["--name", "b1", "--listen", "::1:9001"], "'::1:9001' has an IPv6 host without brackets"),
         (["--name", "b1-"], "argument --name: 'b1-' is not a backend name"),
         (["--name", "B1"], "argument --name: 'B1' is not a backend name"),
+        (["--name", "b1", "--max-running-apps", "-1"], "--max-running-apps: '-1' is negative"),
+        (["--name", "b1", "--max-running-apps", "x"], "--max-running-apps: 'x' is not a whole"),
     ],
 )
 def test_a_bad_option_is_refused_naming_the_value(args, problem):

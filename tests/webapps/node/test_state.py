@@ -6,12 +6,15 @@ import pytest
 
 from webapps.node.state import (
     BACKOFF_MAX,
+    Admit,
     AppState,
     InvalidTransition,
     OnReload,
     OnRequest,
     Phase,
+    admit,
     backoff_delay,
+    victim,
 )
 
 
@@ -110,3 +113,44 @@ def test_every_spawn_and_every_hup_is_a_new_generation():
     assert state.on_ready(1) is True  # the queued restart is owed
     state.on_signalled()
     assert state.generation == 3
+
+
+# --- the cap on running apps ------------------------------------------------------------------
+
+
+def test_apps_start_while_slots_are_free_and_queue_for_slots_being_freed():
+    assert admit(position=0, holding=1, stopping=0, cap=2) == Admit.START
+    assert admit(position=1, holding=1, stopping=0, cap=2) == Admit.EVICT
+    # two at the cap, one of them on its way out: the first in the queue waits for that slot
+    assert admit(position=0, holding=2, stopping=1, cap=2) == Admit.WAIT
+    assert admit(position=1, holding=2, stopping=1, cap=2) == Admit.EVICT
+    assert admit(position=5, holding=100, stopping=0, cap=None) == Admit.START
+
+
+def test_the_least_recently_used_idle_app_is_stopped_first():
+    apps = [("a", 5.0, False), ("b", 1.0, True), ("c", 3.0, False)]
+    assert victim(apps) == "c"  # b is older but busy
+    assert victim([("b", 1.0, True)]) is None
+    assert victim([("b", 1.0, True), ("d", 2.0, True)], allow_busy=True) == "b"
+    assert victim([], allow_busy=True) is None
+
+
+def test_an_app_holds_a_slot_from_its_start_until_its_process_exited():
+    state = AppState()
+    assert not state.holding and state.wants_start(0)
+    state.on_request(0)
+    assert state.holding and not state.wants_start(0)  # starting counts
+    state.on_ready(0)
+    state.on_stop()
+    assert state.holding  # stopping still has a process
+    state.on_exited(1, "")
+    assert not state.holding and state.wants_start(1)
+
+
+def test_an_app_in_backoff_wants_a_start_only_once_the_delay_passed():
+    state = AppState()
+    state.on_request(0)
+    state.on_start_failed(0, "boom")
+    assert not state.holding
+    assert not state.wants_start(0.1)
+    assert state.wants_start(backoff_delay(1))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import wait_until
-from tests.webapps.node.support import answer_app, get_unix, write_app
+from tests.webapps.node.support import answer_app, every_worker_ready, get_unix, write_app
 from webapps.node.logs import DEFAULT_KEEP, tail
 from webapps.node.spec import AppSpec
 from webapps.node.supervisor import AppUnavailable
@@ -165,6 +165,9 @@ def test_an_import_error_on_reload_reports_the_traceback_and_fixing_it_recovers(
     source = write_app(home_root, "alice", "bad.apps.test", answer_app("good"))
     spec = spec_for(source)
     loop_thread.run(sup.socket_for(spec))
+    # A start serves from its first worker: let the second import the good code too (one that
+    # imported the broken code would stop gunicorn before the reload, as it does on any boot).
+    every_worker_ready(lambda: sup.status()[0], spec.workers)
     write_app(home_root, "alice", "bad.apps.test", BROKEN)
     outcome = loop_thread.run(sup.reload(spec))
     assert not outcome.ok
@@ -327,6 +330,7 @@ def test_stopping_the_supervisor_leaves_no_process(supervisor_factory, home_root
     for domain in ("a.apps.test", "b.apps.test"):
         source = write_app(home_root, "alice", domain, answer_app(domain))
         loop_thread.run(sup.socket_for(spec_for(source)))
+        every_worker_ready(lambda domain=domain: _app(sup, domain))
     pids = [a["pid"] for a in sup.status()]
     workers = [w for pid in pids for w in _children(pid)]
     assert len(workers) == 4
@@ -335,6 +339,10 @@ def test_stopping_the_supervisor_leaves_no_process(supervisor_factory, home_root
     while time.monotonic() < deadline and any(alive(p) for p in pids + workers):
         time.sleep(0.05)
     assert [p for p in pids + workers if alive(p)] == []
+
+
+def _app(sup, name: str) -> dict:
+    return next(a for a in sup.status() if a["name"] == name)
 
 
 def _children(pid: int) -> list[int]:

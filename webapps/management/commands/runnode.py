@@ -56,6 +56,22 @@ def _seconds(raw: str) -> float:
     return value
 
 
+def _count(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{raw!r} is negative")
+    return value
+
+
+def _max_running(option: int | None) -> int | None:
+    """The cap on running user apps: the option, else the setting; 0 means none."""
+    value = settings.NODE_MAX_RUNNING_APPS if option is None else option
+    return value or None
+
+
 class Command(BaseCommand):
     help = (
         "Run a backend node: serve every app's requests on one port from per-app gunicorn "
@@ -91,6 +107,15 @@ class Command(BaseCommand):
             default=900.0,
             metavar="SECONDS",
             help="stop an app unused for this long; 0 never stops one (default 900)",
+        )
+        parser.add_argument(
+            "--max-running-apps",
+            type=_count,
+            default=None,
+            metavar="N",
+            help="run at most N user apps at once (the panel not counted): a request for "
+            "another one first stops the least recently used idle app; 0 for no cap "
+            "(default NODE_MAX_RUNNING_APPS, 50)",
         )
         parser.add_argument(
             "--start-timeout",
@@ -242,6 +267,7 @@ class Command(BaseCommand):
             egress_deny=tuple(settings.NODE_EGRESS_DENY),
             max_workers=settings.NODE_MAX_WORKERS_PER_APP,
             max_threads=settings.NODE_MAX_THREADS_PER_APP,
+            max_running=_max_running(options["max_running_apps"]),
             trusted_keys=() if options["no_routes"] else _trusted_keys(),
             pythons=pythons,
             platform_packages=settings.PLATFORM_PACKAGES_DIR if platform else None,

@@ -84,6 +84,27 @@ def open_home(home_root: Path, username: str, *, uid: int = 0, gid: int = 0) -> 
     return fd
 
 
+def _open_parent(
+    home_root: Path, username: str, parts: list[str] | tuple[str, ...], *, uid: int, gid: int
+) -> tuple[int, list[str], str]:
+    """The directory that ``~/<parts...>`` is to be made in, opened (its fd), the checked names,
+    and the parent as the owner sees it (``~user/a/b``); the directories on the way are walked
+    without following a symlink and made as the owner when missing."""
+    names = [_check_part(p) for p in parts]
+    fd = open_home(home_root, username, uid=uid, gid=gid)
+    shown = f"~{username.lower()}"
+    try:
+        for name in names[:-1]:
+            shown += "/" + name
+            child = _open_child_dir(fd, name, shown, uid=uid, gid=gid)
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, names, shown
+
+
 def write_new_file(
     home_root: Path,
     username: str,
@@ -101,15 +122,8 @@ def write_new_file(
     """
     if not parts:
         raise HomePathRefused("no file name given")
-    names = [_check_part(p) for p in parts]
-    fd = open_home(home_root, username, uid=uid, gid=gid)
-    shown = f"~{username.lower()}"
+    fd, names, _ = _open_parent(home_root, username, parts, uid=uid, gid=gid)
     try:
-        for name in names[:-1]:
-            shown += "/" + name
-            child = _open_child_dir(fd, name, shown, uid=uid, gid=gid)
-            os.close(fd)
-            fd = child
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             file_fd = os.open(names[-1], flags, FILE_MODE, dir_fd=fd)
@@ -146,15 +160,8 @@ def make_symlink(
         raise HomePathRefused("no link name given")
     if not isinstance(target, str) or not target or "\0" in target:
         raise HomePathRefused(f"{target!r} is not a link target")
-    names = [_check_part(p) for p in parts]
-    fd = open_home(home_root, username, uid=uid, gid=gid)
-    shown = f"~{username.lower()}"
+    fd, names, _ = _open_parent(home_root, username, parts, uid=uid, gid=gid)
     try:
-        for name in names[:-1]:
-            shown += "/" + name
-            child = _open_child_dir(fd, name, shown, uid=uid, gid=gid)
-            os.close(fd)
-            fd = child
         try:
             os.symlink(target, names[-1], dir_fd=fd)
         except FileExistsError:
@@ -178,15 +185,8 @@ def make_directory(
     was there already. A symlink on the way raises ``HomePathRefused``."""
     if not parts:
         raise HomePathRefused("no directory name given")
-    names = [_check_part(p) for p in parts]
-    fd = open_home(home_root, username, uid=uid, gid=gid)
-    shown = f"~{username.lower()}"
+    fd, names, shown = _open_parent(home_root, username, parts, uid=uid, gid=gid)
     try:
-        for name in names[:-1]:
-            shown += "/" + name
-            child = _open_child_dir(fd, name, shown, uid=uid, gid=gid)
-            os.close(fd)
-            fd = child
         try:
             os.mkdir(names[-1], DIR_MODE, dir_fd=fd)
         except FileExistsError:

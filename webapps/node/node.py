@@ -19,6 +19,7 @@ import os
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 from routing import InvalidHost, RouteTable, canonical_host
 from routing.addresses import InvalidAddress, parse_address
@@ -36,7 +37,7 @@ from webapps.node.logs import (
     rotated_path,
     tail,
 )
-from webapps.node.outcome import Result, misrouted_warning, summary
+from webapps.node.outcome import Result, misrouted_warning, summary_of
 from webapps.node.spec import AppSpec
 from webapps.node.supervisor import ReloadOutcome, Supervisor, process_rss
 
@@ -209,7 +210,7 @@ class Node:
                 traffic,
             )
         log.info("reload %s on %s: %s %s", domain, self.name, outcome.result, outcome.message)
-        return {
+        answer = {
             "status": "OK" if outcome.ok else "ERROR",
             "result": str(outcome.result),
             "backend": self.name,
@@ -221,17 +222,9 @@ class Node:
             "misrouted": misrouted,
             "traffic_backend": traffic,
             "warning": misrouted_warning(self.name, traffic) if misrouted else "",
-            "summary": summary(
-                outcome.result,
-                self.name,
-                duration_ms=outcome.duration_ms,
-                workers=outcome.workers,
-                generation=outcome.generation,
-                message=outcome.message,
-                log_tail=outcome.log_tail,
-                traffic_backend=traffic if misrouted else "",
-            ),
         }
+        answer["summary"] = summary_of(SimpleNamespace(**answer))
+        return answer
 
     async def traffic_backend(self, domain: str) -> str | None:
         """The node that the route table sends ``domain``'s traffic to, as this node sees it.

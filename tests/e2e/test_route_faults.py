@@ -13,7 +13,6 @@ Each pool change here edits b3's notes: a new version, the same routing, so no a
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -29,6 +28,7 @@ from routing.table import Backend, RouteTable
 from tests.e2e.harness import Platform, request, routing_table
 from tests.routing.support import FORGER
 from tests.support import wait_until
+from webapps.node.control import call
 
 # A change reaches every reader by its PUBLISH at once, else by the 1 s poll; the republish
 # runs every 2 s here. A loaded 2-core machine gets this much slack.
@@ -49,17 +49,7 @@ def change_pool(platform: Platform, n: int) -> int:
 def node_routes(platform: Platform, name: str) -> dict:
     """The route table a node follows, from its control socket's status."""
     path = platform.config.var_dir / "run" / name / "control.sock"
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(5)
-        sock.connect(str(path))
-        sock.sendall(b'{"op": "status"}\n')
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return json.loads(data)["routes"]
+    return call(path, {"op": "status"}, timeout=5)["routes"]
 
 
 def running_nodes(platform: Platform) -> list[str]:

@@ -59,6 +59,7 @@ from scripts.sentinels import (
 )
 from scripts.sentinels import acl_lines as group_acl_lines
 from tests.support import wait_until
+from webapps.node.control import call
 
 PREFIX = "hbed-"  # every namespace of the bed; nothing else on the machine uses it
 SWITCH = PREFIX + "sw"
@@ -524,17 +525,7 @@ class Bed:
         """The route table version node ``node`` follows, from its control socket's status (a
         file on the shared file system: the socket is reached from any namespace)."""
         path = self.var_dir / "run" / node / "control.sock"
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(5)
-            sock.connect(str(path))
-            sock.sendall(b'{"op": "status"}\n')
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        return json.loads(data)["routes"]["version"]
+        return call(path, {"op": "status"}, timeout=5)["routes"]["version"]
 
 
 class Load:

@@ -300,3 +300,31 @@ def domain_served_by(table: RouteTable, name: str) -> str:
     return next(
         d for d in (f"app{i}.apps.test" for i in range(1000)) if table.backend_for(d).name == name
     )
+
+
+def node_with(short_tmp, home_root, loop_thread, apps: dict, **options):
+    """A ``NodeServer`` in ``loop_thread`` serving ``apps`` (name -> AppSpec) from a static
+    lookup, on a free port: ``(config, server)``; ``options`` are NodeConfig's."""
+    from webapps.node.server import NodeConfig, NodeServer
+
+    config = NodeConfig(
+        name="n1",
+        host="127.0.0.1",
+        port=free_port(),
+        run_dir=short_tmp / "run",
+        log_dir=short_tmp / "logs",
+        home_root=home_root,
+        panel_host="panel.test",
+        base_dir=Path.cwd(),
+        idle_timeout=options.pop("idle_timeout", None),
+        start_timeout=options.pop("start_timeout", 20.0),
+        stop_timeout=options.pop("stop_timeout", 5.0),
+        **options,
+    )
+
+    async def start():
+        server = NodeServer(config, lookup=apps.get)
+        await server.start()
+        return server
+
+    return config, loop_thread.run(start())

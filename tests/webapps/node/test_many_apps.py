@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import free_port, wait_until
-from tests.webapps.node.support import answer_app, write_app
+from tests.support import wait_until
+from tests.webapps.node.support import answer_app, node_with, write_app
 from webapps.node.control import call
-from webapps.node.server import NodeConfig, NodeServer
 from webapps.node.spec import AppSpec
 
 CAP = 2
@@ -32,30 +31,6 @@ GATED = """
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"slow done"]
 """
-
-
-def node_with(short_tmp, home_root, loop_thread, apps: dict[str, AppSpec], **options):
-    config = NodeConfig(
-        name="n1",
-        host="127.0.0.1",
-        port=free_port(),
-        run_dir=short_tmp / "run",
-        log_dir=short_tmp / "logs",
-        home_root=home_root,
-        panel_host="panel.test",
-        base_dir=Path.cwd(),
-        idle_timeout=options.pop("idle_timeout", None),
-        start_timeout=options.pop("start_timeout", 20.0),
-        stop_timeout=options.pop("stop_timeout", 5.0),
-        **options,
-    )
-
-    async def start():
-        server = NodeServer(config, lookup=apps.get)
-        await server.start()
-        return server
-
-    return config, loop_thread.run(start())
 
 
 @pytest.fixture

@@ -11,13 +11,12 @@ import os
 import re
 import socket
 from email.utils import formatdate
-from pathlib import Path
 
 import pytest
 
-from tests.support import free_port, wait_until
+from tests.support import wait_until
+from tests.webapps.node.support import node_with
 from webapps.node import static
-from webapps.node.server import NodeConfig, NodeServer
 from webapps.node.spec import AppSpec, StaticMapping
 
 DOMAIN = "alice.apps.test"
@@ -59,25 +58,7 @@ def site(short_tmp, home_root):
 @pytest.fixture
 def node(short_tmp, home_root, loop_thread, site):
     apps, _ = site
-    config = NodeConfig(
-        name="n1",
-        host="127.0.0.1",
-        port=free_port(),
-        run_dir=short_tmp / "run",
-        log_dir=short_tmp / "logs",
-        home_root=home_root,
-        panel_host="panel.test",
-        base_dir=Path.cwd(),
-        idle_timeout=None,
-        start_timeout=5.0,
-    )
-
-    async def start():
-        server = NodeServer(config, lookup=apps.get)
-        await server.start()
-        return server
-
-    server = loop_thread.run(start())
+    config, server = node_with(short_tmp, home_root, loop_thread, apps, start_timeout=5.0)
     yield config.port
     loop_thread.run(server.stop(), timeout=30)
 

@@ -258,7 +258,11 @@ class Exchange:
         conn: UpstreamConnection = task.result()
         self.engine.health.succeeded(upstream.name)
         if self.phase == _DONE:
-            conn.pool.put(conn)
+            # The client went away while we connected. The connection never carried a
+            # request, and it is not pooled: the peer may be a sync gunicorn worker that has
+            # accepted it and now waits on it for a request, serving nobody else until it
+            # closes.
+            conn.close()
             return
         self.send_on(conn)
 

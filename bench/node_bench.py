@@ -19,7 +19,8 @@ in interleaved rounds (the order reversed every other round):
 
 It prints req/s, p99 latency and the CPU time per request of the hop's own process (the node's;
 nginx's master and worker; from /proc, utime+stime), medians over rounds, with the ratios
-node/nginx (targets: req/s >= 0.95x, p99 <= 1.3x) and node/direct, and the load average. Then
+node/nginx (targets: req/s >= 0.95x, p99 <= 1.3x) and node/direct (medians of each round's
+ratio), and the load average. Then
 it edits the app's code and reloads it `--reloads` times over the node's control socket, timing
 each from the reload request until a request through the node gets the new code: p50/p99.
 ``--hop-only`` stops after the req/s rounds.
@@ -333,17 +334,22 @@ def main() -> int:
         for name, (rps, p99, cpu_us) in summary.items():
             hop = f"   hop CPU {cpu_us:6.1f} us/req" if name != "gunicorn direct" else ""
             print(f"{name:16s} {rps:9.0f} req/s   p99 {p99:7.2f} ms{hop}")
-        n_rps, n_p99, n_cpu = summary["node -> app"]
-        x_rps, x_p99, x_cpu = summary["nginx -> app"]
-        g_rps, g_p99, _ = summary["gunicorn direct"]
-        rps_ratio, p99_ratio = n_rps / x_rps, n_p99 / x_p99
+
+        def ratio(i: int, peer: str) -> float:
+            """The median of each round's ratio: a round's peers ran back to back, under the
+            most similar load."""
+            pairs = zip(results["node -> app"], results[peer], strict=True)
+            return statistics.median(ours[i] / theirs[i] for ours, theirs in pairs)
+
+        rps_ratio, p99_ratio = ratio(0, "nginx -> app"), ratio(1, "nginx -> app")
         print(
             f"node/nginx: req/s x{rps_ratio:.2f} (target >= 0.95: "
             f"{'met' if rps_ratio >= 0.95 else 'not met'}), p99 x{p99_ratio:.2f} "
             f"(target <= 1.3: {'met' if p99_ratio <= 1.3 else 'not met'}), "
-            f"hop CPU x{n_cpu / max(x_cpu, 1e-9):.2f}"
+            f"hop CPU x{ratio(2, 'nginx -> app'):.2f} (medians of per-round ratios)"
         )
-        print(f"node/direct: req/s x{n_rps / g_rps:.2f}, p99 x{n_p99 / g_p99:.2f}")
+        print(f"node/direct: req/s x{ratio(0, 'gunicorn direct'):.2f}, "
+              f"p99 x{ratio(1, 'gunicorn direct'):.2f}")  # fmt: skip
         after = os.getloadavg()
         print(f"load average (1/5/15 min): before {load_before[0]:.1f}/{load_before[1]:.1f}/"
               f"{load_before[2]:.1f}, after {after[0]:.1f}/{after[1]:.1f}/{after[2]:.1f} "

@@ -15,10 +15,10 @@ every other round:
   node's apps have one too); nginx sets what gunicorn's deployment guide sets.
 
 It prints req/s, p50/p99 latency and the CPU time per request of all of each peer's processes
-(the apps' included), medians over rounds, the ratios platform/nginx (targets: req/s >= 0.85x,
-p99 <= 1.5x) and the load average. Installs nginx and wrk when missing (bench/proxy_bench.py's
-helpers). Loopback only; bounded: about rounds x 2 sizes x 2 peers x (duration + 1) seconds plus
-~10 s of setup.
+(the apps' included), medians over rounds, the ratios platform/nginx (medians of each round's
+ratio; targets: req/s >= 0.85x, p99 <= 1.5x) and the load average. Installs nginx and wrk when
+missing (bench/proxy_bench.py's helpers). Loopback only; bounded: about rounds x 2 sizes x 2
+peers x (duration + 1) seconds plus ~10 s of setup.
 """
 
 from __future__ import annotations
@@ -191,11 +191,15 @@ def report(results: dict, names: list[str]) -> None:
             m = med[name]
             print(f"{size:6} {name:18} {m['rps']:8.0f} {m['p50']:8.2f} {m['p99']:8.2f} "
                   f"{m['cpu_us']:11.1f}")  # fmt: skip
-        ours, base = med[names[0]], med[names[1]]
-        rps, p99 = ours["rps"] / base["rps"], ours["p99"] / base["p99"]
+        # Medians of each round's ratio: a round's peers ran back to back, under the most
+        # similar load.
+        rounds = list(zip(results[(size, names[0])], results[(size, names[1])], strict=True))
+        rps, p99, cpu = (
+            statistics.median(a[k] / b[k] for a, b in rounds) for k in ("rps", "p99", "cpu_us")
+        )
         print(f"{size:6} platform/nginx: req/s x{rps:.2f} ({'met' if rps >= 0.85 else 'not met'}),"
               f" p99 x{p99:.2f} ({'met' if p99 <= 1.5 else 'not met'}), "
-              f"CPU x{ours['cpu_us'] / max(base['cpu_us'], 1e-9):.2f}")  # fmt: skip
+              f"CPU x{cpu:.2f}")  # fmt: skip
 
 
 def main() -> int:

@@ -41,6 +41,7 @@ from webapps.node.supervisor import AppUnavailable, Supervisor
 log = logging.getLogger(__name__)
 
 _HTML = b"text/html; charset=utf-8"
+_MAX_ROUTES = 10_000  # a bound on the routes kept (``NodeResolver._forward``)
 
 
 class NodeResolver:
@@ -56,6 +57,7 @@ class NodeResolver:
             ((b"X-Backend", node.name.encode()),) if expose_name else ()
         )
         self.inflight: Counter[str] = Counter()
+        self._routes: dict[str, Route] = {}  # app -> the Route to its socket (``_forward``)
         self._drained: dict[str, asyncio.Event] = {}
 
     def __call__(self, head, client: Client) -> Route | Coroutine[Any, Any, Route]:
@@ -127,12 +129,19 @@ class NodeResolver:
 
     def _forward(self, key: str, sock: str) -> Route:
         self.inflight[key] += 1
-        return Route(
-            upstreams=(Upstream(name=key, unix=sock),),
-            response_headers=self.headers,
-            on_done=lambda status, key=key: self._done(key),
-            label=self.node.name,  # one metrics label per node, not one per domain
-        )
+        # One Route per app, made again only when its socket changes: a Route is a frozen
+        # value, so requests in flight may share it (and the hot path makes no objects).
+        route = self._routes.get(key)
+        if route is None or route.upstreams[0].unix != sock:
+            if len(self._routes) >= _MAX_ROUTES:
+                self._routes.clear()
+            route = self._routes[key] = Route(
+                upstreams=(Upstream(name=key, unix=sock),),
+                response_headers=self.headers,
+                on_done=functools.partial(self._done, key),
+                label=self.node.name,  # one metrics label per node, not one per domain
+            )
+        return route
 
     def _static(self, spec, head) -> Route | None:
         """The node's own answer under one of the app's static mappings (never the app's)."""
@@ -148,7 +157,7 @@ class NodeResolver:
             label=self.node.name,
         )
 
-    def _done(self, key: str) -> None:
+    def _done(self, key: str, status: int = 0) -> None:
         self.inflight[key] -= 1
         if self.inflight[key] <= 0:
             del self.inflight[key]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import signal
 from collections import Counter
@@ -394,6 +395,11 @@ class NodeServer:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await self.start()
+        # Everything made so far (modules, Django's settings and models under runnode, the
+        # listeners) lives as long as the node: kept out of the cyclic collector's scans, which
+        # otherwise pause the loop now and then, as in the front proxy (proxy/server.py).
+        gc.collect()
+        gc.freeze()
         try:
             await stop.wait()
             log.info("node %s stopping", self.config.name)

@@ -1,15 +1,29 @@
-"""Benchmark: requests through a node to an app's gunicorn vs straight to that gunicorn, how
-long a reload takes until the new code answers, and what app isolation costs.
+"""Benchmark: requests through a node to an app's gunicorn beside nginx in front of the same
+gunicorn and beside a gunicorn reached directly, how long a reload takes until the new code
+answers, and what app isolation costs.
 
     .venv/bin/python bench/node_bench.py [--rounds 3] [--duration 5] [--reloads 20] [--cold 8]
+        [--hop-only]
 
 Sets up what a node needs in a temporary directory (a migrated SQLite file, one user, one tiny
-WSGI app), starts `manage.py runnode` on a free port and, as the peer, a gunicorn with the same
-app, worker class and worker count that the node gives its apps, bound to TCP. wrk (installed
-from Debian packages when missing) drives both with the same load, in interleaved rounds, and
-the script prints req/s and p99 latency (medians over rounds) with the node/peer ratio. Then it
-edits the app's code and reloads it `--reloads` times over the node's control socket, timing
+WSGI app) and starts `manage.py runnode` on a free port. Peers, driven by wrk with the same load
+in interleaved rounds (the order reversed every other round):
+
+- ``nginx -> app``: nginx from Debian's packages (installed when missing, as wrk is), one
+  worker, proxying to the node's own socket of the app: the same gunicorn processes, so the two
+  differ only in the hop. It sets what gunicorn's deployment guide sets (Host,
+  X-Forwarded-For, X-Forwarded-Proto) and keeps upstream connections alive when the app's worker
+  class does (gthread; a sync worker closes every connection).
+- ``gunicorn direct``: a gunicorn with the same app, worker class and worker count that the node
+  gives its apps, bound to TCP.
+
+It prints req/s, p99 latency and the CPU time per request of the hop's own process (the node's;
+nginx's master and worker; from /proc, utime+stime), medians over rounds, with the ratios
+node/nginx (targets: req/s >= 0.95x, p99 <= 1.3x) and node/direct (medians of each round's
+ratio), and the load average. Then
+it edits the app's code and reloads it `--reloads` times over the node's control socket, timing
 each from the reload request until a request through the node gets the new code: p50/p99.
+``--hop-only`` stops after the req/s rounds.
 
 Isolation (as root, where the node can sandbox): two nodes of the same code, one running apps in
 their owners' sandboxes (bubblewrap, setpriv, cgroups, egress through veth and NAT: what a plain
@@ -17,13 +31,14 @@ their owners' sandboxes (bubblewrap, setpriv, cgroups, egress through veth and N
 lookup (no database). wrk drives both in interleaved rounds (req/s, p99); the cold start is the
 first request to an app that is not running, measured on `--cold` fresh apps per node,
 interleaved; the script prints on/off ratios and differences.
-Loopback only; bounded: about rounds x 4 x duration seconds plus ~40 s of setup and reloads.
+Loopback only; bounded: about rounds x 5 x duration seconds plus ~40 s of setup and reloads.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -37,6 +52,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from proxy_bench import TICKS, Proc, _which, ensure_tools, nginx_conf  # noqa: E402
 
 from tests.support import free_port, port_open, wait_until  # noqa: E402
 from tests.webapps.node.support import (  # noqa: E402
@@ -66,19 +84,8 @@ def app_source(version: int) -> str:
     """
 
 
-def ensure_wrk() -> str:
-    found = shutil.which("wrk")
-    if found:
-        return found
-    print("installing wrk with apt-get ...", flush=True)
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=300)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, env=env, timeout=600)
-    return shutil.which("wrk") or "wrk"
-
-
-def run_wrk(wrk: str, url: str, host: str, duration: int) -> tuple[float, float]:
-    """(requests/s, p99 ms) from one wrk run."""
+def run_wrk(wrk: str, url: str, host: str, duration: int) -> tuple[float, float, int]:
+    """(requests/s, p99 ms, requests) from one wrk run."""
     out = subprocess.run(
         [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{duration}s", "--timeout", "10s", "--latency",
          "-H", f"Host: {host}", url],
@@ -92,7 +99,48 @@ def run_wrk(wrk: str, url: str, host: str, duration: int) -> tuple[float, float]
         print(f"  wrk reported errors against {url}: {errors.group(0)}", flush=True)
     value, unit = re.search(r"\s99%\s+([\d.]+)(us|ms|s)", out).groups()
     p99 = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-    return rps, p99
+    return rps, p99, int(re.search(r"(\d+) requests in", out).group(1))
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of ``pids`` (threads included), from /proc."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / TICKS
+
+
+def nginx_in_front(workdir: Path, socket_path: Path, threads: int) -> Proc:
+    """nginx (one worker) proxying to the app's unix socket, as a host puts it in front of
+    gunicorn: the headers gunicorn's deployment guide sets, upstream keep-alive when the worker
+    class has it. Its worker runs as root when we are root: the node's app socket is in a
+    directory only the app's user (and root) may enter."""
+    port = free_port()
+    keep = threads > 1
+    conf = nginx_conf(workdir, "nginx", f"""
+    upstream app {{
+        server unix:{socket_path};
+        {"keepalive 32;" if keep else ""}
+    }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            proxy_pass http://app;
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            {'proxy_http_version 1.1; proxy_set_header Connection "";' if keep else ""}
+            proxy_buffering on;
+        }}
+    }}""", main="user root;" if os.geteuid() == 0 else "")  # fmt: skip
+    popen = subprocess.Popen(
+        [_which("nginx"), "-c", str(conf), "-p", str(workdir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    wait_until(lambda: port_open("127.0.0.1", port), 20, what="nginx in front of the app")
+    return Proc("nginx", popen, port)
 
 
 def serve(config_file: str) -> int:
@@ -199,7 +247,7 @@ def isolation_cost(wrk: str, workdir: Path, source: Path, args) -> None:
         for _ in range(args.rounds):
             for side, node in nodes.items():
                 runs[side].append(
-                    run_wrk(wrk, f"http://127.0.0.1:{node.port}/", DOMAIN, args.duration)
+                    run_wrk(wrk, f"http://127.0.0.1:{node.port}/", DOMAIN, args.duration)[:2]
                 )
         rps = {side: statistics.median(r for r, _ in rs) for side, rs in runs.items()}
         p99 = {side: statistics.median(p for _, p in rs) for side, rs in runs.items()}
@@ -232,20 +280,23 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument("--reloads", type=int, default=20, help="reloads to time")
     parser.add_argument("--cold", type=int, default=8, help="cold starts per node to time")
+    parser.add_argument("--hop-only", action="store_true", help="stop after the req/s rounds")
     parser.add_argument("--serve", metavar="CONFIG", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         return serve(args.serve)
-    wrk = ensure_wrk()
+    ensure_tools()
+    wrk = _which("wrk")
     workdir = Path(tempfile.mkdtemp(prefix="nb-", dir="/tmp"))
-    node = peer = None
+    node = peer = nginx = None
     try:
         env = platform_env(workdir, copy_db(migrated_template(workdir / "tpl"), workdir))
         source = write_app(workdir / "home", OWNER, DOMAIN, app_source(0))
         add_apps(env, {OWNER: [(DOMAIN, str(source))]})
         node = NodeProcess("bn", env, workdir, "--no-routes", "--idle-timeout", "0").start()
         assert node.request(DOMAIN)[2] == "version 0"
-        workers = str(AppSpec(name=DOMAIN, source_directory=str(source)).workers)
+        spec = AppSpec(name=DOMAIN, source_directory=str(source))
+        workers = str(spec.workers)
         peer_port = free_port()
         peer = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--workers", workers, "--bind",
@@ -254,28 +305,57 @@ def main() -> int:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         wait_until(lambda: port_open("127.0.0.1", peer_port), what="peer gunicorn")
+        app_socket = next(node.run_dir.glob("apps/*/app.sock"))
+        nginx = nginx_in_front(workdir, app_socket, spec.threads)
 
         targets = {
-            "node -> app": f"http://127.0.0.1:{node.port}/",
-            "gunicorn direct": f"http://127.0.0.1:{peer_port}/",
+            "node -> app": (f"http://127.0.0.1:{node.port}/", lambda: [node.process.pid]),
+            "nginx -> app": (f"http://127.0.0.1:{nginx.port}/", nginx.pids),
+            "gunicorn direct": (f"http://127.0.0.1:{peer_port}/", list),
         }
-        results: dict[str, list[tuple[float, float]]] = {name: [] for name in targets}
+        results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in targets}
+        load_before = os.getloadavg()
         print(f"wrk: 1 thread, {CONNECTIONS} connections, {args.duration}s x {args.rounds} "
               f"rounds, app: {workers} sync gunicorn workers", flush=True)  # fmt: skip
-        for _ in range(args.rounds):
-            for name, url in targets.items():
-                results[name].append(run_wrk(wrk, url, DOMAIN, args.duration))
+        for r in range(args.rounds):
+            order = list(targets.items())
+            for name, (url, pids) in order if r % 2 == 0 else reversed(order):
+                run_wrk(wrk, url, DOMAIN, 1)  # warm-up
+                before = cpu_seconds(pids())
+                rps, p99, requests = run_wrk(wrk, url, DOMAIN, args.duration)
+                cpu_us = (cpu_seconds(pids()) - before) * 1e6 / max(requests, 1)
+                results[name].append((rps, p99, cpu_us))
+                print(f"  round {r + 1} {name:16s} {rps:9.0f} req/s   p99 {p99:7.2f} ms   "
+                      f"hop CPU {cpu_us:6.1f} us/req", flush=True)  # fmt: skip
         summary = {
-            name: (
-                statistics.median(r for r, _ in runs),
-                statistics.median(p for _, p in runs),
-            )
+            name: tuple(statistics.median(run[i] for run in runs) for i in range(3))
             for name, runs in results.items()
         }
-        for name, (rps, p99) in summary.items():
-            print(f"{name:16s} {rps:9.0f} req/s   p99 {p99:7.2f} ms")
-        (n_rps, n_p99), (g_rps, g_p99) = summary["node -> app"], summary["gunicorn direct"]
-        print(f"node/direct: req/s x{n_rps / g_rps:.2f}, p99 x{n_p99 / g_p99:.2f}")
+        for name, (rps, p99, cpu_us) in summary.items():
+            hop = f"   hop CPU {cpu_us:6.1f} us/req" if name != "gunicorn direct" else ""
+            print(f"{name:16s} {rps:9.0f} req/s   p99 {p99:7.2f} ms{hop}")
+
+        def ratio(i: int, peer: str) -> float:
+            """The median of each round's ratio: a round's peers ran back to back, under the
+            most similar load."""
+            pairs = zip(results["node -> app"], results[peer], strict=True)
+            return statistics.median(ours[i] / theirs[i] for ours, theirs in pairs)
+
+        rps_ratio, p99_ratio = ratio(0, "nginx -> app"), ratio(1, "nginx -> app")
+        print(
+            f"node/nginx: req/s x{rps_ratio:.2f} (target >= 0.95: "
+            f"{'met' if rps_ratio >= 0.95 else 'not met'}), p99 x{p99_ratio:.2f} "
+            f"(target <= 1.3: {'met' if p99_ratio <= 1.3 else 'not met'}), "
+            f"hop CPU x{ratio(2, 'nginx -> app'):.2f} (medians of per-round ratios)"
+        )
+        print(f"node/direct: req/s x{ratio(0, 'gunicorn direct'):.2f}, "
+              f"p99 x{ratio(1, 'gunicorn direct'):.2f}")  # fmt: skip
+        after = os.getloadavg()
+        print(f"load average (1/5/15 min): before {load_before[0]:.1f}/{load_before[1]:.1f}/"
+              f"{load_before[2]:.1f}, after {after[0]:.1f}/{after[1]:.1f}/{after[2]:.1f} "
+              f"on {os.cpu_count()} CPUs", flush=True)  # fmt: skip
+        if args.hop_only:
+            return 0
 
         latencies, reported = [], []
         for version in range(1, args.reloads + 1):
@@ -296,6 +376,8 @@ def main() -> int:
         )
         isolation_cost(wrk, workdir, source, args)
     finally:
+        if nginx is not None:
+            nginx.stop()
         if peer is not None:
             peer.terminate()
             peer.wait(10)

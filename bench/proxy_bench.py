@@ -112,10 +112,13 @@ def start(name: str, cmd: list[str], port: int, env: dict | None = None) -> Proc
     return Proc(name, popen, port)
 
 
-def nginx_conf(work: Path, name: str, body: str) -> Path:
+def nginx_conf(work: Path, name: str, body: str, main: str = "") -> Path:
+    """An nginx configuration file: one worker, no access log; ``body`` goes in ``http``,
+    ``main`` (say, a ``user`` line) at the top level."""
     conf = work / f"{name}.conf"
     conf.write_text(
         f"""
+{main}
 worker_processes 1;
 daemon off;
 pid {work}/{name}.pid;

@@ -593,6 +593,25 @@ def pass_through_response(data: bytes, extra: tuple[tuple[bytes, bytes], ...]) -
     return data
 
 
+# "Connection: close" in a response head (lower-cased), the line's CRLF before it.
+_CLOSE_LINE = re.compile(rb"\r\nconnection:[ \t]*+close[ \t]*+(?=\r\n)")
+
+
+def pass_through_closing_response(
+    data: bytes, extra: tuple[tuple[bytes, bytes], ...]
+) -> bytes | None:
+    """``pass_through_response`` for a response that says ``Connection: close`` (every
+    response of a sync gunicorn worker): the bytes for the client without that line (the
+    client's connection stays open; the caller closes the upstream one), or None."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    m = _CLOSE_LINE.search(data[: end + 2].lower())
+    if m is None:
+        return None
+    return pass_through_response(data[: m.start()] + data[m.end() :], extra)
+
+
 def _fields(fields: tuple[tuple[bytes, bytes], ...]) -> bytes:
     return b"".join(b"%b: %b\r\n" % pair for pair in fields)
 

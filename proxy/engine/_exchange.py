@@ -258,7 +258,11 @@ class Exchange:
         conn: UpstreamConnection = task.result()
         self.engine.health.succeeded(upstream.name)
         if self.phase == _DONE:
-            conn.pool.put(conn)
+            # The client went away while we connected. The connection never carried a
+            # request, and it is not pooled: the peer may be a sync gunicorn worker that has
+            # accepted it and now waits on it for a request, serving nobody else until it
+            # closes.
+            conn.close()
             return
         self.send_on(conn)
 
@@ -381,8 +385,10 @@ class Exchange:
     # --- response -----------------------------------------------------------------------------
     def pass_through(self, conn: UpstreamConnection, data: bytes) -> bool:
         """The first read of a response: when it is a whole response with nothing to rewrite
-        (``core.pass_through_response``) for a keep-alive HTTP/1.1 client, write it as it came,
-        give ``conn`` back to its pool and the client connection back to its keep-alive wait.
+        (``core.pass_through_response``; or only its ``Connection: close`` to cut,
+        ``core.pass_through_closing_response``) for a keep-alive HTTP/1.1 client, write it as
+        it came, give ``conn`` back to its pool (close it, for the latter) and the client
+        connection back to its keep-alive wait.
         ``flush``, ``complete`` and the rules K for this case, inline (once per request);
         tests/proxy/test_inline_copies.py holds them equal to the long way."""
         head = self.head
@@ -396,8 +402,13 @@ class Exchange:
         ):
             return False
         out = core.pass_through_response(data, self.extra)
+        reuse = True
         if out is None:
-            return False
+            # A sync worker's answer: passed through all the same, its connection closed.
+            out = core.pass_through_closing_response(data, self.extra)
+            if out is None:
+                return False
+            reuse = False
         conn.in_head = False
         self.status = int(data[9:12])
         self.upconn = None
@@ -406,7 +417,11 @@ class Exchange:
         client = self.client
         if client.transport is not None:
             self.engine.write_later(client, out)
-        conn.release(now)
+        if reuse:
+            conn.release(now)
+        else:
+            conn.detach()
+            conn.close()
         if (
             client.active is self
             and not client.closing

@@ -171,7 +171,10 @@ class Pool:
             coro = loop.create_unix_connection(factory, up.unix)
         else:
             coro = loop.create_connection(factory, up.host, up.port)
-        transport, conn = await asyncio.wait_for(coro, self.engine.config.connect_timeout)
+        # asyncio.timeout, not wait_for: wait_for runs the connect in a task of its own, one
+        # more task for every connection (one per request to a sync worker).
+        async with asyncio.timeout(self.engine.config.connect_timeout):
+            transport, conn = await coro
         if up.unix is None:
             _abort_unacknowledged(transport, self.engine.config.connect_timeout)
         return conn

@@ -52,7 +52,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.pool = pool
         self.loop = loop
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
+        # Made at the first response that needs it: a whole simple response, read at once,
+        # passes through without one (most connections to a sync worker never need it).
+        self.parser: httptools.HttpResponseParser | None = None
         self.exchange: Exchange | None = None
         self.closed = False
         self.idle_since = 0.0
@@ -158,8 +160,11 @@ class UpstreamConnection(asyncio.Protocol):
             # reads (rule T: READ once a response byte came).
             self.timer.kind = _READ
             self.timer.deadline = self.loop.time() + exchange.config.idle_timeout
+        parser = self.parser
+        if parser is None:
+            parser = self.parser = httptools.HttpResponseParser(self)
         try:
-            self.parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             exchange.flush()
             if exchange.phase == _TUNNEL:

@@ -147,6 +147,34 @@ def test_anything_unusual_in_a_response_goes_through_the_parser(head):
     assert core.pass_through_response(head + b"\r\nok", ()) is None
 
 
+CLOSING = b"HTTP/1.1 200 OK\r\nServer: gunicorn\r\nConnection: close\r\nContent-Length: 2\r\n"
+
+
+def test_a_whole_response_that_closes_passes_through_without_its_connection_field():
+    out = core.pass_through_closing_response(CLOSING + b"\r\nok", ((b"X-Backend", b"b1"),))
+    assert out == (
+        b"HTTP/1.1 200 OK\r\nServer: gunicorn\r\nContent-Length: 2\r\nX-Backend: b1\r\n\r\nok"
+    )
+    assert core.pass_through_response(CLOSING + b"\r\nok", ()) is None
+    assert core.pass_through_closing_response(CLOSING.replace(b"close", b"Close") + b"\r\nok", ())
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        SIMPLE + b"\r\nok",  # nothing to cut: pass_through_response's case
+        CLOSING + b"Transfer-Encoding: chunked\r\n\r\nok",
+        CLOSING + b"Connection: close\r\n\r\nok",
+        CLOSING + b"Keep-Alive: timeout=5\r\n\r\nok",
+        CLOSING + b"\r\no",  # not read whole
+        SIMPLE + b"\r\n\r\nConnection: close\r\n",  # in the body, not the head
+        CLOSING.replace(b"close", b"closed") + b"\r\nok",
+    ],
+)
+def test_a_closing_response_with_anything_else_unusual_goes_through_the_parser(response):
+    assert core.pass_through_closing_response(response, ()) is None
+
+
 def test_a_response_not_read_whole_goes_through_the_parser():
     assert core.pass_through_response(SIMPLE + b"\r\no", ()) is None
     assert core.pass_through_response(SIMPLE + b"\r\nokHTTP/1.1", ()) is None

@@ -62,6 +62,35 @@ def test_an_upstream_that_never_accepts_is_a_504_after_the_connect_timeout(serve
     assert resp.status == 504
 
 
+def test_a_connection_made_after_its_client_left_is_closed_not_pooled(serve):
+    """A sync gunicorn worker that accepted such a connection would wait on it for a request
+    (serving nobody else) as long as it stayed in the pool."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)  # an accept queue of one
+    filler = socket.create_connection(listener.getsockname())  # ... now full: SYNs are dropped
+    proxy = serve(
+        route_to("{}:{}".format(*listener.getsockname())), connect_timeout=8, max_attempts=1
+    )
+    try:
+        with connect(proxy.port) as client:
+            client.sendall(get())
+            wait_until(lambda: proxy.lt.call(lambda: bool(proxy.engine.pools)), 5, what="a connect")
+        wait_until(
+            lambda: proxy.lt.call(lambda: not proxy.engine.connections), 5, what="client gone"
+        )
+        listener.accept()[0].close()  # the filler: room for the proxy's SYN, retried in ~1 s
+        listener.settimeout(8)
+        upstream, _ = listener.accept()
+        with upstream:
+            assert closed_by_peer(upstream), "the unused upstream connection was kept open"
+        pools = proxy.lt.call(lambda: [len(p.idle) for p in proxy.engine.pools.values()])
+        assert pools == [0]
+    finally:
+        filler.close()
+        listener.close()
+
+
 def test_an_invalid_upstream_response_is_a_502(serve, origin):
     proxy = serve(origin)
     assert exchange(proxy.port, get(path="/garbage")).status == 502

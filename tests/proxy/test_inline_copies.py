@@ -90,6 +90,27 @@ def test_a_passed_through_response_ends_as_the_long_way_does():
     run(go())
 
 
+def test_a_passed_through_closing_response_ends_as_the_long_way_does():
+    closing = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
+    closing_chunked = CHUNKED.replace(b"OK\r\n", b"OK\r\nConnection: close\r\n", 1)
+
+    async def go():
+        fast, slow = Rig(), Rig()
+        assert core.pass_through_closing_response(closing, ()) is not None
+        assert core.pass_through_closing_response(closing_chunked, ()) is None
+        exchange = fast.request(SIMPLE)
+        fast.respond(closing)
+        slow.request(SIMPLE)
+        slow.respond(closing_chunked)
+        assert exchange.phase == Phase.DONE
+        assert fast.client_view() == slow.client_view()
+        assert fast.client.state == ClientState.IDLE  # the client's connection stays open
+        assert fast.upstream_view() == slow.upstream_view() == (False, 0, None, True)
+        assert b"close" not in b"".join(fast.client_transport.written).lower()
+
+    run(go())
+
+
 @pytest.mark.parametrize("raw", [SIMPLE, LONG_WAY])
 def test_a_request_without_a_body_runs_the_timer_rule_t_names(raw):
     async def go():

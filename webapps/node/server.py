@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import signal
 from collections import Counter
@@ -41,6 +42,7 @@ from webapps.node.supervisor import AppUnavailable, Supervisor
 log = logging.getLogger(__name__)
 
 _HTML = b"text/html; charset=utf-8"
+_MAX_ROUTES = 10_000  # a bound on the routes kept (``NodeResolver._forward``)
 
 
 class NodeResolver:
@@ -56,6 +58,7 @@ class NodeResolver:
             ((b"X-Backend", node.name.encode()),) if expose_name else ()
         )
         self.inflight: Counter[str] = Counter()
+        self._routes: dict[str, Route] = {}  # app -> the Route to its socket (``_forward``)
         self._drained: dict[str, asyncio.Event] = {}
         # The supervisor stops an app to make room only when nothing is in flight for it.
         node.supervisor.busy = lambda name: self.inflight.get(name, 0) > 0
@@ -129,12 +132,19 @@ class NodeResolver:
 
     def _forward(self, key: str, sock: str) -> Route:
         self.inflight[key] += 1
-        return Route(
-            upstreams=(Upstream(name=key, unix=sock),),
-            response_headers=self.headers,
-            on_done=lambda status, key=key: self._done(key),
-            label=self.node.name,  # one metrics label per node, not one per domain
-        )
+        # One Route per app, made again only when its socket changes: a Route is a frozen
+        # value, so requests in flight may share it (and the hot path makes no objects).
+        route = self._routes.get(key)
+        if route is None or route.upstreams[0].unix != sock:
+            if len(self._routes) >= _MAX_ROUTES:
+                self._routes.clear()
+            route = self._routes[key] = Route(
+                upstreams=(Upstream(name=key, unix=sock),),
+                response_headers=self.headers,
+                on_done=functools.partial(self._done, key),
+                label=self.node.name,  # one metrics label per node, not one per domain
+            )
+        return route
 
     def _static(self, spec, head) -> Route | None:
         """The node's own answer under one of the app's static mappings (never the app's)."""
@@ -150,7 +160,7 @@ class NodeResolver:
             label=self.node.name,
         )
 
-    def _done(self, key: str) -> None:
+    def _done(self, key: str, status: int = 0) -> None:
         self.inflight[key] -= 1
         if self.inflight[key] <= 0:
             del self.inflight[key]
@@ -425,6 +435,11 @@ class NodeServer:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await self.start()
+        # Everything made so far (modules, Django's settings and models under runnode, the
+        # listeners) lives as long as the node: kept out of the cyclic collector's scans, which
+        # otherwise pause the loop now and then, as in the front proxy (proxy/server.py).
+        gc.collect()
+        gc.freeze()
         try:
             await stop.wait()
             log.info("node %s stopping", self.config.name)

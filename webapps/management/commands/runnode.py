@@ -151,7 +151,8 @@ class Command(BaseCommand):
             type=_seconds,
             default=2.0,
             metavar="SECONDS",
-            help="how long a domain -> app lookup is cached (default 2)",
+            help="how long a domain -> app lookup is cached (default 2); for as long again "
+            "it is still answered while one lookup refreshes it",
         )
         parser.add_argument(
             "--trusted-proxy",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tests.webapps.node.support import (
     UnixHTTPConnection,
+    every_worker_ready,
     get_unix,
     get_unix_response,
     write_app,
@@ -76,6 +77,9 @@ def test_a_reload_runs_an_edit_that_keeps_the_size_within_the_same_second(
     set_version(source, "v000", time.time())
     sock = loop_thread.run(sup.socket_for(spec))
     assert get_unix(sock)[1] == "v000"
+    # A start answers from its first worker; one still importing would write its own cache
+    # entry for the edit below, and the trap would not be set.
+    every_worker_ready(lambda: sup.status()[0], spec.workers)
     for n in range(1, ROUNDS + 1):
         old, new = f"v{n - 1:03d}", f"v{n:03d}"
         same_second_same_size_edit(source, old, new)

@@ -75,6 +75,9 @@ def test_a_reload_through_the_api_runs_same_second_same_size_edits(
     spec = hosted(specs, webapp)
     sock = loop_thread.run(sup.socket_for(spec))
     assert get_unix(sock)[1] == "v000"
+    # A start answers from its first worker; one still importing would write its own cache
+    # entry for the edit below, and the trap would not be set.
+    every_worker_ready(lambda: next(a for a in sup.status() if a["name"] == spec.name))
     for n in range(1, ROUNDS + 1):
         old, new = f"v{n - 1:03d}", f"v{n:03d}"
         same_second_same_size_edit(source, old, new)

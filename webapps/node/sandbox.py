@@ -26,11 +26,12 @@ the app's environment travels to bwrap in its ``--setenv`` arguments through a p
 the environment of the launcher, bwrap or ip (an ``LD_PRELOAD`` there would run as root).
 
 How the node uses it: ``launch(spec, argv, env)`` gives the argv and environment of the
-*launcher*, a small root process (``python -I``, this module) that starts bwrap, places the
-sandbox in its cgroups, gives it its interface, lets the app's command run, forwards the
-signals it gets (HUP, TERM, ...) to the app's pid 1, and exits as the app exited. Killing the
-launcher's process group kills bwrap; bwrap's ``--die-with-parent`` then kills the sandbox's
-pid 1, and with it every process of the sandbox; the veth pair goes with its namespace.
+*launcher* (``webapps.node.launcher``, decision 0111), a small root process that starts bwrap
+with the options computed here, places the sandbox in its cgroups, gives it its interface,
+lets the app's command run, forwards the signals it gets (HUP, TERM, ...) to the app's pid 1,
+and exits as the app exited. Killing the launcher's process group kills bwrap; bwrap's
+``--die-with-parent`` then kills the sandbox's pid 1, and with it every process of the
+sandbox; the veth pair goes with its namespace.
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ from pathlib import Path
 
 from webapps.node import launcher
 
-CONFIG_ENV = launcher.CONFIG_ENV
-# The directory that holds the ``webapps`` package: the launcher imports this module from it.
+CONFIG_ENV = launcher.CONFIG_ENV  # the launcher's configuration (only the launcher reads it)
+# The directory that holds the ``webapps`` package: the launcher is imported from it.
 CODE_ROOT = Path(__file__).resolve().parent.parent.parent
 # Where bwrap, setpriv, ip, nsenter and nft are looked up (never the node's PATH).
 TOOL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from webapps.node import sandbox  # noqa: E402
+from webapps.node import sandbox
 
 UID = 1_500_003
 

@@ -26,35 +26,30 @@ the app's environment travels to bwrap in its ``--setenv`` arguments through a p
 the environment of the launcher, bwrap or ip (an ``LD_PRELOAD`` there would run as root).
 
 How the node uses it: ``launch(spec, argv, env)`` gives the argv and environment of the
-*launcher*, a small root process (``python -I``, this module) that starts bwrap, places the
-sandbox in its cgroups, gives it its interface, lets the app's command run, forwards the
-signals it gets (HUP, TERM, ...) to the app's pid 1, and exits as the app exited. Killing the
-launcher's process group kills bwrap; bwrap's ``--die-with-parent`` then kills the sandbox's
-pid 1, and with it every process of the sandbox; the veth pair goes with its namespace.
+*launcher* (``webapps.node.launcher``, decision 0111), a small root process that starts bwrap
+with the options computed here, places the sandbox in its cgroups, gives it its interface,
+lets the app's command run, forwards the signals it gets (HUP, TERM, ...) to the app's pid 1,
+and exits as the app exited. Killing the launcher's process group kills bwrap; bwrap's
+``--die-with-parent`` then kills the sandbox's pid 1, and with it every process of the
+sandbox; the veth pair goes with its namespace.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import ipaddress
-import json
 import os
 import re
-import select
 import shutil
-import signal
-import stat
 import subprocess
 import sys
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-# The environment variable that carries the launcher's configuration. Only the launcher (root)
-# reads it; it is removed before anything else runs.
-CONFIG_ENV = "HOSTING_SANDBOX_CONFIG"
-# The directory that holds the ``webapps`` package: the launcher imports this module from it.
+from webapps.node import launcher
+
+CONFIG_ENV = launcher.CONFIG_ENV  # the launcher's configuration (only the launcher reads it)
+# The directory that holds the ``webapps`` package: the launcher is imported from it.
 CODE_ROOT = Path(__file__).resolve().parent.parent.parent
 # Where bwrap, setpriv, ip, nsenter and nft are looked up (never the node's PATH).
 TOOL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -65,28 +60,14 @@ READ_ONLY_SYSTEM = ("/usr", "/etc")
 FORBIDDEN = ("/", "/proc", "/sys", "/dev", "/run", "/var/run")
 TMP_SIZE = 64 * 1024 * 1024
 DEFAULT_EGRESS_POOL = "100.72.0.0/16"  # RFC 6598 shared space: one /30 per running sandbox
-# Signals the launcher passes on to the app's pid 1 (gunicorn's control signals).
-FORWARDED = (
-    signal.SIGHUP,
-    signal.SIGTERM,
-    signal.SIGINT,
-    signal.SIGQUIT,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-    signal.SIGTTIN,
-    signal.SIGTTOU,
-    signal.SIGWINCH,
-)
-START_TIMEOUT = 10.0  # bwrap reporting its child
-_INFO_MAX = 4096
-_MAX_PYVENV_BYTES = 64 * 1024  # bwrap's info JSON is a few dozen bytes
+_MAX_PYVENV_BYTES = 64 * 1024
 
 
 class SandboxError(RuntimeError):
-    """The sandbox could not be set up (the launcher exits with ``LAUNCH_FAILED``)."""
+    """The node's egress rules could not be installed or removed."""
 
 
-LAUNCH_FAILED = 125
+LAUNCH_FAILED = launcher.LAUNCH_FAILED
 
 
 # --- the pure core -------------------------------------------------------------------------
@@ -323,8 +304,7 @@ def bwrap_args(
 
 # --- egress: a veth pair per sandbox, NAT in the node's namespace ---------------------------
 EGRESS_TABLE = "hosting_sandbox"
-VETH_PREFIX = "hsb"  # host-side interface names: hsb<slot>; the sandbox side is eth0
-_CLAIM_TRIES = 64
+VETH_PREFIX = launcher.VETH_PREFIX  # host side: hsb<slot>; the sandbox side is eth0
 
 
 def egress_slot(pool: str, slot: int) -> tuple[str, str, int]:
@@ -333,8 +313,8 @@ def egress_slot(pool: str, slot: int) -> tuple[str, str, int]:
     slots = network.num_addresses // 4
     if not 0 <= slot < slots:
         raise ValueError(f"egress slot {slot} is outside pool {pool} ({slots} slots)")
-    base = int(network.network_address) + 4 * slot
-    return str(ipaddress.IPv4Address(base + 1)), str(ipaddress.IPv4Address(base + 2)), 30
+    node_side, sandbox_side = launcher.slot_addresses(int(network.network_address), slot)
+    return node_side, sandbox_side, 30
 
 
 def egress_table(node: str) -> str:
@@ -451,38 +431,6 @@ def _run(argv: list[str], stdin: str = "", timeout: float = 10.0) -> None:
         raise SandboxError(f"{' '.join(argv[:3])} failed: {detail}")
 
 
-def attach_egress(pid: int, pool: str, *, ip: str, nsenter: str) -> str:
-    """Give the network namespace of ``pid`` an interface to the node, on a free slot.
-
-    A slot is claimed by creating its host-side interface (the kernel refuses a second one of
-    that name); the pair disappears with the sandbox's namespace, so nothing outlives it.
-    Returns the host-side interface name.
-    """
-    slots = ipaddress.IPv4Network(pool).num_addresses // 4
-    start = int.from_bytes(os.urandom(4), "big") % slots
-    for attempt in range(min(_CLAIM_TRIES, slots)):
-        slot = (start + attempt) % slots
-        name = f"{VETH_PREFIX}{slot}"
-        result = subprocess.run(
-            [ip, "link", "add", name, "type", "veth", "peer", "name", "eth0", "netns", str(pid)],
-            capture_output=True, timeout=10, env={}, cwd="/",
-        )  # fmt: skip
-        if result.returncode != 0:
-            if b"exists" in result.stderr:
-                continue
-            detail = result.stderr.decode(errors="replace").strip()
-            raise SandboxError(f"could not create the sandbox's interface: {detail}")
-        node_side, sandbox_side, bits = egress_slot(pool, slot)
-        _run([ip, "-batch", "-"], f"addr add {node_side}/{bits} dev {name}\nlink set {name} up\n")
-        _run(
-            [nsenter, f"--net=/proc/{pid}/ns/net", ip, "-batch", "-"],
-            f"addr add {sandbox_side}/{bits} dev eth0\nlink set eth0 up\n"
-            f"route add default via {node_side}\n",
-        )
-        return name
-    raise SandboxError(f"no free egress slot in {pool} after {_CLAIM_TRIES} tries")
-
-
 # --- detection -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Isolation:
@@ -585,191 +533,38 @@ def launch(
         raise IsolationUnavailable(f"apps cannot be isolated: {isolation.reason}")
     if spec.egress and not isolation.egress:
         raise IsolationUnavailable("egress is on but iproute2, nsenter or nftables is missing")
-    config = {
-        "spec": asdict(spec),
-        "argv": list(argv),
-        "env": dict(env),
-        "bwrap": isolation.bwrap,
-        "setpriv": isolation.setpriv,
-        "ip": isolation.ip,
-        "nsenter": isolation.nsenter,
-    }
+    # bwrap's options are computed here, in the node: the launcher that runs them per start
+    # then needs none of this module (decision 0111). Its info and block fds are its own.
+    args = bwrap_args(spec, argv, env, layout=host_layout(), setpriv=isolation.setpriv)
+    split = args.index("--")
+    egress = None
+    if spec.egress:
+        network = ipaddress.IPv4Network(spec.egress_pool)
+        slots = network.num_addresses // 4
+        if slots == 0:
+            raise ValueError(f"egress pool {spec.egress_pool} holds no /30")
+        assert isolation.ip is not None and isolation.nsenter is not None  # isolation.egress
+        egress = (isolation.ip, isolation.nsenter, int(network.network_address), slots)
+    fields = launcher.config_fields(
+        bwrap=isolation.bwrap,
+        uid=spec.uid,
+        gid=spec.gid,
+        cgroups=spec.cgroups,
+        keep_fds=spec.keep_fds,
+        egress=egress,
+        options=args[:split],
+        command=args[split:],
+    )
     bootstrap = (
         f"import sys; sys.path.insert(0, {str(CODE_ROOT)!r}); "
-        "from webapps.node.sandbox import launcher_main; launcher_main()"
+        "from webapps.node.launcher import main; main()"
     )
     return Launch(
-        argv=[python, "-I", "-c", bootstrap],
-        env={CONFIG_ENV: json.dumps(config)},
+        # -S: the launcher needs nothing of site-packages, and site's imports cost.
+        argv=[python, "-I", "-S", "-c", bootstrap],
+        env={CONFIG_ENV: launcher.encode(fields)},
         pass_fds=tuple(spec.keep_fds),
     )
-
-
-# --- the launcher (runs as root, between the node and bwrap) -------------------------------
-def launcher_main() -> None:
-    raw = os.environ.pop(CONFIG_ENV, None)
-    os.environ.clear()
-    if raw is None:
-        sys.stderr.write(f"sandbox launcher: {CONFIG_ENV} is not set\n")
-        sys.exit(LAUNCH_FAILED)
-    config = json.loads(raw)
-    spec_fields = dict(config["spec"])
-    for key in ("read_only", "writable", "cgroups", "keep_fds"):
-        spec_fields[key] = tuple(spec_fields[key])
-    spec = SandboxSpec(**spec_fields)
-    try:
-        code = run(
-            spec,
-            config["argv"],
-            config["env"],
-            bwrap=config["bwrap"],
-            setpriv=config["setpriv"],
-            ip=config["ip"],
-            nsenter=config["nsenter"],
-        )
-    except SandboxError as exc:
-        sys.stderr.write(f"sandbox: {exc}\n")
-        sys.stderr.flush()
-        os._exit(LAUNCH_FAILED)
-    _exit_like(code)
-
-
-def run(
-    spec: SandboxSpec,
-    argv: list[str],
-    env: dict[str, str],
-    *,
-    bwrap: str,
-    setpriv: str,
-    ip: str | None = None,
-    nsenter: str | None = None,
-) -> int:
-    """Run ``argv`` in the sandbox and return bwrap's exit status (128 + n: killed by n)."""
-    os.umask(0o077)
-    for fd in spec.keep_fds:
-        # A pipe is reopened through /dev/fd/N (gunicorn's log files): it must be the owner's.
-        with contextlib.suppress(OSError):
-            if stat.S_ISFIFO(os.fstat(fd).st_mode):
-                os.fchown(fd, spec.uid, spec.gid)
-    pending: list[int] = []
-    child = {"pid": 0}
-
-    def forward(signum, _frame):
-        if child["pid"]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child["pid"], signum)
-        else:
-            pending.append(signum)
-
-    for sig in FORWARDED:
-        signal.signal(sig, forward)
-    info_r, info_w = os.pipe()
-    block_r, block_w = os.pipe()
-    args_r, args_w = os.pipe()
-    args = bwrap_args(
-        spec, argv, env, layout=host_layout(), setpriv=setpriv, info_fd=info_w, block_fd=block_r
-    )
-    # bwrap reads its options from the pipe (the environment is in them, kept off command
-    # lines); the command itself must follow on bwrap's own command line.
-    split = args.index("--")
-    options, command = args[:split], args[split:]
-    process = None
-    try:
-        process = subprocess.Popen(
-            [bwrap, "--args", str(args_r), *command],
-            env={},
-            cwd="/",
-            stdin=subprocess.DEVNULL,
-            pass_fds=(*spec.keep_fds, info_w, block_r, args_r),
-        )
-        for fd in (info_w, block_r, args_r):
-            os.close(fd)
-        info_w = block_r = args_r = -1
-        payload = b"".join(a.encode() + b"\0" for a in options)
-        with os.fdopen(args_w, "wb") as stream:
-            args_w = -1
-            stream.write(payload)
-        pid = _read_child_pid(info_r, process, START_TIMEOUT)
-        for directory in spec.cgroups:
-            try:
-                Path(directory, "cgroup.procs").write_text(f"{pid}\n")
-            except OSError as exc:
-                raise SandboxError(f"could not join cgroup {directory}: {exc}") from None
-        if spec.egress:
-            if ip is None or nsenter is None:
-                raise SandboxError("egress is on but ip or nsenter is missing")
-            attach_egress(pid, spec.egress_pool, ip=ip, nsenter=nsenter)
-        os.write(block_w, b"go")
-        child["pid"] = _app_pid(pid, process, START_TIMEOUT)
-        for signum in pending:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child["pid"], signum)
-        while True:
-            try:
-                return process.wait()
-            except InterruptedError:  # pragma: no cover - PEP 475 retries for us
-                continue
-    except BaseException:
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait()
-        raise
-    finally:
-        for fd in (info_r, info_w, block_r, block_w, args_r, args_w):
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-
-
-def _read_child_pid(fd: int, process: subprocess.Popen, timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    data = b""
-    while len(data) < _INFO_MAX:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise SandboxError(f"bubblewrap did not start the sandbox within {timeout:g} s")
-        ready, _, _ = select.select([fd], [], [], min(remaining, 0.5))
-        if not ready:
-            if process.poll() is not None:
-                raise SandboxError(f"bubblewrap exited with status {process.returncode}")
-            continue
-        chunk = os.read(fd, _INFO_MAX)
-        if not chunk:
-            break
-        data += chunk
-        with contextlib.suppress(ValueError):
-            return int(json.loads(data)["child-pid"])
-    if process.poll() is not None:
-        raise SandboxError(f"bubblewrap exited with status {process.returncode}")
-    raise SandboxError(f"bubblewrap's info was not understood: {data[:200]!r}")
-
-
-def _app_pid(init: int, process: subprocess.Popen, timeout: float) -> int:
-    """The host pid of the app's command: the only child of the sandbox's pid 1."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            children = Path(f"/proc/{init}/task/{init}/children").read_text().split()
-        except OSError:
-            children = []
-        if children:
-            return int(children[0])
-        if process.poll() is not None:
-            return init  # it already ended; signals have nobody to go to
-        if time.monotonic() > deadline:
-            raise SandboxError(f"the sandbox did not start its command within {timeout:g} s")
-        time.sleep(0.005)
-
-
-def _exit_like(code: int) -> None:
-    """Exit as the sandboxed command did: by the same signal when bwrap reports 128 + n."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if code > 128 and (code - 128) in {s.value for s in signal.Signals}:
-        sig = code - 128
-        signal.signal(sig, signal.SIG_DFL)
-        os.kill(os.getpid(), sig)
-    os._exit(code if 0 <= code <= 255 else LAUNCH_FAILED)
 
 
 def prepare_socket_dir(path: Path, uid: int, gid: int) -> Path:

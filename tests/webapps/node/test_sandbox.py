@@ -7,6 +7,7 @@ leaves those namespaces.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import select
@@ -17,9 +18,19 @@ import uuid
 import pytest
 
 from tests.webapps.node import harness
-from webapps.node import sandbox
+from webapps.node import launcher, sandbox
 from webapps.node.sandbox import HostLayout, SandboxSpec
 
+# What a host with every tool looks like to ``launch`` (nothing is run with it).
+AVAILABLE = sandbox.Isolation(
+    True,
+    "",
+    "/usr/bin/bwrap",
+    "/usr/bin/setpriv",
+    "/usr/sbin/ip",
+    "/usr/bin/nsenter",
+    "/usr/sbin/nft",
+)
 LAYOUT = HostLayout(symlinks=(("/bin", "usr/bin"), ("/lib", "usr/lib")))
 
 
@@ -251,8 +262,15 @@ def test_with_egress_off_the_app_reaches_nothing(network):
     assert result["host address"].startswith("failed")
 
 
-@pytest.mark.parametrize("module", ["webapps.node.sandbox", "webapps.node.cgroups"])
-def test_the_sandbox_modules_import_neither_django_nor_the_rest_of_webapps(module):
+@pytest.mark.parametrize(
+    ("module", "also"),
+    [
+        ("webapps.node.sandbox", ["webapps.node.launcher"]),
+        ("webapps.node.cgroups", []),
+        ("webapps.node.launcher", []),
+    ],
+)
+def test_the_sandbox_modules_import_neither_django_nor_the_rest_of_webapps(module, also):
     code = (
         f"import sys; sys.path.insert(0, {str(sandbox.CODE_ROOT)!r}); import {module}; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('django', 'webapps')))"
@@ -261,4 +279,51 @@ def test_the_sandbox_modules_import_neither_django_nor_the_rest_of_webapps(modul
         [sys.executable, "-I", "-c", code],
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
-    assert result.stdout.strip() == str(["webapps", "webapps.node", module])
+    assert result.stdout.strip() == str(sorted(["webapps", "webapps.node", module, *also]))
+
+
+def test_the_launcher_imports_none_of_the_costly_modules():
+    # It runs on every cold start of a sandboxed app: what it imports is paid each time.
+    launch = sandbox.launch(spec(), ["app"], {}, isolation=AVAILABLE)
+    bootstrap = launch.argv[-1].replace("main()", "print(sorted(sys.modules))")
+    result = subprocess.run(
+        [*launch.argv[:-1], bootstrap], capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded = set(ast.literal_eval(result.stdout))
+    costly = {"json", "re", "enum", "subprocess", "dataclasses", "pathlib", "ipaddress", "site"}
+    assert loaded & costly == set()
+    assert "webapps.node.launcher" in loaded
+
+
+def test_the_launcher_configuration_survives_any_text_and_names_a_bad_one():
+    fields = ["", "a:b", "12:x", "é\n=", "LD_PRELOAD=/x", "9" * 30]
+    assert launcher.decode(launcher.encode(fields)) == fields
+    with pytest.raises(ValueError, match="NUL"):
+        launcher.encode(["a\0b"])
+    with pytest.raises(ValueError, match="truncated"):
+        launcher.decode("5:abc")
+    with pytest.raises(ValueError, match="malformed at offset 3"):
+        launcher.decode("1:ax:")
+
+
+def test_the_launcher_reads_the_child_pid_only_once_bwrap_wrote_it_whole():
+    assert launcher.child_pid_of(b'{\n    "child-pid": 4321\n}\n') == 4321
+    assert launcher.child_pid_of(b'{"child-pid": 43') is None  # more digits may follow
+    assert launcher.child_pid_of(b'{"child-pid"') is None
+    assert launcher.child_pid_of(b'{"other": 1}') is None
+
+
+def test_the_launcher_gets_bwraps_options_and_the_app_environment_only_inside_its_config():
+    box = spec(egress=True, cgroups=("/sys/fs/cgroup/x",), keep_fds=(5,))
+    launch = sandbox.launch(box, ["app", "--x"], {"LD_PRELOAD": "/evil.so"}, isolation=AVAILABLE)
+    assert list(launch.env) == [sandbox.CONFIG_ENV]
+    assert "LD_PRELOAD" not in " ".join(launch.argv)
+    config = launcher.parse_fields(launcher.decode(launch.env[sandbox.CONFIG_ENV]))
+    assert config["cgroups"] == ["/sys/fs/cgroup/x"] and config["keep_fds"] == [5]
+    assert (config["uid"], config["slots"]) == (box.uid, 2**14)
+    options = config["options"]
+    assert options[options.index("--setenv") + 1 : options.index("--setenv") + 3] == [
+        "LD_PRELOAD",
+        "/evil.so",
+    ]
+    assert config["command"][0] == "--" and config["command"][-2:] == ["app", "--x"]

@@ -126,6 +126,16 @@ def server_defaults() -> dict[str, int]:
     }
 
 
+def server_settings(webapp: WebApp) -> dict[str, int]:
+    """What the app's gunicorn is set to: the owner's choice, else the default (the node still
+    holds it to its own bounds)."""
+    defaults = server_defaults()
+    return {
+        name: value if (value := getattr(webapp, name)) is not None else defaults[name]
+        for name in SERVER_FIELDS
+    }
+
+
 def _clean_server_setting(raw: object, field: str) -> int | None:
     if raw is None or raw == "":
         return None

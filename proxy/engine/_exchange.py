@@ -355,8 +355,10 @@ class Exchange:
         conn = self.upconn
         if conn is not None and self.phase >= _SENT:
             kind = core.upstream_timer(request_done=True, got_bytes=conn.got_bytes)
-            seconds = self.first_byte_seconds() if kind == _FIRST_BYTE else self.engine.seconds[kind]
-            conn.timer.arm(kind, seconds)
+            if kind == _FIRST_BYTE:
+                conn.timer.arm(kind, self.first_byte_seconds())
+            else:
+                conn.timer.arm(kind, self.engine.seconds[kind])
         if self.phase == _DONE:
             # We answered before the body was read (resolver answer, error); now it has been.
             self.client.exchange_done(self, self.keep_alive)

@@ -116,7 +116,9 @@ def test_a_non_integer_is_a_400(owner_api, owner_app, encoding, value):
     assert owner_app.workers is None
 
 
-@pytest.mark.parametrize(("field", "value"), [("workers", 0), ("threads", 0), ("worker_timeout", 4)])
+@pytest.mark.parametrize(
+    ("field", "value"), [("workers", 0), ("threads", 0), ("worker_timeout", 4)]
+)
 def test_a_value_below_the_least_is_a_400(owner_api, owner_app, field, value):
     response = owner_api.patch(URL, {field: value}, format="json")
     assert response.status_code == 400

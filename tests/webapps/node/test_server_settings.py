@@ -100,7 +100,7 @@ def test_the_node_holds_workers_to_its_bound(node, loop_thread):
 
 
 def test_a_request_past_the_apps_own_timeout_gets_the_nodes_504(node):
-    apps, port, server = node
+    apps, port, _ = node
     # Sync workers: gunicorn restarts one busy past its timeout; the node (its own request
     # timeout 60 s) waits for the first byte only as long as the app's timeout.
     apps[DOMAIN] = AppSpec(**{**apps[DOMAIN].__dict__, "threads": 1, "timeout": 5})

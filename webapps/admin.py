@@ -43,14 +43,17 @@ class WebAppAdmin(ReadOnlyAdmin):
     def app_server(self, obj: WebApp) -> str:
         """What the app's gunicorn is set to; "(default)" for what its owner left empty."""
         now = server_settings(obj)
-        said = {
-            name: f"{value}{'' if getattr(obj, name) is not None else ' (default)'}"
-            for name, value in now.items()
-        }
+
+        def said(name: str, shown: str) -> str:
+            return f"{shown} (default)" if getattr(obj, name) is None else shown
+
         kind = "gthread" if now["threads"] > 1 else "sync"
-        return (
-            f"{said['workers']} workers, {said['threads']} threads ({kind}), "
-            f"timeout {said['worker_timeout']} s"
+        return ", ".join(
+            (
+                said("workers", f"workers {now['workers']}"),
+                said("threads", f"threads {now['threads']} ({kind})"),
+                said("worker_timeout", f"timeout {now['worker_timeout']} s"),
+            )
         )
 
     @admin.display(description="on this node")

@@ -107,3 +107,27 @@ def test_a_request_past_the_apps_own_timeout_gets_the_nodes_504(node):
     status, body = get(port, "/slow")
     assert status == 504, body
     assert get(port)[1] == "MainThread"  # the app still answers, on sync workers
+
+
+def test_a_restart_names_what_changed():
+    from webapps.node.outcome import Result, summary
+    from webapps.node.supervisor import settings_changes
+
+    old = AppSpec(name=DOMAIN, source_directory="/srv/a", owner="alice")
+    assert settings_changes(old, AppSpec(**{**old.__dict__, "workers": 4, "threads": 2})) == (
+        "workers 2 -> 4, threads 1 -> 2"
+    )
+    # The supervisor compares the specs as they run (``bounded``: the timeout resolved).
+    bounded = AppSpec(**{**old.__dict__, "timeout": 60})
+    assert settings_changes(bounded, AppSpec(**{**bounded.__dict__, "timeout": 90})) == (
+        "timeout 60 -> 90"
+    )
+    assert settings_changes(old, AppSpec(**{**old.__dict__, "uid": 7})) == "other settings"
+    text = summary(
+        Result.RELOADED, "b2", duration_ms=900, workers=4, generation=3,
+        message="restarted with the new settings (workers 2 -> 4)",
+    )  # fmt: skip
+    assert text == (
+        "Restarted with the new settings (workers 2 -> 4) on b2 in 900 ms (4 workers, generation 3)"
+    )
+    assert summary(Result.RELOADED, "b2", duration_ms=5, message="reloaded").startswith("Reloaded")

@@ -3,7 +3,7 @@ gunicorn and beside a gunicorn reached directly, how long a reload takes until t
 answers, and what app isolation costs.
 
     .venv/bin/python bench/node_bench.py [--rounds 3] [--duration 5] [--reloads 20] [--cold 8]
-        [--hop-only]
+        [--hop-only] [--threads N]
 
 Sets up what a node needs in a temporary directory (a migrated SQLite file, one user, one tiny
 WSGI app) and starts `manage.py runnode` on a free port. Peers, driven by wrk with the same load
@@ -62,6 +62,7 @@ from tests.webapps.node.support import (  # noqa: E402
     add_apps,
     copy_db,
     give_home,
+    manage,
     migrated_template,
     platform_env,
     write_app,
@@ -281,6 +282,13 @@ def main() -> int:
     parser.add_argument("--reloads", type=int, default=20, help="reloads to time")
     parser.add_argument("--cold", type=int, default=8, help="cold starts per node to time")
     parser.add_argument("--hop-only", action="store_true", help="stop after the req/s rounds")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="the app's threads per worker (its owner's setting; more than 1: gthread workers); "
+        "default: the platform's",
+    )
     parser.add_argument("--serve", metavar="CONFIG", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -293,14 +301,22 @@ def main() -> int:
         env = platform_env(workdir, copy_db(migrated_template(workdir / "tpl"), workdir))
         source = write_app(workdir / "home", OWNER, DOMAIN, app_source(0))
         add_apps(env, {OWNER: [(DOMAIN, str(source))]})
+        if args.threads:
+            manage(env, "shell", "-c", "from webapps.models import WebApp; WebApp.objects.filter("
+                   f"domain={DOMAIN!r}).update(threads={args.threads})")  # fmt: skip
         node = NodeProcess("bn", env, workdir, "--no-routes", "--idle-timeout", "0").start()
         assert node.request(DOMAIN)[2] == "version 0"
         spec = AppSpec(name=DOMAIN, source_directory=str(source))
+        if args.threads:
+            spec = AppSpec(name=DOMAIN, source_directory=str(source), threads=args.threads)
         workers = str(spec.workers)
+        kind = f"gthread ({spec.threads} threads)" if spec.threads > 1 else "sync"
+        threaded = ["--worker-class", "gthread", "--threads", str(spec.threads)]
         peer_port = free_port()
         peer = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--workers", workers, "--bind",
-             f"127.0.0.1:{peer_port}", "--error-logfile", "/dev/null", "wsgi:application"],
+             f"127.0.0.1:{peer_port}", "--error-logfile", "/dev/null",
+             *(threaded if spec.threads > 1 else []), "wsgi:application"],
             cwd=source, env={"PATH": "/usr/bin:/bin", "HOME": str(source.parent)},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
@@ -316,7 +332,7 @@ def main() -> int:
         results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in targets}
         load_before = os.getloadavg()
         print(f"wrk: 1 thread, {CONNECTIONS} connections, {args.duration}s x {args.rounds} "
-              f"rounds, app: {workers} sync gunicorn workers", flush=True)  # fmt: skip
+              f"rounds, app: {workers} {kind} gunicorn workers", flush=True)  # fmt: skip
         for r in range(args.rounds):
             order = list(targets.items())
             for name, (url, pids) in order if r % 2 == 0 else reversed(order):

@@ -88,8 +88,14 @@ NODE_EGRESS_DENY = env_list("NODE_EGRESS_DENY", [])
 NODE_OWNER_MEMORY_MB = env_int("NODE_OWNER_MEMORY_MB", 512, minimum=4)
 NODE_OWNER_PIDS = env_int("NODE_OWNER_PIDS", 256, minimum=4)
 NODE_OWNER_CPU_WEIGHT = env_int("NODE_OWNER_CPU_WEIGHT", 100, minimum=1)
+# The most an owner may choose for an app's gunicorn (the Web tab and the API refuse more; the
+# node holds any spec to them too): workers, threads per worker, and the worker timeout in
+# seconds (a request may run this long before its visitor gets 504 and its worker is restarted).
 NODE_MAX_WORKERS_PER_APP = env_int("NODE_MAX_WORKERS_PER_APP", 4, minimum=1)
 NODE_MAX_THREADS_PER_APP = env_int("NODE_MAX_THREADS_PER_APP", 8, minimum=1)
+NODE_MAX_TIMEOUT_PER_APP = env_int("NODE_MAX_TIMEOUT_PER_APP", 300, minimum=5)
+# An app's worker timeout when its owner chose none (runnode --request-timeout).
+NODE_REQUEST_TIMEOUT = env_int("NODE_REQUEST_TIMEOUT", 60, minimum=5)
 # User apps a node runs at once (runnode --max-running-apps; 0: no cap): a start past it stops
 # the least recently used idle app first.
 NODE_MAX_RUNNING_APPS = env_int("NODE_MAX_RUNNING_APPS", 50, minimum=0)

@@ -27,6 +27,7 @@ from webapps import homes, starters, throttle, tls
 from webapps.domains import DomainError, DomainPolicy, clean_domain
 from webapps.models import Certificate, ReloadEvent, StaticFileMapping, WebApp
 from webapps.node import pythons
+from webapps.node.spec import DEFAULT_THREADS, DEFAULT_WORKERS, MIN_TIMEOUT
 from webapps.node.static import InvalidMapping, check_cache_control, check_url_prefix
 from webapps.reload import reload_app
 
@@ -42,6 +43,9 @@ UPDATABLE_FIELDS = (
     "password_protection_enabled",
     "password_protection_username",
     "password_protection_password",
+    "workers",
+    "threads",
+    "worker_timeout",
 )
 BOOLEAN_FIELDS = ("enabled", "force_https", "password_protection_enabled")
 MAX_PROTECTION_USERNAME = 150
@@ -96,6 +100,54 @@ def _clean_python_version(raw: object) -> str:
 def _clean_bool(raw: object, field: str) -> bool:
     if not isinstance(raw, bool):
         raise ActionError(f"{field} must be true or false", field)
+    return raw
+
+
+# The app server settings an owner chooses: field -> (the operator's limit, its setting's name,
+# the least allowed). Null (or "" from a form) is the platform's default.
+def server_limits() -> dict[str, tuple[int, str, int]]:
+    return {
+        "workers": (settings.NODE_MAX_WORKERS_PER_APP, "NODE_MAX_WORKERS_PER_APP", 1),
+        "threads": (settings.NODE_MAX_THREADS_PER_APP, "NODE_MAX_THREADS_PER_APP", 1),
+        "worker_timeout": (settings.NODE_MAX_TIMEOUT_PER_APP, "NODE_MAX_TIMEOUT_PER_APP",
+                           MIN_TIMEOUT),
+    }  # fmt: skip
+
+
+SERVER_FIELDS = ("workers", "threads", "worker_timeout")
+
+
+def server_defaults() -> dict[str, int]:
+    """What an app runs with when its owner chose nothing."""
+    return {
+        "workers": DEFAULT_WORKERS,
+        "threads": DEFAULT_THREADS,
+        "worker_timeout": settings.NODE_REQUEST_TIMEOUT,
+    }
+
+
+def server_settings(webapp: WebApp) -> dict[str, int]:
+    """What the app's gunicorn is set to: the owner's choice, else the default (the node still
+    holds it to its own bounds)."""
+    defaults = server_defaults()
+    return {
+        name: value if (value := getattr(webapp, name)) is not None else defaults[name]
+        for name in SERVER_FIELDS
+    }
+
+
+def _clean_server_setting(raw: object, field: str) -> int | None:
+    if raw is None or raw == "":
+        return None
+    limit, setting, least = server_limits()[field]
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise ActionError(f"{field} must be a whole number from {least} to {limit}", field)
+    if raw < least:
+        raise ActionError(f"{field} must be at least {least}", field)
+    if raw > limit:
+        raise ActionError(
+            f"{field} {raw} is more than this platform allows: at most {limit} ({setting})", field
+        )
     return raw
 
 
@@ -185,6 +237,9 @@ def do_create_webapp(
     password_protection_username: object = None,
     password_protection_password: object = None,
     template: object = None,
+    workers: object = None,
+    threads: object = None,
+    worker_timeout: object = None,
 ) -> WebApp:
     """A new app; every field left out (None) takes its default.
 
@@ -196,6 +251,12 @@ def do_create_webapp(
         ("password_protection_enabled", password_protection_enabled),
     ):
         _clean_bool(value, name)
+    server = {
+        name: _clean_server_setting(value, name)
+        for name, value in (
+            ("workers", workers), ("threads", threads), ("worker_timeout", worker_timeout)
+        )
+    }  # fmt: skip
     protection_username = _clean_protection_username(password_protection_username)
     protection_hash = _hash_password(password_protection_password)
     _check_protection(password_protection_enabled, protection_username, protection_hash)
@@ -231,6 +292,7 @@ def do_create_webapp(
         password_protection_enabled=password_protection_enabled,
         password_protection_username=protection_username,
         password_protection_hash=protection_hash,
+        **server,
     )
     try:
         with transaction.atomic(durable=True):
@@ -370,6 +432,9 @@ def do_update_webapp(
     for name in BOOLEAN_FIELDS:
         if name in changes:
             cleaned[name] = _clean_bool(changes[name], name)
+    for name in SERVER_FIELDS:
+        if name in changes:
+            cleaned[name] = _clean_server_setting(changes[name], name)
     if "password_protection_username" in changes:
         cleaned["password_protection_username"] = _clean_protection_username(
             changes["password_protection_username"]
@@ -600,4 +665,6 @@ __all__ = [
     "do_update_static_mapping",
     "do_update_webapp",
     "python_versions",
+    "server_defaults",
+    "server_limits",
 ]

@@ -7,6 +7,7 @@ from django.contrib import admin
 
 from panel.accounts.admin import ReadOnlyAdmin
 from webapps import node_client
+from webapps.actions import server_settings
 from webapps.models import ReloadEvent, WebApp
 
 MiB = 1024 * 1024
@@ -31,11 +32,29 @@ def on_this_node(domain: str) -> str:
 
 @admin.register(WebApp)
 class WebAppAdmin(ReadOnlyAdmin):
-    list_display = ["domain", "owner", "enabled", "wsgi_entry", "updated_at", "on_node"]
+    list_display = ["domain", "owner", "enabled", "wsgi_entry", "app_server", "updated_at",
+                    "on_node"]  # fmt: skip
     list_filter = ["enabled"]
     search_fields = ["domain", "owner__username"]
     list_select_related = ["owner"]
-    readonly_fields = ["on_node"]
+    readonly_fields = ["app_server", "on_node"]
+
+    @admin.display(description="app server")
+    def app_server(self, obj: WebApp) -> str:
+        """What the app's gunicorn is set to; "(default)" for what its owner left empty."""
+        now = server_settings(obj)
+
+        def said(name: str, shown: str) -> str:
+            return f"{shown} (default)" if getattr(obj, name) is None else shown
+
+        kind = "gthread" if now["threads"] > 1 else "sync"
+        return ", ".join(
+            (
+                said("workers", f"workers {now['workers']}"),
+                said("threads", f"threads {now['threads']} ({kind})"),
+                said("worker_timeout", f"timeout {now['worker_timeout']} s"),
+            )
+        )
 
     @admin.display(description="on this node")
     def on_node(self, obj: WebApp) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from webapps.actions import python_versions
+from webapps.actions import python_versions, server_defaults, server_limits
 
 
 def _python_choices(current: str = "") -> list[tuple[str, str]]:
@@ -67,6 +67,32 @@ class WebAppUpdateForm(forms.Form):
         super().__init__(*args, **kwargs)
         current = (self.initial or {}).get("python_version", "")
         self.fields["python_version"].choices = _python_choices(current)
+
+
+class AppServerForm(forms.Form):
+    """Workers, threads and the worker timeout; empty is the platform's default. The limits
+    shown are the operator's; ``webapps.actions`` enforces them."""
+
+    workers = forms.IntegerField(required=False, min_value=1, label="Workers")
+    threads = forms.IntegerField(required=False, min_value=1, label="Threads per worker")
+    worker_timeout = forms.IntegerField(required=False, min_value=1, label="Worker timeout (s)")
+
+    HELP = {
+        "workers": "gunicorn worker processes.",
+        "threads": "More than 1 runs gthread workers, which keep connections alive.",
+        "worker_timeout": "A request may take this long before its visitor gets 504 and a "
+        "sync worker is restarted.",
+    }
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        defaults = server_defaults()
+        for name, (limit, _, least) in server_limits().items():
+            field = self.fields[name]
+            field.widget.attrs.update(min=least, max=limit, placeholder=defaults[name])
+            field.help_text = (
+                f"{self.HELP[name]} Empty: the default ({defaults[name]}); from {least} to {limit}."
+            )
 
 
 class PasswordProtectionForm(forms.Form):

@@ -30,6 +30,11 @@ class WebApp(models.Model):
     password_protection_enabled = models.BooleanField(default=False)
     password_protection_username = models.CharField(max_length=150, blank=True)
     password_protection_hash = models.CharField(max_length=256, blank=True)
+    # The app's gunicorn, as its owner chose it within the operator's limits
+    # (NODE_MAX_*_PER_APP, checked by webapps.actions); null: the platform's default.
+    workers = models.PositiveSmallIntegerField(null=True, blank=True)
+    threads = models.PositiveSmallIntegerField(null=True, blank=True)
+    worker_timeout = models.PositiveSmallIntegerField(null=True, blank=True)  # seconds
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -13,10 +13,12 @@ from panel.accounts.serializers import (
     FormSafeBooleanField,
     StrictCharField,
     StrictInputSerializer,
+    StrictIntegerField,
 )
 from routing import reload_path
 from webapps.certificates import MAX_PEM
 from webapps.models import Certificate, ReloadEvent, StaticFileMapping, WebApp
+from webapps.node.spec import MIN_TIMEOUT
 from webapps.routes import serving_backend
 
 # What the API returns but nobody sets (PythonAnywhere's read-only fields and ours).
@@ -61,6 +63,30 @@ class WebAppInputSerializer(StrictInputSerializer):
         trim_whitespace=False,
         write_only=True,
         help_text="Write-only: stored as a PBKDF2 hash, never returned.",
+    )
+    # The app server (ours: the hosting API has no such fields). null: the platform's default;
+    # the most allowed is the operator's (webapps.actions.server_limits).
+    workers = StrictIntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        help_text="gunicorn worker processes; null for the default (2). At most "
+        "NODE_MAX_WORKERS_PER_APP (4 unless the operator set another).",
+    )
+    threads = StrictIntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        help_text="Threads per worker; more than 1 runs gthread workers, which keep "
+        "connections alive. null for the default (1). At most NODE_MAX_THREADS_PER_APP (8).",
+    )
+    worker_timeout = StrictIntegerField(
+        required=False,
+        allow_null=True,
+        min_value=MIN_TIMEOUT,
+        help_text="Seconds a request may take before its visitor gets 504 and a sync worker is "
+        "restarted; null for the node's request timeout (60). At most NODE_MAX_TIMEOUT_PER_APP "
+        "(300).",
     )
 
 
@@ -140,6 +166,9 @@ class WebAppSerializer(serializers.ModelSerializer):
             "force_https",
             "password_protection_enabled",
             "password_protection_username",
+            "workers",
+            "threads",
+            "worker_timeout",
             "expiry",
             "backend",
             "reload_url",

@@ -88,6 +88,7 @@ web_patterns = [
     path("webapps/<segment:domain>/enable/", views.webapp_enable, name="webapp-enable"),
     path("webapps/<segment:domain>/disable/", views.webapp_disable, name="webapp-disable"),
     path("webapps/<segment:domain>/protection/", views.webapp_protection, name="webapp-protection"),
+    path("webapps/<segment:domain>/server/", views.webapp_server, name="webapp-server"),
 ]
 
 urlpatterns = [

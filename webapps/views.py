@@ -19,6 +19,7 @@ from routing import reload_path
 from webapps import access, actions, applogs, node_client, tls
 from webapps.applogs import listing_for, logs_for
 from webapps.forms import (
+    AppServerForm,
     PasswordProtectionForm,
     StaticMappingForm,
     WebAppCreateForm,
@@ -109,12 +110,14 @@ def webapp_detail(request: HttpRequest, username: str, domain: str) -> HttpRespo
 def _render_detail(request: HttpRequest, webapp: WebApp, **forms) -> HttpResponse:
     forms.setdefault("form", WebAppUpdateForm(initial=_settings_initial(webapp)))
     forms.setdefault("protection_form", PasswordProtectionForm(initial=_protection_initial(webapp)))
+    forms.setdefault("server_form", AppServerForm(initial=_server_initial(webapp)))
     row = _app_rows(request, [webapp])[0]
     context = {
         **row,
         **forms,
         "row": row,
         "reloads": webapp.reloads.select_related("user")[:10],
+        "server": actions.server_settings(webapp),
         "app_logs": logs_for(webapp.domain, row["backend"]),
         **_https_context(webapp),
         "log_listing": listing_for(webapp.domain, row["backend"]),
@@ -145,6 +148,10 @@ def _settings_initial(webapp: WebApp) -> dict:
     }
 
 
+def _server_initial(webapp: WebApp) -> dict:
+    return {name: getattr(webapp, name) for name in actions.SERVER_FIELDS}
+
+
 def _protection_initial(webapp: WebApp) -> dict:
     return {
         "password_protection_enabled": webapp.password_protection_enabled,
@@ -168,6 +175,29 @@ def webapp_protection(request: HttpRequest, username: str, domain: str) -> HttpR
             messages.success(request, f"Saved the password protection of {webapp.domain_display}.")
             return redirect("webapp-detail", username=request.user.username, domain=webapp.domain)
     return _render_detail(request, webapp, protection_form=form)
+
+
+@login_required
+@require_POST
+def webapp_server(request: HttpRequest, username: str, domain: str) -> HttpResponse:
+    """The app server's settings; they take effect at the app's next reload."""
+    webapp = access.owned_webapp(request.user, username, domain, "webapp.update", _origin(request))
+    form = AppServerForm(request.POST)
+    if form.is_valid():
+        try:
+            actions.do_update_webapp(
+                webapp, form.cleaned_data, actor=request.user, origin=_origin(request)
+            )
+        except actions.ActionError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        else:
+            messages.success(
+                request,
+                f"Saved the app server settings of {webapp.domain_display}: reload it to apply "
+                "them.",
+            )
+            return redirect("webapp-detail", username=request.user.username, domain=webapp.domain)
+    return _render_detail(request, webapp, server_form=form)
 
 
 def _set_enabled(request: HttpRequest, username: str, domain: str, enabled: bool) -> HttpResponse:

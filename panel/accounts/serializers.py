@@ -49,6 +49,23 @@ class FormSafeBooleanField(serializers.BooleanField):
         self.fail("invalid", input=data)
 
 
+class StrictIntegerField(serializers.IntegerField):
+    """An IntegerField that reads the same in a form body as in JSON: a JSON integer, or in a
+    form a string of ASCII digits. Not ``true``, ``4.0``, ``"4"`` in JSON, nor ``" 4"`` or
+    ``"٤"`` in a form (DRF's takes all of those)."""
+
+    MAX_DIGITS = 18  # more is never a count or a number of seconds
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and html.is_html_input(self.root.initial_data):
+            if not (data.isascii() and data.isdigit() and len(data) <= self.MAX_DIGITS):
+                self.fail("invalid")
+            data = int(data)
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class StrictInputSerializer(serializers.Serializer):
     """Refuses unknown fields by name. ``read_only_fields`` are fields the API returns but
     nobody sets: sending one is a 400 that says so, not "Unknown field"."""

@@ -91,6 +91,9 @@ class Route:
     on_done: Callable[[int], None] | None = None
     # The metrics label; defaults to the upstream's name.
     label: str = ""
+    # How long this request's upstream may take to its first response byte (then 504); 0: the
+    # engine's ``first_byte_timeout``.
+    first_byte_timeout: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -310,7 +310,13 @@ class Exchange:
             client.write(_CONTINUE)
         if self.request_done:
             # Rule T for a request sent whole and no response byte yet (carry() reset it).
-            conn.timer.arm(_FIRST_BYTE, self.config.first_byte_timeout)
+            conn.timer.arm(_FIRST_BYTE, self.first_byte_seconds())
+
+    def first_byte_seconds(self) -> float:
+        route = self.route
+        return (route.first_byte_timeout if route is not None else 0.0) or (
+            self.config.first_byte_timeout
+        )
 
     # --- request body -------------------------------------------------------------------------
     def client_body(self, body: bytes) -> None:
@@ -349,7 +355,10 @@ class Exchange:
         conn = self.upconn
         if conn is not None and self.phase >= _SENT:
             kind = core.upstream_timer(request_done=True, got_bytes=conn.got_bytes)
-            conn.timer.arm(kind, self.engine.seconds[kind])
+            if kind == _FIRST_BYTE:
+                conn.timer.arm(kind, self.first_byte_seconds())
+            else:
+                conn.timer.arm(kind, self.engine.seconds[kind])
         if self.phase == _DONE:
             # We answered before the body was read (resolver answer, error); now it has been.
             self.client.exchange_done(self, self.keep_alive)

@@ -78,3 +78,12 @@ def test_it_says_when_the_panels_node_cannot_be_asked(admin_web, owner_app, sett
     settings.NODE_NAME, settings.NODE_CONTROL_SOCKET = "b1", str(tmp_path / "missing.sock")
     html = admin_web.get("/admin/webapps/webapp/").content.decode()
     assert "node b1 not reachable (cannot reach" in html
+
+
+def test_it_shows_each_apps_server_settings(admin_web, owner_app):
+    owner_app.threads = 4
+    owner_app.save()
+    expected = "workers 2 (default), threads 4 (gthread), timeout 60 s (default)"
+    assert expected in admin_web.get("/admin/webapps/webapp/").content.decode()
+    page = admin_web.get(f"/admin/webapps/webapp/{owner_app.pk}/change/").content.decode()
+    assert expected in page

@@ -312,3 +312,28 @@ def test_the_outsider_gets_a_404_on_the_new_forms(outsider_web, owner_app, path)
     assert response.status_code == 404
     owner_app.refresh_from_db()
     assert (owner_app.enabled, owner_app.password_protection_enabled) == (True, False)
+
+
+def test_it_shows_and_changes_the_app_server_settings(owner_web, owner_app, settings):
+    settings.NODE_MAX_WORKERS_PER_APP = 4
+    page = owner_web.get(DETAIL).content.decode()
+    assert "Now: 2 workers (sync), timeout 60 s." in " ".join(page.split())
+    assert 'name="workers"' in page and 'max="4"' in page
+    response = owner_web.post(
+        DETAIL + "server/", {"workers": "3", "threads": "4", "worker_timeout": ""}
+    )
+    assert response.status_code == 302
+    owner_app.refresh_from_db()
+    assert (owner_app.workers, owner_app.threads, owner_app.worker_timeout) == (3, 4, None)
+    page = owner_web.get(DETAIL).content.decode()
+    assert "reload it to apply them" in page
+    assert "Now: 3 workers of 4 threads each (gthread), timeout 60 s." in " ".join(page.split())
+
+
+def test_app_server_settings_past_the_limit_are_refused_on_the_page(owner_web, owner_app, settings):
+    settings.NODE_MAX_THREADS_PER_APP = 8
+    response = owner_web.post(DETAIL + "server/", {"workers": "", "threads": "9"})
+    assert response.status_code == 400
+    assert "at most 8 (NODE_MAX_THREADS_PER_APP)" in response.content.decode()
+    owner_app.refresh_from_db()
+    assert owner_app.threads is None

@@ -3,7 +3,8 @@
 Three results, never confused:
 
 - ``reloaded``: new workers of a new generation answer with the code on disk:
-  "Reloaded on b2 in 212 ms (2 workers, generation 7)";
+  "Reloaded on b2 in 212 ms (2 workers, generation 7)", or after a restart for changed
+  settings "Restarted with the new settings (workers 2 -> 4) on b2 in 912 ms (4 workers, ...)";
 - ``not_running``: nothing ran here, so nothing was restarted and no time is reported:
   "Not running on b2: the next request starts it with this code";
 - ``failed``: "Reload failed on b2: ImportError: ... " (the exception line of the log tail when
@@ -73,7 +74,10 @@ def summary(
             details.append(f"{workers} worker{'s' if workers != 1 else ''}")
         if generation:
             details.append(f"generation {generation}")
-        text = f"Reloaded{where} in {duration_ms or 0} ms"
+        # A restart for changed settings says which: "Restarted with the new settings
+        # (workers 2 -> 4) on b2 in ...".
+        done = message[:1].upper() + message[1:] if message.startswith("restarted") else "Reloaded"
+        text = f"{done}{where} in {duration_ms or 0} ms"
         if details:
             text += f" ({', '.join(details)})"
     elif result == Result.NOT_RUNNING:

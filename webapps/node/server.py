@@ -86,7 +86,7 @@ class NodeResolver:
                     return files
                 sock = self.node.supervisor.ready_socket(spec)
                 if sock is not None:
-                    return self._forward(key, sock)
+                    return self._forward(key, sock, spec)
         return self._resolve(key, head)
 
     def _refusal(self, key: str, spec: AppSpec, head) -> Route | None:
@@ -128,14 +128,17 @@ class NodeResolver:
             sock = await self.node.supervisor.socket_for(spec)
         except AppUnavailable as exc:
             return self._answer(exc.status, pages.app_unavailable(exc.name, exc.reason))
-        return self._forward(key, sock)
+        return self._forward(key, sock, spec)
 
-    def _forward(self, key: str, sock: str) -> Route:
+    def _forward(self, key: str, sock: str, spec: AppSpec) -> Route:
         self.inflight[key] += 1
-        # One Route per app, made again only when its socket changes: a Route is a frozen
-        # value, so requests in flight may share it (and the hot path makes no objects).
+        # One Route per app, made again only when its socket or timeout changes: a Route is a
+        # frozen value, so requests in flight may share it (and the hot path makes no objects).
+        # The app's worker timeout is also how long its first response byte may take: a request
+        # its worker is killed for gets the node's 504, not a closed connection.
+        timeout = self.node.supervisor.timeout_of(spec)
         route = self._routes.get(key)
-        if route is None or route.upstreams[0].unix != sock:
+        if route is None or route.upstreams[0].unix != sock or route.first_byte_timeout != timeout:
             if len(self._routes) >= _MAX_ROUTES:
                 self._routes.clear()
             route = self._routes[key] = Route(
@@ -143,6 +146,7 @@ class NodeResolver:
                 response_headers=self.headers,
                 on_done=functools.partial(self._done, key),
                 label=self.node.name,  # one metrics label per node, not one per domain
+                first_byte_timeout=float(timeout),
             )
         return route
 
@@ -221,6 +225,7 @@ class NodeConfig:
     egress_deny: tuple[str, ...] = ()  # networks sandboxes may not reach (the control plane's)
     max_workers: int = 8
     max_threads: int = 8
+    max_timeout: int = 300
     # The Pythons apps may ask for: version -> interpreter (None: the node's own only)
     pythons: dict[str, str] | None = None
     # The platform's package sets, shared by the nodes of a host (None: none)
@@ -249,6 +254,7 @@ class NodeServer:
             isolated=config.isolated,
             max_workers=config.max_workers,
             max_threads=config.max_threads,
+            max_timeout=config.max_timeout,
             pythons=config.pythons,
             platform_packages=config.platform_packages,
         )

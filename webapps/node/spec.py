@@ -42,6 +42,13 @@ SERVER_BOOT = (
     "import sys; sys.path.append(sys.argv.pop(1)); sys.argv[0] = 'gunicorn'; "
     "from gunicorn.app.wsgiapp import run; run()"
 )
+# An app's gunicorn when its owner chose nothing: two sync workers and the node's request timeout
+# (docs/node.md, "App server settings").
+DEFAULT_WORKERS = 2
+DEFAULT_THREADS = 1
+# The shortest worker timeout an app may have: gunicorn counts a worker's import of the app
+# against it, so less kills workers of an app that imports for a few seconds.
+MIN_TIMEOUT = 5
 # Linux limits a unix socket path to 107 bytes.
 MAX_SOCKET_PATH = 107
 # A file name is at most 255 bytes; the longest log suffix is ".access.log".
@@ -128,8 +135,11 @@ class AppSpec:
     # The panel itself runs as a system app: the node's Python and environment, no home check.
     system: bool = False
     extra_env: tuple[tuple[str, str], ...] = field(default=())
-    workers: int = 2
-    threads: int = 1
+    workers: int = DEFAULT_WORKERS
+    threads: int = DEFAULT_THREADS  # more than 1: gunicorn's gthread workers (keep-alive)
+    # gunicorn's worker timeout and the node's wait for the app's first response byte, in
+    # seconds; 0: the node's request timeout.
+    timeout: int = 0
     # The owner's numeric identity, allocated by the panel (the same on every node): an isolated
     # node runs the app's processes as this uid and gid. 0: not known.
     uid: int = 0

@@ -191,6 +191,7 @@ class Supervisor:
         isolated: Isolated | None = None,
         max_workers: int = 8,
         max_threads: int = 8,
+        max_timeout: int = 300,
         pythons: dict[str, str] | None = None,
         platform_packages: Path | None = None,
     ) -> None:
@@ -210,6 +211,7 @@ class Supervisor:
         self.isolated = isolated
         self.max_workers = max_workers
         self.max_threads = max_threads
+        self.max_timeout = max_timeout
         if max_running is not None and max_running < 1:
             raise ValueError(f"max_running must be at least 1 (or None: no cap), not {max_running}")
         self.max_running = max_running  # user apps with a process at once; None: no cap
@@ -321,7 +323,8 @@ class Supervisor:
         if app.spec != spec and app.state.phase in (Phase.RUNNING, Phase.RELOADING):
             # Settings that gunicorn reads from its command line changed: HUP cannot apply them,
             # so stop the process and start it anew, reporting how that start went.
-            app.server.line("settings changed: restarting the process")
+            changes = settings_changes(self.bounded(app.spec), self.bounded(spec))
+            app.server.line(f"settings changed ({changes}): restarting the process")
             await self._stop(app, "settings changed")
             try:
                 await self.socket_for(spec)
@@ -329,9 +332,9 @@ class Supervisor:
             except AppUnavailable as exc:
                 return self._failed(started, exc.reason, self._captured(app))
             return self._reloaded(
-                started, app, app.state.generation, "restarted with the new settings"
+                started, app, app.state.generation, f"restarted with the new settings ({changes})"
             )
-        if app.state.phase == Phase.RUNNING and len(app.serving) < self._bounded(spec).workers:
+        if app.state.phase == Phase.RUNNING and len(app.serving) < self.bounded(spec).workers:
             # A start serves from its first worker; the others may still be importing. Let them
             # finish before the HUP, so that one failing (the code changed meanwhile) is this
             # reload's failure, reported with its traceback, not a crash after it.
@@ -464,7 +467,7 @@ class Supervisor:
 
     async def _every_worker(self, app: _App, deadline: float) -> None:
         """Wait until every worker of the app's current generation has reported ready."""
-        workers = self._bounded(app.spec).workers
+        workers = self.bounded(app.spec).workers
         while len(app.serving) < workers:
             if app.state.phase not in _SERVING:
                 raise self._unavailable(app)
@@ -571,20 +574,29 @@ class Supervisor:
         if not task.cancelled() and task.exception() is not None:
             log.error("supervisor task failed", exc_info=task.exception())
 
-    def _bounded(self, spec: AppSpec) -> AppSpec:
-        """The spec with its workers and threads held to the node's bounds per app."""
+    def bounded(self, spec: AppSpec) -> AppSpec:
+        """The spec as the app runs: workers and threads held to the node's bounds per app,
+        its timeout resolved (``timeout_of``)."""
         workers = max(1, min(spec.workers, self.max_workers))
         threads = max(1, min(spec.threads, self.max_threads))
-        if (workers, threads) == (spec.workers, spec.threads):
+        timeout = self.timeout_of(spec)
+        if (workers, threads, timeout) == (spec.workers, spec.threads, spec.timeout):
             return spec
-        return dataclasses.replace(spec, workers=workers, threads=threads)
+        return dataclasses.replace(spec, workers=workers, threads=threads, timeout=timeout)
+
+    def timeout_of(self, spec: AppSpec) -> int:
+        """The app's worker timeout in seconds: its own held to ``max_timeout``, else the node's
+        request timeout. The node waits as long for the app's first response byte."""
+        if spec.timeout <= 0:
+            return self.request_timeout
+        return max(1, min(spec.timeout, self.max_timeout))
 
     def _reloaded(self, started: float, app: _App, generation: int, message: str) -> ReloadOutcome:
         return ReloadOutcome(
             Result.RELOADED,
             message,
             int((self.clock() - started) * 1000),
-            workers=app.spec.workers,
+            workers=self.bounded(app.spec).workers,
             generation=generation,
         )
 
@@ -614,10 +626,10 @@ class Supervisor:
         generation_fd = _generation_file(app.state.generation)
         try:
             argv = gunicorn_argv(
-                self._bounded(spec),
+                self.bounded(spec),
                 socket=app.socket,
                 access_fd=w_acc,
-                timeout=self.request_timeout,
+                timeout=self.timeout_of(spec),
                 graceful_timeout=max(1, int(self.stop_timeout) - 2),
                 python=python,
                 server_path=str(self.server_path),
@@ -745,7 +757,7 @@ class Supervisor:
         # A cold start serves once one worker has the app (the socket queues requests for it;
         # the others join as they are ready); a reload only once every new worker has, so that
         # no old worker is left to answer.
-        needed = 1 if phase == Phase.STARTING else self._bounded(app.spec).workers
+        needed = 1 if phase == Phase.STARTING else self.bounded(app.spec).workers
         if app.ready_count < needed:
             return
         queued = app.state.on_ready(self.clock())
@@ -889,6 +901,32 @@ def _describe_exit(returncode: int, phase: Phase) -> str:
     if returncode < 0:
         return f"gunicorn was killed by signal {signal.Signals(-returncode).name} while {phase}"
     return f"gunicorn exited with code {returncode} while {phase}"
+
+
+# What a restart for changed settings names, in the words of the Web tab and the API.
+_SETTING_WORDS = (
+    ("workers", "workers"),
+    ("threads", "threads"),
+    ("timeout", "timeout"),
+    ("wsgi_entry", "WSGI entry"),
+    ("source_directory", "source directory"),
+    ("virtualenv_path", "virtualenv"),
+    ("python_version", "Python version"),
+)
+
+
+def settings_changes(old: AppSpec, new: AppSpec) -> str:
+    """What differs between two specs as the app runs them: "workers 2 -> 4, threads 1 -> 4";
+    the other differences (environment, identity) as "other settings"."""
+    said = [
+        f"{words} {getattr(old, name) or '-'} -> {getattr(new, name) or '-'}"
+        for name, words in _SETTING_WORDS
+        if getattr(old, name) != getattr(new, name)
+    ]
+    rest = dataclasses.replace(old, **{name: getattr(new, name) for name, _ in _SETTING_WORDS})
+    if rest != new or not said:
+        said.append("other settings")
+    return ", ".join(said)
 
 
 def _not_running() -> ReloadOutcome:

@@ -27,7 +27,7 @@ from routing.addresses import (
     parse_address,
 )
 from webapps.node.sandbox import python_paths
-from webapps.node.spec import AppSpec, StaticMapping
+from webapps.node.spec import DEFAULT_THREADS, DEFAULT_WORKERS, AppSpec, StaticMapping
 
 DEFAULT_LISTEN = "127.0.0.1:9001"
 log = logging.getLogger(__name__)
@@ -141,10 +141,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--request-timeout",
             type=int,
-            default=60,
+            default=settings.NODE_REQUEST_TIMEOUT,
             metavar="SECONDS",
             help="an app's request may take this long before it gets 504 and its worker is "
-            "restarted (default 60)",
+            "restarted, unless its owner chose another timeout (default NODE_REQUEST_TIMEOUT, "
+            f"{settings.NODE_REQUEST_TIMEOUT})",
         )
         parser.add_argument(
             "--cache-seconds",
@@ -268,6 +269,7 @@ class Command(BaseCommand):
             egress_deny=tuple(settings.NODE_EGRESS_DENY),
             max_workers=settings.NODE_MAX_WORKERS_PER_APP,
             max_threads=settings.NODE_MAX_THREADS_PER_APP,
+            max_timeout=settings.NODE_MAX_TIMEOUT_PER_APP,
             max_running=_max_running(options["max_running_apps"]),
             trusted_keys=() if options["no_routes"] else _trusted_keys(),
             pythons=pythons,
@@ -314,6 +316,10 @@ def webapp_spec(domain: str) -> AppSpec | None:
         owner=app.owner.username,
         virtualenv_path=str(getattr(app, "virtualenv_path", "") or ""),
         python_version=app.python_version,
+        # Left empty by the owner: the platform's defaults (the node's bounds hold either way).
+        workers=app.workers or DEFAULT_WORKERS,
+        threads=app.threads or DEFAULT_THREADS,
+        timeout=app.worker_timeout or 0,
         uid=app.owner.uid or 0,
         gid=app.owner.gid or 0,
         enabled=app.enabled,

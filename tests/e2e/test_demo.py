@@ -157,6 +157,9 @@ def test_the_demo_serves_its_apps_and_one_signal_stops_everything(demo_dir):
             print(f"--- {log}\n{log.read_text(errors='replace')[-5000:]}")
         raise
     finally:
+        # Everything it started, also when the test failed before looking: the nodes start
+        # each app in a session of its own, out of reach of the demo's process group.
+        started.update(_tree(demo.pid))
         for pid in _still_running(started):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -94,17 +96,33 @@ def webapp_detail(request: HttpRequest, username: str, domain: str) -> HttpRespo
     action = "webapp.update" if request.method == "POST" else "webapp.read"
     webapp = access.owned_webapp(request.user, username, domain, action, _origin(request))
     form = WebAppUpdateForm(request.POST or None, initial=_settings_initial(webapp))
-    if request.method == "POST" and form.is_valid():
+    if request.method != "POST":
+        return _render_detail(request, webapp, form=form)
+    return _update_from_form(
+        request, webapp, form, "form", lambda: form.cleaned_data, f"Saved {webapp.domain_display}."
+    )
+
+
+def _update_from_form(
+    request: HttpRequest,
+    webapp: WebApp,
+    form,
+    name: str,
+    changes: Callable[[], dict],
+    saved: str,
+) -> HttpResponse:
+    """One form of the app's page: a valid one's ``changes()`` through the one update action,
+    then back to the page with ``saved``; else the page again, the form (``name`` in the
+    template) showing the action's error beside its field."""
+    if form.is_valid():
         try:
-            actions.do_update_webapp(
-                webapp, form.cleaned_data, actor=request.user, origin=_origin(request)
-            )
+            actions.do_update_webapp(webapp, changes(), actor=request.user, origin=_origin(request))
         except actions.ActionError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
         else:
-            messages.success(request, f"Saved {webapp.domain_display}.")
+            messages.success(request, saved)
             return redirect("webapp-detail", username=request.user.username, domain=webapp.domain)
-    return _render_detail(request, webapp, form=form)
+    return _render_detail(request, webapp, **{name: form})
 
 
 def _render_detail(request: HttpRequest, webapp: WebApp, **forms) -> HttpResponse:
@@ -164,17 +182,8 @@ def _protection_initial(webapp: WebApp) -> dict:
 def webapp_protection(request: HttpRequest, username: str, domain: str) -> HttpResponse:
     webapp = access.owned_webapp(request.user, username, domain, "webapp.update", _origin(request))
     form = PasswordProtectionForm(request.POST)
-    if form.is_valid():
-        try:
-            actions.do_update_webapp(
-                webapp, form.changes(), actor=request.user, origin=_origin(request)
-            )
-        except actions.ActionError as exc:
-            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
-        else:
-            messages.success(request, f"Saved the password protection of {webapp.domain_display}.")
-            return redirect("webapp-detail", username=request.user.username, domain=webapp.domain)
-    return _render_detail(request, webapp, protection_form=form)
+    saved = f"Saved the password protection of {webapp.domain_display}."
+    return _update_from_form(request, webapp, form, "protection_form", form.changes, saved)
 
 
 @login_required
@@ -183,21 +192,8 @@ def webapp_server(request: HttpRequest, username: str, domain: str) -> HttpRespo
     """The app server's settings; they take effect at the app's next reload."""
     webapp = access.owned_webapp(request.user, username, domain, "webapp.update", _origin(request))
     form = AppServerForm(request.POST)
-    if form.is_valid():
-        try:
-            actions.do_update_webapp(
-                webapp, form.cleaned_data, actor=request.user, origin=_origin(request)
-            )
-        except actions.ActionError as exc:
-            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
-        else:
-            messages.success(
-                request,
-                f"Saved the app server settings of {webapp.domain_display}: reload it to apply "
-                "them.",
-            )
-            return redirect("webapp-detail", username=request.user.username, domain=webapp.domain)
-    return _render_detail(request, webapp, server_form=form)
+    saved = f"Saved the app server settings of {webapp.domain_display}: reload it to apply them."
+    return _update_from_form(request, webapp, form, "server_form", lambda: form.cleaned_data, saved)
 
 
 def _set_enabled(request: HttpRequest, username: str, domain: str, enabled: bool) -> HttpResponse:

@@ -22,7 +22,11 @@ nginx's master and worker; from /proc, utime+stime), medians over rounds, with t
 node/nginx (targets: req/s >= 0.95x, p99 <= 1.3x) and node/direct (medians of each round's
 ratio), and the load average. Then
 it edits the app's code and reloads it `--reloads` times over the node's control socket, timing
-each from the reload request until a request through the node gets the new code: p50/p99.
+each from the reload request until a request through the node gets the new code, interleaved
+with the peer ``raw kill -HUP``: the app's gunicorn command line as the node builds it (so the
+node's gunicorn config file, with its hash-checked imports), run by hand on a copy of the code
+behind a unix socket, edited the same way, sent SIGHUP and polled until a request gets the new
+code. p50/p99 of both and node/HUP (target <= 1.2x), one untimed reload of each first.
 ``--hop-only`` stops after the req/s rounds.
 
 Isolation (as root, where the node can sandbox): two nodes of the same code, one running apps in
@@ -31,7 +35,8 @@ their owners' sandboxes (bubblewrap, setpriv, cgroups, egress through veth and N
 lookup (no database). wrk drives both in interleaved rounds (req/s, p99); the cold start is the
 first request to an app that is not running, measured on `--cold` fresh apps per node,
 interleaved; the script prints on/off ratios and differences.
-Loopback only; bounded: about rounds x 5 x duration seconds plus ~40 s of setup and reloads.
+Loopback only; bounded: about rounds x 5 x duration seconds plus ~40 s of setup and reloads
+(each poll for new code gives up after 30 s).
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ import json
 import os
 import re
 import shutil
+import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -68,11 +75,14 @@ from tests.webapps.node.support import (  # noqa: E402
     write_app,
 )
 from webapps.node.control import call  # noqa: E402
-from webapps.node.spec import AppSpec  # noqa: E402
+from webapps.node.spec import AppSpec, gunicorn_argv  # noqa: E402
 
 DOMAIN = "bench.apps.localhost"
 OWNER = "bencher"
 CONNECTIONS = 16
+# Between polls for the new code: old workers answer at once, and a busy loop of requests
+# to them would take the CPU the new workers import with.
+POLL = 0.002
 
 
 def app_source(version: int) -> str:
@@ -275,6 +285,104 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def unix_get(path: Path, timeout: float = 10) -> str:
+    """The body of ``GET /`` over the unix socket ``path`` (HTTP/1.0: the server closes)."""
+    data = b""
+    with socket.socket(socket.AF_UNIX) as conn:
+        conn.settimeout(timeout)
+        conn.connect(str(path))
+        conn.sendall(f"GET / HTTP/1.0\r\nHost: {DOMAIN}\r\n\r\n".encode())
+        while len(data) < 65536 and (chunk := conn.recv(65536)):
+            data += chunk
+    return data.partition(b"\r\n\r\n")[2].decode()
+
+
+def hup_peer(workdir: Path, spec: AppSpec) -> tuple[subprocess.Popen, Path, Path]:
+    """The app's gunicorn as the node starts it (its command line, so the node's config file
+    with its hash-checked imports), run by hand on a copy of the app's code: (process, code
+    directory, socket). The timeouts are the node's defaults; no sandbox."""
+    source = write_app(workdir / "peer-home", OWNER, DOMAIN, app_source(0))
+    sock = workdir / "peer.sock"
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        argv = gunicorn_argv(
+            spec, socket=sock, access_fd=devnull, timeout=60, graceful_timeout=13,
+            python=sys.executable,
+        )  # fmt: skip
+        popen = subprocess.Popen(
+            argv, cwd=source, env={"PATH": "/usr/bin:/bin", "HOME": str(source.parent)},
+            pass_fds=(devnull,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+    finally:
+        os.close(devnull)
+    return popen, source, sock
+
+
+def reload_to_new_code(node: NodeProcess, workdir: Path, spec: AppSpec, reloads: int) -> None:
+    """Time ``reloads`` edits + reloads until a request gets the new code: through the node's
+    control socket, and a raw HUP of a gunicorn like the app's, interleaved (the order reversed
+    every other time). One untimed reload of each first."""
+    peer, peer_source, sock = hup_peer(workdir, spec)
+    load_before = os.getloadavg()
+    reported: list[float] = []
+
+    def until(version: int, get, started: float) -> float:
+        deadline = started + 30
+        while True:
+            with contextlib.suppress(OSError):
+                if get() == f"version {version}":
+                    return (time.perf_counter() - started) * 1000
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"version {version} not served 30 s after its reload")
+            time.sleep(POLL)
+
+    def via_node(version: int) -> float:
+        write_app(workdir / "home", OWNER, DOMAIN, app_source(version))
+        started = time.perf_counter()
+        answer = call(node.control_socket, {"op": "reload", "domain": DOMAIN}, timeout=60)
+        assert answer["status"] == "OK", answer
+        reported.append(answer["duration_ms"])
+        return until(version, lambda: node.request(DOMAIN)[2], started)
+
+    def via_hup(version: int) -> float:
+        write_app(peer_source.parent.parent, OWNER, DOMAIN, app_source(version))
+        started = time.perf_counter()
+        os.kill(peer.pid, signal.SIGHUP)
+        return until(version, lambda: unix_get(sock), started)
+
+    try:
+        until(0, lambda: unix_get(sock), time.perf_counter())
+        latencies: dict[str, list[float]] = {"node": [], "HUP": []}
+        sides = {"node": via_node, "HUP": via_hup}
+        for version in range(1, reloads + 2):
+            for side, reload in sides.items() if version % 2 else reversed(sides.items()):
+                ms = reload(version)
+                if version > 1:
+                    latencies[side].append(ms)
+        del reported[0]
+    finally:
+        peer.terminate()
+        peer.wait(30)
+    p50 = {side: percentile(v, 0.5) for side, v in latencies.items()}
+    p99 = {side: percentile(v, 0.99) for side, v in latencies.items()}
+    print(f"reload to new code over {reloads} reloads each, interleaved:")
+    print(f"  node control socket  p50 {p50['node']:5.0f} ms   p99 {p99['node']:5.0f} ms   "
+          f"(node-reported duration_ms p50 {percentile(reported, 0.5):.0f})")  # fmt: skip
+    print(f"  raw kill -HUP        p50 {p50['HUP']:5.0f} ms   p99 {p99['HUP']:5.0f} ms")
+    r50, r99 = p50["node"] / p50["HUP"], p99["node"] / p99["HUP"]
+    print(f"  node/HUP: p50 x{r50:.2f} ({'met' if r50 <= 1.2 else 'not met'}), p99 x{r99:.2f} "
+          f"({'met' if r99 <= 1.2 else 'not met'}) (target <= 1.2)")  # fmt: skip
+    print_load(load_before)
+
+
+def print_load(before: tuple[float, float, float]) -> None:
+    after = os.getloadavg()
+    print(f"load average (1/5/15 min): before {before[0]:.1f}/{before[1]:.1f}/{before[2]:.1f}, "
+          f"after {after[0]:.1f}/{after[1]:.1f}/{after[2]:.1f} on {os.cpu_count()} CPUs",
+          flush=True)  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="wrk runs per target")
@@ -366,30 +474,11 @@ def main() -> int:
         )
         print(f"node/direct: req/s x{ratio(0, 'gunicorn direct'):.2f}, "
               f"p99 x{ratio(1, 'gunicorn direct'):.2f}")  # fmt: skip
-        after = os.getloadavg()
-        print(f"load average (1/5/15 min): before {load_before[0]:.1f}/{load_before[1]:.1f}/"
-              f"{load_before[2]:.1f}, after {after[0]:.1f}/{after[1]:.1f}/{after[2]:.1f} "
-              f"on {os.cpu_count()} CPUs", flush=True)  # fmt: skip
+        print_load(load_before)
         if args.hop_only:
             return 0
 
-        latencies, reported = [], []
-        for version in range(1, args.reloads + 1):
-            write_app(workdir / "home", OWNER, DOMAIN, app_source(version))
-            started = time.perf_counter()
-            answer = call(node.control_socket, {"op": "reload", "domain": DOMAIN}, timeout=60)
-            assert answer["status"] == "OK", answer
-            deadline = started + 30
-            while node.request(DOMAIN)[2] != f"version {version}":
-                if time.perf_counter() > deadline:
-                    raise RuntimeError(f"version {version} not served 30 s after its reload")
-            latencies.append((time.perf_counter() - started) * 1000)
-            reported.append(answer["duration_ms"])
-        print(
-            f"reload to new code over {args.reloads} reloads: "
-            f"p50 {percentile(latencies, 0.5):.0f} ms, p99 {percentile(latencies, 0.99):.0f} ms "
-            f"(node-reported duration_ms p50 {percentile(reported, 0.5):.0f})"
-        )
+        reload_to_new_code(node, workdir, spec, args.reloads)
         isolation_cost(wrk, workdir, source, args)
     finally:
         if nginx is not None:

@@ -47,6 +47,7 @@ import contextlib
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -75,7 +76,7 @@ from tests.webapps.node.support import (  # noqa: E402
     write_app,
 )
 from webapps.node.control import call  # noqa: E402
-from webapps.node.spec import AppSpec, gunicorn_argv  # noqa: E402
+from webapps.node.spec import READY_FD_ENV, AppSpec, gunicorn_argv  # noqa: E402
 
 DOMAIN = "bench.apps.localhost"
 OWNER = "bencher"
@@ -297,33 +298,48 @@ def unix_get(path: Path, timeout: float = 10) -> str:
     return data.partition(b"\r\n\r\n")[2].decode()
 
 
-def hup_peer(workdir: Path, spec: AppSpec) -> tuple[subprocess.Popen, Path, Path]:
+def hup_peer(workdir: Path, spec: AppSpec) -> tuple[subprocess.Popen, Path, Path, int]:
     """The app's gunicorn as the node starts it (its command line, so the node's config file
     with its hash-checked imports), run by hand on a copy of the app's code: (process, code
-    directory, socket). The timeouts are the node's defaults; no sandbox."""
+    directory, socket, the read end of the pipe its workers announce readiness on, as to the
+    node). The timeouts are the node's defaults; no sandbox."""
     source = write_app(workdir / "peer-home", OWNER, DOMAIN, app_source(0))
     sock = workdir / "peer.sock"
     devnull = os.open(os.devnull, os.O_WRONLY)
+    ready_r, ready_w = os.pipe()
     try:
         argv = gunicorn_argv(
             spec, socket=sock, access_fd=devnull, timeout=60, graceful_timeout=13,
             python=sys.executable,
         )  # fmt: skip
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(source.parent), READY_FD_ENV: str(ready_w)}
         popen = subprocess.Popen(
-            argv, cwd=source, env={"PATH": "/usr/bin:/bin", "HOME": str(source.parent)},
-            pass_fds=(devnull,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True,
+            argv, cwd=source, env=env, pass_fds=(devnull, ready_w),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
     finally:
         os.close(devnull)
-    return popen, source, sock
+        os.close(ready_w)
+    return popen, source, sock, ready_r
+
+
+def read_lines(fd: int, count: int, timeout: float = 30) -> None:
+    """Read ``count`` lines from ``fd`` within ``timeout`` seconds."""
+    deadline, seen = time.monotonic() + timeout, 0
+    while seen < count:
+        if not select.select([fd], [], [], max(0, deadline - time.monotonic()))[0]:
+            raise RuntimeError(f"{count - seen} of {count} workers not ready in {timeout:g} s")
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            raise RuntimeError("the peer gunicorn exited")
+        seen += chunk.count(b"\n")
 
 
 def reload_to_new_code(node: NodeProcess, workdir: Path, spec: AppSpec, reloads: int) -> None:
     """Time ``reloads`` edits + reloads until a request gets the new code: through the node's
     control socket, and a raw HUP of a gunicorn like the app's, interleaved (the order reversed
     every other time). One untimed reload of each first."""
-    peer, peer_source, sock = hup_peer(workdir, spec)
+    peer, peer_source, sock, ready = hup_peer(workdir, spec)
     load_before = os.getloadavg()
     reported: list[float] = []
 
@@ -349,10 +365,14 @@ def reload_to_new_code(node: NodeProcess, workdir: Path, spec: AppSpec, reloads:
         write_app(peer_source.parent.parent, OWNER, DOMAIN, app_source(version))
         started = time.perf_counter()
         os.kill(peer.pid, signal.SIGHUP)
-        return until(version, lambda: unix_get(sock), started)
+        ms = until(version, lambda: unix_get(sock), started)
+        # Untimed: the next edit must not meet a worker still importing (a half-written file
+        # stops gunicorn); the node waits for every new worker within its reload.
+        read_lines(ready, spec.workers)
+        return ms
 
     try:
-        until(0, lambda: unix_get(sock), time.perf_counter())
+        read_lines(ready, spec.workers)
         latencies: dict[str, list[float]] = {"node": [], "HUP": []}
         sides = {"node": via_node, "HUP": via_hup}
         for version in range(1, reloads + 2):
@@ -364,6 +384,7 @@ def reload_to_new_code(node: NodeProcess, workdir: Path, spec: AppSpec, reloads:
     finally:
         peer.terminate()
         peer.wait(30)
+        os.close(ready)
     p50 = {side: percentile(v, 0.5) for side, v in latencies.items()}
     p99 = {side: percentile(v, 0.99) for side, v in latencies.items()}
     print(f"reload to new code over {reloads} reloads each, interleaved:")

@@ -148,7 +148,9 @@ def sentinel_conf(
             f"sentinel auth-user {master_name} sentinel",
             f"sentinel auth-pass {master_name} {access.passwords['sentinel']}",
         ]
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # The sentinel rewrites the file under its umask (0644): the directory keeps it private.
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
     path.write_text("\n".join(lines) + "\n")
     path.chmod(0o600)
     return path

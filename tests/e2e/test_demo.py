@@ -10,6 +10,7 @@ import contextlib
 import http.client
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -24,7 +25,7 @@ import redis as redis_py
 
 from scripts.platform import REPO_ROOT
 from scripts.redis_users import ROLES
-from tests.support import free_port, wait_until
+from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -32,11 +33,13 @@ APP = "ironhand.apps.localhost"  # seed_demo's app for IronHand
 
 
 def _free_run(count: int) -> int:
-    """The first of ``count`` consecutive TCP ports that were all free a moment ago."""
+    """The first of ``count`` consecutive TCP ports that were all free a moment ago, below the
+    kernel's ephemeral range: the demo's processes open many outgoing connections (Redis, the
+    proxy to the nodes, pebble), and any of them may take a port of that range before the
+    process meant to listen on it has bound it."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     for _ in range(50):
-        first = free_port()
-        if first + count > 65535:
-            continue
+        first = random.randrange(10000, low - count)
         with contextlib.ExitStack() as held:
             try:
                 for port in range(first, first + count):
@@ -45,7 +48,7 @@ def _free_run(count: int) -> int:
             except OSError:
                 continue
             return first
-    raise RuntimeError(f"no {count} consecutive free ports")
+    raise RuntimeError(f"no {count} consecutive free ports below {low}")
 
 
 def _get(port: int, host: str) -> tuple[int, str]:
@@ -127,10 +130,11 @@ def demo_dir():
 @pytest.mark.parametrize("mode", ["single", "sentinel"])
 def test_the_demo_serves_its_apps_and_one_signal_stops_everything(demo_dir, mode):
     tmp_path = demo_dir
-    node_base = _free_run(4)
-    proxy, tls, admin = free_port(), free_port(), free_port()
-    # With Sentinel: the master on DEMO_REDIS_PORT, its replica on the next port.
-    redis = _free_run(2) if mode == "sentinel" else free_port()
+    # One run of free ports for all, so that no two are the same: the proxy's three, the four
+    # nodes', Redis (with Sentinel: the master, then its replica) and the three sentinels.
+    first = _free_run(12)
+    proxy, tls, admin = first, first + 1, first + 2
+    node_base, redis, sentinel = first + 3, first + 7, first + 9
     env = {
         "PATH": os.environ["PATH"],
         "HOME": os.environ.get("HOME", "/root"),
@@ -143,7 +147,7 @@ def test_the_demo_serves_its_apps_and_one_signal_stops_everything(demo_dir, mode
         "NODE_BASE_PORT": str(node_base),
     }
     if mode == "sentinel":
-        env.update({"DEMO_REDIS": "sentinel", "DEMO_SENTINEL_PORT": str(_free_run(3))})
+        env.update({"DEMO_REDIS": "sentinel", "DEMO_SENTINEL_PORT": str(sentinel)})
     output = (tmp_path / "demo.log").open("wb")
     demo = subprocess.Popen(
         [sys.executable, "-m", "scripts.demo"],

@@ -1,9 +1,10 @@
 """`make demo`: the whole platform on this machine, with embedded defaults.
 
-Starts a private Redis with access control (unless REDIS_URL is given: one user per role,
-passwords drawn once into var/redis/users.json, see scripts/redis_users.py; with
-DEMO_REDIS=sentinel a master, a replica and three sentinels instead, which every process reaches
-through a sentinel:// URL, without per-role users yet), migrates, seeds demo data idempotently,
+Starts a private Redis with access control (unless REDIS_URL is given: one user per role and
+per fleet member, passwords drawn once into var/redis/users.json, see scripts/redis_users.py;
+with DEMO_REDIS=sentinel a master, a replica and three sentinels instead, every instance with the
+same users and every process reaching the group through a sentinel:// URL with its own user,
+scripts/sentinels.py), migrates, seeds demo data idempotently,
 makes a local CA and certificate, prints where to look, then hands the long-running processes
 (Celery worker and beat, nodes b1..b4, the proxy) to honcho. Ctrl-C stops everything it started;
 running it again reuses var/ (database, credentials, certificate).
@@ -112,8 +113,9 @@ def start_private_redis(config: PlatformConfig) -> subprocess.Popen[bytes]:
 
 def start_sentinel_group(config: PlatformConfig) -> tuple[list[subprocess.Popen[bytes]], str]:
     """``DEMO_REDIS=sentinel``: a master on DEMO_REDIS_PORT, its replica on the next port and
-    three sentinels on DEMO_SENTINEL_PORT and the two after it (scripts/sentinels.py); returns
-    the processes and the group's sentinel:// URL."""
+    three sentinels on DEMO_SENTINEL_PORT and the two after it (scripts/sentinels.py), with the
+    same access control as the private Redis (the replica and the sentinels under users of their
+    own); returns the processes and the group's sentinel:// URL (without a user)."""
     port = _int_env("DEMO_REDIS_PORT", 6390)
     first_sentinel = _int_env("DEMO_SENTINEL_PORT", 26390)
     redis = [sentinels.Instance("127.0.0.1", port + i) for i in range(2)]
@@ -124,20 +126,23 @@ def start_sentinel_group(config: PlatformConfig) -> tuple[list[subprocess.Popen[
                 f"demo: port {instance.port} is taken; is another demo running? "
                 "Stop it, set DEMO_REDIS_PORT and DEMO_SENTINEL_PORT, or give REDIS_URL"
             )
+    check_acl_support(redis_server_binary())
+    access = sentinels.Access.write(
+        config.var_dir, config.members(), os.environ.get("REDIS_PREFIX", "hosting:")
+    )
     root = config.var_dir / "sentinel"
     processes: list[subprocess.Popen[bytes]] = []
     try:
         for index, instance in enumerate(redis):
             data = root / f"redis{index}"
-            data.mkdir(parents=True, exist_ok=True)
-            argv = sentinels.redis_argv(
-                instance, data, replica_of=None if index == 0 else redis[0], save="60 1"
-            )
+            data.mkdir(mode=0o700, parents=True, exist_ok=True)
+            argv = sentinels.redis_argv(instance, data, access=access, save="60 1",
+                                        replica_of=None if index == 0 else redis[0])  # fmt: skip
             processes.append(subprocess.Popen(argv, cwd=data))
         for index, watcher in enumerate(watchers):
             # A fresh configuration each start: the first instance is the master again.
             conf = sentinels.sentinel_conf(root / f"sentinel{index}" / "sentinel.conf", watcher,
-                                           redis[0])  # fmt: skip
+                                           redis[0], access=access)  # fmt: skip
             processes.append(subprocess.Popen(sentinels.sentinel_argv(conf), cwd=conf.parent))
         deadline = time.monotonic() + 15
         for instance in (*redis, *watchers):
@@ -237,13 +242,13 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"demo: DEMO_REDIS={mode!r} must be 'single' or 'sentinel'")
     redis = None
     group: list[subprocess.Popen[bytes]] = []
-    if "REDIS_URL" in os.environ:
-        pass
-    elif mode == "sentinel":
-        group, url = start_sentinel_group(config)
-        config = dataclasses.replace(config, redis_url=url)
-    else:
-        redis = start_private_redis(config)
+    if "REDIS_URL" not in os.environ:
+        if mode == "sentinel":
+            group, url = start_sentinel_group(config)
+            config = dataclasses.replace(config, redis_url=url)
+        else:
+            redis = start_private_redis(config)
+        # Each process its own user, on the one Redis or through the sentinels alike.
         passwords = redis_users.ensure_passwords(config.var_dir, config.members())
         config = dataclasses.replace(
             config, redis_urls=redis_users.urls(config.redis_url, passwords)

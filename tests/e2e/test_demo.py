@@ -1,13 +1,16 @@
 """`make demo` as someone trying the platform runs it: a fresh ``VAR_DIR``, every process of the
 demo started by ``scripts.demo``, a seeded app served through the proxy (and over HTTPS with a
 certificate from the local ACME server when pebble is installed), and one signal to the demo
-stops everything it started, the apps' sandboxed processes included."""
+stops everything it started, the apps' sandboxed processes included; with one Redis and with
+``DEMO_REDIS=sentinel``, whose master and replica hold the same users."""
 
 from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -18,9 +21,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import redis as redis_py
 
 from scripts.platform import REPO_ROOT
-from tests.support import free_port, wait_until
+from scripts.redis_users import ROLES
+from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -28,11 +33,13 @@ APP = "ironhand.apps.localhost"  # seed_demo's app for IronHand
 
 
 def _free_run(count: int) -> int:
-    """The first of ``count`` consecutive TCP ports that were all free a moment ago."""
+    """The first of ``count`` consecutive TCP ports that were all free a moment ago, below the
+    kernel's ephemeral range: the demo's processes open many outgoing connections (Redis, the
+    proxy to the nodes, pebble), and any of them may take a port of that range before the
+    process meant to listen on it has bound it."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     for _ in range(50):
-        first = free_port()
-        if first + count > 65535:
-            continue
+        first = random.randrange(10000, low - count)
         with contextlib.ExitStack() as held:
             try:
                 for port in range(first, first + count):
@@ -41,7 +48,7 @@ def _free_run(count: int) -> int:
             except OSError:
                 continue
             return first
-    raise RuntimeError(f"no {count} consecutive free ports")
+    raise RuntimeError(f"no {count} consecutive free ports below {low}")
 
 
 def _get(port: int, host: str) -> tuple[int, str]:
@@ -92,6 +99,23 @@ def _still_running(processes: dict[int, str]) -> list[int]:
     return [pid for pid, started in processes.items() if _start_time(pid) == started]
 
 
+def _acl_users(port: int, admin_password: str) -> set[str]:
+    """The users of the Redis on ``port``, asked as the operator's ``admin``; refused without
+    a password first (the default user is off)."""
+    anonymous = redis_py.Redis("127.0.0.1", port, socket_timeout=5)
+    try:
+        with pytest.raises(redis_py.AuthenticationError):
+            anonymous.ping()
+    finally:
+        anonymous.close()
+    admin = redis_py.Redis("127.0.0.1", port, username="admin", password=admin_password,
+                           socket_timeout=5, decode_responses=True)  # fmt: skip
+    try:
+        return set(admin.acl_users())
+    finally:
+        admin.close()
+
+
 @pytest.fixture
 def demo_dir():
     # Not under pytest's basetemp: pytest makes that 0700 again at every session's start, and
@@ -103,10 +127,14 @@ def demo_dir():
 
 
 @pytest.mark.timeout(420)
-def test_the_demo_serves_its_apps_and_one_signal_stops_everything(demo_dir):
+@pytest.mark.parametrize("mode", ["single", "sentinel"])
+def test_the_demo_serves_its_apps_and_one_signal_stops_everything(demo_dir, mode):
     tmp_path = demo_dir
-    node_base = _free_run(4)
-    proxy, tls, admin, redis = free_port(), free_port(), free_port(), free_port()
+    # One run of free ports for all, so that no two are the same: the proxy's three, the four
+    # nodes', Redis (with Sentinel: the master, then its replica) and the three sentinels.
+    first = _free_run(12)
+    proxy, tls, admin = first, first + 1, first + 2
+    node_base, redis, sentinel = first + 3, first + 7, first + 9
     env = {
         "PATH": os.environ["PATH"],
         "HOME": os.environ.get("HOME", "/root"),
@@ -118,6 +146,8 @@ def test_the_demo_serves_its_apps_and_one_signal_stops_everything(demo_dir):
         "PROXY_ADMIN_PORT": str(admin),
         "NODE_BASE_PORT": str(node_base),
     }
+    if mode == "sentinel":
+        env.update({"DEMO_REDIS": "sentinel", "DEMO_SENTINEL_PORT": str(sentinel)})
     output = (tmp_path / "demo.log").open("wb")
     demo = subprocess.Popen(
         [sys.executable, "-m", "scripts.demo"],
@@ -143,6 +173,13 @@ def test_the_demo_serves_its_apps_and_one_signal_stops_everything(demo_dir):
             issuer = wait_until(lambda: _issuer(tls, APP, acme_root), 120, interval=0.5,
                                 what=f"{APP}'s certificate from the local ACME server")  # fmt: skip
             assert issuer.startswith("Pebble")
+        # Every Redis instance with the platform's users (and a group's own), none without one.
+        users_file = tmp_path / "var" / "redis" / "users.json"
+        passwords = json.loads(users_file.read_text())
+        assert set(ROLES) <= set(passwords) and "node-b1" in passwords, sorted(passwords)
+        group = {"replica", "sentinel"} if mode == "sentinel" else set()
+        for port in [redis, redis + 1] if mode == "sentinel" else [redis]:
+            assert _acl_users(port, passwords["admin"]) == {"default", *passwords, *group}
         started = _tree(demo.pid)
         assert len(started) > 10, started  # redis, honcho, celery, four nodes, their apps, ...
         # A signal to the demo alone, not to its process group: it must stop everything.

@@ -51,13 +51,13 @@ from scripts import redis_users
 from scripts.platform import REPO_ROOT, NodeSpec, PlatformConfig, process_table
 from scripts.sentinels import (
     MASTER_NAME,
+    Access,
     Instance,
     redis_argv,
     sentinel_argv,
     sentinel_conf,
     sentinel_url,
 )
-from scripts.sentinels import acl_lines as group_acl_lines
 from tests.support import wait_until
 from webapps.node.control import call
 
@@ -191,10 +191,8 @@ class Bed:
     config: PlatformConfig | None = None
     # The proxies' admin port token (they listen on their host's address, not loopback).
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
-    # The replica's and the sentinels' Redis passwords (the platform's are in VAR_DIR/redis).
-    group_passwords: dict[str, str] = field(
-        default_factory=lambda: {u: secrets.token_urlsafe(24) for u in ("replica", "sentinel")}
-    )
+    # The group's ACL file and the replica's and sentinels' passwords (``start_redis_group``).
+    access: Access | None = None
 
     # --- the network ---------------------------------------------------------------------
     @staticmethod
@@ -306,30 +304,23 @@ class Bed:
     def sentinels(self) -> list[Instance]:
         return [Instance(address(h, "redis"), SENTINEL_PORT) for h in REDIS_HOSTS]
 
-    @property
-    def acl_file(self) -> Path:
-        return self.var_dir / "redis" / "users.acl"
-
     def start_redis(self, host: str, replica_of: Instance | None) -> None:
+        assert self.access is not None, "start_redis_group first"
         data = self.var_dir / "redis" / host
         data.mkdir(parents=True, exist_ok=True)
-        # Every instance alike (any may be promoted): the same users, the replica's password.
         argv = redis_argv(self.redis_instance(host), data, replica_of=replica_of,
-                          acl_file=self.acl_file,
-                          replica_password=self.group_passwords["replica"])  # fmt: skip
+                          access=self.access)  # fmt: skip
         self.spawn(f"redis-{host}", host, argv, dict(os.environ), cwd=data)
 
     def start_redis_group(self) -> None:
-        redis_users.write_acl_file(
-            self.var_dir, members=MEMBERS, extra=group_acl_lines(self.group_passwords)
-        )
+        self.access = Access.write(self.var_dir, members=MEMBERS)
         master = self.redis_instance("r1")
         self.start_redis("r1", None)
         self.start_redis("r2", master)
         for host, sentinel in zip(REDIS_HOSTS, self.sentinels(), strict=True):
             conf = sentinel_conf(self.var_dir / "sentinel" / host / "sentinel.conf", sentinel,
                                  master, protected_mode=False,
-                                 sentinel_password=self.group_passwords["sentinel"],
+                                 access=self.access,
                                  down_after_ms=SENTINEL_DOWN_AFTER_MS)  # fmt: skip
             self.spawn(f"sentinel-{host}", host, sentinel_argv(conf), dict(os.environ),
                        cwd=conf.parent)  # fmt: skip

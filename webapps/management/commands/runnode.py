@@ -293,12 +293,14 @@ def webapp_spec(domain: str) -> AppSpec | None:
 
     The node's app lookup: it calls this in its one lookup thread, never on its event loop.
     """
-    from django.db import close_old_connections
+    from django.db import close_old_connections, connection
 
     from webapps.models import WebApp
 
-    # This runs outside any request: drop a connection the database may have closed meanwhile.
-    close_old_connections()
+    # This runs outside any request: drop a connection the database may have closed meanwhile
+    # (not inside a transaction, where Django would take that connection for a broken one).
+    if not connection.in_atomic_block:
+        close_old_connections()
     app = (
         WebApp.objects.select_related("owner")
         .prefetch_related("static_files")

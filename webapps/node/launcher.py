@@ -226,11 +226,7 @@ def run(config: dict) -> int:
         return os.waitstatus_to_exitcode(status)
     except BaseException:
         if pid:
-            try:
-                os.kill(pid, _signal.SIGKILL)
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
+            _kill_and_reap(pid)
         raise
     finally:
         for fd in (info_r, info_w, block_r, block_w, args_r, args_w):
@@ -397,8 +393,7 @@ def spawn_tool(argv: list[str], stdin: str, timeout: float = TOOL_TIMEOUT) -> tu
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                os.kill(pid, _signal.SIGKILL)
-                os.waitpid(pid, 0)
+                _kill_and_reap(pid)
                 pid = 0
                 raise LaunchError(f"{argv[0]} did not finish within {timeout:g} s")
             ready, _, _ = select.select([err_r], [], [], remaining)
@@ -415,11 +410,16 @@ def spawn_tool(argv: list[str], stdin: str, timeout: float = TOOL_TIMEOUT) -> tu
         if in_w >= 0:
             os.close(in_w)
         if pid:
-            try:
-                os.kill(pid, _signal.SIGKILL)
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
+            _kill_and_reap(pid)
+
+
+def _kill_and_reap(pid: int) -> None:
+    """Kill our child ``pid`` and collect it (it may have been collected already)."""
+    try:
+        os.kill(pid, _signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
 
 
 def _exit_like(code: int) -> None:

@@ -951,9 +951,14 @@ def _pidfile(socket: Path) -> Path:
     return socket.parent.with_name(socket.parent.name + ".pid")
 
 
+def _stat_after_name(pid: int) -> list[str]:
+    """``/proc/<pid>/stat`` from field 3 (state) on: index 0 the state, 19 the start time."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def _start_time(pid: int) -> str:
     """The start time of ``pid`` in clock ticks since boot (``/proc/<pid>/stat``, field 22)."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    return _stat_after_name(pid)[19]
 
 
 def _start_time_or_empty(pid: int) -> str:
@@ -967,10 +972,10 @@ def _is_alive(pid: int, start: str) -> bool:
     """Whether ``pid`` is still the process that had start time ``start`` (not a recycled pid),
     and not a zombie waiting for its parent."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
+        stat = _stat_after_name(pid)
+    except OSError:
         return False
-    return stat[19] == start and stat[0] != "Z"
+    return len(stat) > 19 and stat[19] == start and stat[0] != "Z"
 
 
 def _descendant_pids(pid: int) -> list[tuple[int, int]]:
